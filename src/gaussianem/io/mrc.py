@@ -1,0 +1,71 @@
+"""MRC volumes and image stacks (mrcfile), with clear errors for damaged files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from gaussianem.io.atomic import atomic_path
+
+
+class InputError(ValueError):
+    """Bad user input: the CLI reports it in one line and exits with code 2."""
+
+
+def _open(path: Path, mmap: bool):
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    try:
+        return (mrcfile.mmap if mmap else mrcfile.open)(path, mode="r", permissive=False)
+    except Exception as exc:  # mrcfile raises ValueError/OSError with varied text on damaged headers
+        raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
+
+
+def read_volume(path: str | Path) -> tuple[np.ndarray, float, tuple[float, float, float]]:
+    """Read a map -> (volume (D, D, D) float32 ``[z, y, x]``, voxel size Å, origin (x, y, z) Å)."""
+    path = Path(path)
+    with _open(path, mmap=False) as m:
+        data = np.asarray(m.data, dtype=np.float32).copy()
+        voxel = float(m.voxel_size.x)
+        origin = (float(m.header.origin.x), float(m.header.origin.y), float(m.header.origin.z))
+    if data.ndim != 3:
+        raise InputError(f"{path}: expected a 3-D map, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise InputError(f"{path}: the map holds {int((~np.isfinite(data)).sum())} non-finite voxels")
+    return data, voxel, origin
+
+
+def write_volume(
+    path: str | Path, volume: np.ndarray, voxel_size_angstrom: float,
+    origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> None:
+    """Write a float32 map ``[z, y, x]`` with voxel size and origin in the header, atomically."""
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as m:
+            m.set_data(np.ascontiguousarray(volume, dtype=np.float32))
+            m.voxel_size = voxel_size_angstrom
+            m.header.origin.x, m.header.origin.y, m.header.origin.z = origin_angstrom
+            m.update_header_stats()
+
+
+def open_stack(path: str | Path):
+    """Memory-map an image stack; returns the open mrcfile object (use as a context manager).
+
+    ``obj.data`` is (N, D, D) (a single image comes back as (1, D, D) through :func:`stack_shape`).
+    """
+    return _open(Path(path), mmap=True)
+
+
+def stack_shape(path: str | Path) -> tuple[int, int, int]:
+    """(N, ny, nx) of a stack, read from the header alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    try:
+        with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
+            h = m.header
+            return int(h.nz), int(h.ny), int(h.nx)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
