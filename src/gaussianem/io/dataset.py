@@ -1,0 +1,149 @@
+"""The dataset folder written by ``preprocess`` (a contract: other commands and users read it).
+
+Layout::
+
+    dataset.json          manifest: n_particles, box_size, pixel_size_angstrom, original_box_size,
+                          original_pixel_size_angstrom, contrast ("inverted" | "as-is"), image_std, source_path,
+                          source_kind, pose_check, ...
+    particles.mrcs        (N, D, D) float32, Fourier-cropped, contrast already made white (positive CTF)
+    poses.npz             rotation (N, 3, 3) RELION matrices A; shift_angstrom (N, 2) RELION origins in Å
+    ctf.npz               defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, voltage_kv, cs_mm,
+                          amplitude_contrast, phase_shift_deg: each (N,)   (absent for data without CTF)
+    source_index.npy      (N,) row of every particle in the input file, for ``select``
+    gaussians_init.ply    the initial Gaussian cloud
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gaussianem.io.atomic import atomic_path
+from gaussianem.io.mrc import InputError, open_stack
+
+CTF_FIELDS = (
+    "defocus_u_angstrom",
+    "defocus_v_angstrom",
+    "defocus_angle_deg",
+    "voltage_kv",
+    "cs_mm",
+    "amplitude_contrast",
+    "phase_shift_deg",
+)
+
+MANIFEST = "dataset.json"
+PARTICLES = "particles.mrcs"
+POSES = "poses.npz"
+CTF = "ctf.npz"
+SOURCE_INDEX = "source_index.npy"
+GAUSSIANS_INIT = "gaussians_init.ply"
+
+
+def write_json_atomic(path: str | Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def write_poses(root: Path, rotation: np.ndarray, shift_angstrom: np.ndarray) -> None:
+    save_npz_atomic(root / POSES, rotation=np.asarray(rotation, np.float64),
+                    shift_angstrom=np.asarray(shift_angstrom, np.float64))
+
+
+def write_ctf(root: Path, ctf: dict[str, np.ndarray]) -> None:
+    missing = [k for k in CTF_FIELDS if k not in ctf]
+    if missing:
+        raise ValueError(f"CTF parameters lack {missing}")
+    save_npz_atomic(root / CTF, **{k: np.asarray(ctf[k], np.float64) for k in CTF_FIELDS})
+
+
+@dataclass
+class ParticleDataset:
+    """A preprocessed dataset: memory-mapped images plus poses and CTF, all indexable by particle."""
+
+    root: Path
+    manifest: dict
+    images: np.ndarray  # (N, D, D) float32, memory-mapped
+    rotations: np.ndarray  # (N, 3, 3)
+    shifts_angstrom: np.ndarray  # (N, 2)
+    ctf: dict[str, np.ndarray] | None = None  # each (N,)
+    source_index: np.ndarray | None = None
+    _mrc: object = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.images.shape[0])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def box_size(self) -> int:
+        return int(self.manifest["box_size"])
+
+    @property
+    def pixel_size_angstrom(self) -> float:
+        return float(self.manifest["pixel_size_angstrom"])
+
+    @property
+    def gaussians_init(self) -> Path:
+        return self.root / GAUSSIANS_INIT
+
+    def ctf_batch(self, index: np.ndarray, device=None, dtype=torch.float32) -> dict[str, torch.Tensor] | None:
+        """CTF parameters of the particles ``index`` as tensors (B,) for :func:`physics.ctf.ctf_rfft2`."""
+        if self.ctf is None:
+            return None
+        return {k: torch.as_tensor(v[index], dtype=dtype, device=device) for k, v in self.ctf.items()}
+
+    def close(self) -> None:
+        if self._mrc is not None:
+            self._mrc.close()
+            self._mrc = None
+
+
+def load_dataset(path: str | Path) -> ParticleDataset:
+    """Open a dataset folder written by ``preprocess`` (or by tests/simulators following the same layout)."""
+    root = Path(path)
+    if not (root / MANIFEST).is_file():
+        raise InputError(f"{root} is not a GaussianEM dataset folder (no {MANIFEST}); run 'gaussianem preprocess'")
+    manifest = json.loads((root / MANIFEST).read_text())
+    mrc = open_stack(root / PARTICLES)
+    images = mrc.data
+    if images.ndim == 2:
+        images = images[None]
+    poses = np.load(root / POSES)
+    rotations, shifts = poses["rotation"], poses["shift_angstrom"]
+    ctf = None
+    if (root / CTF).is_file():
+        with np.load(root / CTF) as f:
+            ctf = {k: f[k] for k in f.files}
+    source_index = np.load(root / SOURCE_INDEX) if (root / SOURCE_INDEX).is_file() else None
+    n = images.shape[0]
+    counts = {"poses": len(rotations), "shifts": len(shifts)}
+    if ctf is not None:
+        counts.update({f"ctf {k}": len(v) for k, v in ctf.items()})
+    bad = {k: v for k, v in counts.items() if v != n}
+    if bad:
+        raise InputError(f"{root}: {n} images but {bad}")
+    return ParticleDataset(root, manifest, images, rotations, shifts, ctf, source_index, mrc)
