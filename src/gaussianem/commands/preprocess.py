@@ -1,0 +1,50 @@
+"""Preprocess RELION (.star), cryoSPARC (.cs) or cryoDRGN-style (.mrcs/.txt + pkl) particles into a dataset folder.
+
+Reads the particles, poses and CTF, Fourier-crops the images to the working box, samples initial Gaussians from the
+consensus map, checks poses and contrast against the images, and writes OUTDIR (dataset.json, particles.mrcs,
+poses.npz, ctf.npz, source_index.npy, gaussians_init.ply).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gaussianem.preprocess import PreprocessConfig, preprocess
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("particles", type=Path, help="particles: RELION .star, cryoSPARC .cs, or a .mrcs/.txt stack")
+    parser.add_argument("-o", "--outdir", type=Path, required=True, help="output dataset folder")
+    parser.add_argument("--map", dest="map_path", type=Path, required=True, help="consensus map (.mrc)")
+    parser.add_argument("--threshold", type=float, help="contour level of the map (default: automatic)")
+    parser.add_argument("--box", type=int, help="working box in pixels (even, <= the particles' box)")
+    parser.add_argument("--apix", type=float, help="working pixel size in Å (default: input pixel size × D/box)")
+    parser.add_argument("--poses", type=Path, help="poses of a .mrcs/.txt stack: cryoDRGN pose .pkl or "
+                        "GaussianEM poses.npy (N×5 rot,tilt,psi,x,y px or N×11)")
+    parser.add_argument("--ctf", type=Path, help="CTF of a .mrcs/.txt stack: cryoDRGN ctf .pkl or ctf.npy (N×9)")
+    parser.add_argument("--datadir", type=Path, help="folder the star/cs image paths are relative to")
+    sign = parser.add_mutually_exclusive_group()
+    sign.add_argument("--invert", dest="invert", action="store_true", default=None,
+                      help="the particles are dark: flip them (default: decided from the data)")
+    sign.add_argument("--no-invert", dest="invert", action="store_false",
+                      help="the particles are white: keep them (default: decided from the data)")
+    parser.add_argument("--chunk", type=int, help="particles per chunk (default: ~64 MiB of input images)")
+    parser.add_argument("--drop-bad", action="store_true", help="drop particles with non-finite pixels")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUTDIR")
+    parser.add_argument("--input-apix", type=float,
+                        help="pixel size (Å) of a bare stack whose CTF file and MRC header give none")
+    parser.add_argument("--n-check", type=int, default=1000, help="particles sampled for the pose/contrast check")
+    parser.add_argument("--device", default="cpu", help="torch device for the pose check (cpu, cuda, ...)")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = PreprocessConfig(
+        particles=args.particles, outdir=args.outdir, map_path=args.map_path, threshold=args.threshold,
+        box=args.box, apix=args.apix, poses=args.poses, ctf=args.ctf, datadir=args.datadir, invert=args.invert,
+        chunk=args.chunk, drop_bad=args.drop_bad, overwrite=args.overwrite, input_apix=args.input_apix,
+        n_check=args.n_check, device=args.device, command_line=getattr(args, "command_line", ""),
+    )
+    out = preprocess(cfg)
+    print(f"dataset written to {out}")
+    return 0
