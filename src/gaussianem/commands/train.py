@@ -1,0 +1,104 @@
+"""Train the heterogeneity VAE (two encoders, one decoder) on a dataset folder; writes a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+
+from gaussianem.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+# (field, flag type, help) for the options beyond the main ones
+_SIZES = [
+    ("encoder_hidden", int, "image encoder width"),
+    ("encoder_layers", int, "image encoder hidden layers"),
+    ("gaussian_hidden", int, "Gaussian encoder width"),
+    ("gaussian_layers", int, "Gaussian encoder hidden layers"),
+    ("embedding_dim", int, "Gaussian embedding size"),
+    ("decoder_hidden", int, "decoder width"),
+    ("decoder_layers", int, "decoder hidden layers (the split first layer included)"),
+    ("decoder_features", int, "decoder feature layer before the heads"),
+    ("position_scale_angstrom", float, "Å per unit of the decoder's position output"),
+    ("window_radius", float, "soft window: inner radius (fraction of D/2)"),
+    ("window_edge", float, "soft window: cosine edge width (fraction of D/2)"),
+    ("projection_chunk", int, "Gaussians per projection chunk (lower to save GPU memory; default: automatic)"),
+    ("eval_batch_size", int, "batch size of the evaluation (encoding) pass"),
+]
+_LOSSES = [
+    ("kl_weight", float, "weight of the KL term"),
+    ("knn_weight", float, "weight of the latent kNN term"),
+    ("knn_start_epoch", int, "the kNN term is on in epochs after this one"),
+    ("knn_sample", int, "latents sampled from the memory bank per step"),
+    ("knn_near", int, "nearest sampled latents pulled"),
+    ("knn_far", int, "far latents pushed (half of them uniform in the bank's bounding box)"),
+    ("smoothness_weight", float, "weight of the embedding smoothness term"),
+    ("distance_weight", float, "weight of the neighbour-distance preservation term"),
+    ("alignment_weight", float, "weight of the displacement alignment term"),
+    ("repulsion_weight", float, "weight of the repulsion term"),
+    ("graph_radius", float, "radius of the smoothness/distance graph (× mean nearest-neighbour distance)"),
+    ("alignment_radius", float, "radius of the alignment/repulsion graph (× mean nearest-neighbour distance)"),
+    ("repulsion_fraction", float, "repel Gaussians closer than this × mean nearest-neighbour distance"),
+]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    d = _DEFAULTS
+    parser.add_argument("dataset", help="dataset folder written by 'gaussianem preprocess'")
+    parser.add_argument("-o", "--outdir", dest="rundir", required=True, help="run folder")
+    parser.add_argument("--gaussians", help="base Gaussian cloud (PLY); default DATASET/gaussians.ply if 'fit' "
+                        "has run, else DATASET/gaussians_init.ply")
+    parser.add_argument("--epochs", type=int, default=d["epochs"], help="number of epochs (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
+    parser.add_argument("--zdim", type=int, default=d["zdim"], help="latent dimension (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=d["lr"], help="AdamW learning rate (default %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="default %(default)s")
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default=d["lr_schedule"])
+    parser.add_argument("--seed", type=int, default=d["seed"])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
+                        help="default: cuda when available")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d["amp"],
+                        help="bf16 autocast for the MLPs on CUDA (projection and losses stay float32)")
+    parser.add_argument("--num-workers", type=int, default=d["num_workers"], help="data loading processes")
+    parser.add_argument("--load", help="initialise the weights from a run folder or a weights.E.pt")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUNDIR from its last checkpoint "
+                        "(its saved settings are used; --epochs, --device and --num-workers may change)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous run in RUNDIR")
+    parser.add_argument("--train-base", action="store_true", help="also train the base Gaussian cloud")
+    parser.add_argument("--predict-width", action="store_true", help="decode a per-particle Δwidth too")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training step (CUDA)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    sizes = parser.add_argument_group("layer sizes")
+    for name, typ, text in _SIZES:
+        sizes.add_argument(_flag(name), type=typ, default=d[name], help=f"{text} (default %(default)s)")
+    weights = parser.add_argument_group("losses")
+    for name, typ, text in _LOSSES:
+        weights.add_argument(_flag(name), type=typ, default=d[name], help=f"{text} (default %(default)s)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return TrainConfig(**values)
+
+
+def main(args: argparse.Namespace) -> int:
+    from gaussianem.training.hetero import TrainingError, train
+
+    cfg = config_from_args(args)
+    try:
+        rundir = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except TrainingError as exc:
+        log.error("%s", exc)
+        print(f"gaussianem train: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"training run in {rundir}")
+    return 0

@@ -1,0 +1,165 @@
+"""Losses of the heterogeneity VAE.
+
+- render: L1 between windowed, normalised images and CTF-filtered renders (mean over window-weighted pixels);
+- KL of the approximate posterior to N(0, I);
+- latent kNN (memory bank of mu): pull the nearest sampled latents with log(1 + d²), push far ones (mixed with
+  uniform points in the bank's bounding box) with log(1 + 1/d²);
+- geometric regularisers on radius graphs of the base cloud (r = factor × mean nearest-neighbour distance,
+  edge weights exp(1 - d/mean)): embedding smoothness, neighbour-distance preservation, displacement alignment,
+  repulsion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class RadiusGraph:
+    """Undirected edges (src[k], dst[k]) of a radius graph with rest lengths and weights, all (E,) tensors."""
+
+    src: Tensor
+    dst: Tensor
+    rest_length: Tensor
+    weight: Tensor
+    mean_nn: float
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.src.shape[0])
+
+    def to(self, device) -> RadiusGraph:
+        return RadiusGraph(self.src.to(device), self.dst.to(device), self.rest_length.to(device),
+                           self.weight.to(device), self.mean_nn)
+
+
+def mean_nearest_neighbour_distance(positions: np.ndarray) -> float:
+    """Mean distance (Å) from each point (G, 3) to its nearest other point."""
+    from scipy.spatial import cKDTree
+
+    if len(positions) < 2:
+        return 1.0
+    d, _ = cKDTree(positions).query(positions, k=2)
+    return float(np.mean(d[:, 1]))
+
+
+def radius_graph(positions: np.ndarray, factor: float, mean_nn: float | None = None,
+                 device=None) -> RadiusGraph:
+    """Radius graph of a cloud (G, 3) Å with r = factor × mean NN distance; weights exp(1 - d / mean_nn)."""
+    from scipy.spatial import cKDTree
+
+    positions = np.asarray(positions, np.float64)
+    mean_nn = mean_nearest_neighbour_distance(positions) if mean_nn is None else mean_nn
+    pairs = cKDTree(positions).query_pairs(factor * mean_nn, output_type="ndarray")
+    pairs = pairs.reshape(-1, 2).astype(np.int64)
+    d = np.linalg.norm(positions[pairs[:, 0]] - positions[pairs[:, 1]], axis=1)
+    w = np.exp(1.0 - d / mean_nn)
+    t = lambda a, dt=torch.float32: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
+    return RadiusGraph(t(pairs[:, 0], torch.long), t(pairs[:, 1], torch.long), t(d), t(w), mean_nn)
+
+
+def render_l1(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
+    """Mean window-weighted |rendered - images|: (B, D, D), (B, D, D), window (D, D) -> scalar."""
+    return ((rendered - images).abs() * window).sum() / (window.sum() * images.shape[0])
+
+
+def render_l1_per_image(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
+    """(B,) per-image window-weighted mean |rendered - images|."""
+    return ((rendered - images).abs() * window).sum((-1, -2)) / window.sum()
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dimensions, averaged over the batch (scalar)."""
+    return (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1)).mean()
+
+
+def knn_counts(n_bank: int, n_sample: int = 6400, n_near: int = 128, n_far: int = 640) -> tuple[int, int, int]:
+    """Scale the kNN loss's sample/near/far counts down for banks smaller than ``n_sample``, keeping ratios."""
+    if n_bank >= n_sample:
+        return n_sample, n_near, n_far
+    f = n_bank / n_sample
+    return n_bank, max(1, int(round(n_near * f))), max(1, int(round(n_far * f)))
+
+
+def knn_latent_loss(mu: Tensor, bank: Tensor, n_near: int, n_far: int, n_sample: int,
+                    generator: torch.Generator | None = None, batch_offset: int = 0,
+                    global_batch: int | None = None) -> Tensor:
+    """Latent neighbourhood loss against a memory bank.
+
+    Args:
+        mu: (B, zdim) current means. bank: (M, zdim) stored means (detached; only filled rows).
+        n_sample: rows drawn (with replacement) from the bank; n_near: nearest of them pulled with log(1+d²);
+        n_far: pushed with log(1+1/d²), half drawn at random from the non-nearest samples, half uniform points
+        in the bank's bounding box.
+        batch_offset, global_batch: under data parallelism, the rows of this shard in the global batch; the
+        random draws are made for the global batch and sliced, so every rank sees a single process's numbers.
+    Returns:
+        scalar: mean pull + mean push.
+    """
+    m = bank.shape[0]
+    dev = mu.device
+    sel = torch.randint(0, m, (n_sample,), device=dev, generator=generator)
+    cand = bank[sel]  # (S, zdim)
+    d2 = torch.cdist(mu, cand).pow(2)  # (B, S)
+    order = torch.argsort(d2, dim=1)
+    near = torch.gather(d2, 1, order[:, :n_near])
+    pull = torch.log1p(near).mean()
+    n_rand = max(1, n_far // 2)
+    n_unif = max(1, n_far - n_rand)
+    rest = order.shape[1] - n_near
+    if rest > 0:
+        gb = mu.shape[0] if global_batch is None else global_batch
+        pick = n_near + torch.randint(0, rest, (gb, n_rand), device=dev, generator=generator)
+        pick = pick[batch_offset:batch_offset + mu.shape[0]]
+        far = torch.gather(d2, 1, torch.gather(order, 1, pick))
+    else:
+        far = d2.new_zeros(mu.shape[0], 0)
+    lo, hi = bank.min(0).values, bank.max(0).values
+    unif = lo + (hi - lo) * torch.rand(n_unif, bank.shape[1], device=dev, generator=generator, dtype=bank.dtype)
+    far = torch.cat([far, torch.cdist(mu, unif).pow(2)], dim=1)
+    push = torch.log1p(1.0 / (far + 1e-6)).mean()
+    return pull + push
+
+
+def _wmean(values: Tensor, weight: Tensor) -> Tensor:
+    """Weighted mean over the last axis (E), then the mean over leading axes."""
+    return (values * weight).sum(-1).mean() / weight.sum().clamp_min(1e-12)
+
+
+def smoothness_loss(embedding: Tensor, graph: RadiusGraph) -> Tensor:
+    """Embedding smoothness: weighted mean of |e_i - e_j|² over graph edges. embedding (G, E) -> scalar."""
+    if graph.n_edges == 0:
+        return embedding.new_zeros(())
+    diff = embedding[graph.src].float() - embedding[graph.dst].float()
+    return _wmean(diff.pow(2).sum(-1), graph.weight)
+
+
+def distance_loss(positions: Tensor, graph: RadiusGraph) -> Tensor:
+    """Neighbour-distance preservation: weighted mean of (|p_i - p_j| - d0_ij)² (Å²). positions (B, G, 3)."""
+    if graph.n_edges == 0:
+        return positions.new_zeros(())
+    d = (positions[:, graph.src] - positions[:, graph.dst]).pow(2).sum(-1).add(1e-12).sqrt()  # (B, E)
+    return _wmean((d - graph.rest_length).pow(2), graph.weight)
+
+
+def alignment_loss(displacements: Tensor, graph: RadiusGraph) -> Tensor:
+    """Displacement alignment: weighted mean of |Δ_i||Δ_j| (1 - cos(Δ_i, Δ_j)) (Å²), zero when neighbours move
+    in the same direction and smooth at Δ = 0. displacements (B, G, 3)."""
+    if graph.n_edges == 0:
+        return displacements.new_zeros(())
+    a, b = displacements[:, graph.src], displacements[:, graph.dst]
+    na = a.pow(2).sum(-1).add(1e-12).sqrt()
+    nb = b.pow(2).sum(-1).add(1e-12).sqrt()
+    return _wmean(na * nb - (a * b).sum(-1), graph.weight)
+
+
+def repulsion_loss(positions: Tensor, graph: RadiusGraph, min_distance: float) -> Tensor:
+    """Repulsion: weighted mean of relu(1 - d_ij / min_distance)² over edges of the deformed clouds (B, G, 3)."""
+    if graph.n_edges == 0:
+        return positions.new_zeros(())
+    d = (positions[:, graph.src] - positions[:, graph.dst]).pow(2).sum(-1).add(1e-12).sqrt()
+    return _wmean(torch.relu(1.0 - d / min_distance).pow(2), graph.weight)

@@ -1,0 +1,174 @@
+"""The heterogeneity VAE: image encoder + Gaussian encoder + pair decoder over a base Gaussian cloud.
+
+Particle model for latent z: ``amplitude = softplus(base_raw + Δa)``, ``position = base + s·Δp`` (Å, s =
+``position_scale_angstrom``), ``width = base`` (or ``sigmoid``-bounded ``base_raw + Δw`` when widths are
+predicted). Images are windowed (soft circular mask) and divided by the dataset's ``image_std`` before they reach
+the encoder; renders are divided by the same number, so the render loss compares like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from gaussianem.gaussians import GaussianCloud, amplitude_activation, width_activation
+from gaussianem.model.decoder import Decoder
+from gaussianem.model.gaussian_encoder import GaussianEncoder
+from gaussianem.model.image_encoder import ImageEncoder
+from gaussianem.physics.ctf import ctf_values
+from gaussianem.physics.fourier import apply_filter_rfft2, rfft2_frequencies, soft_circular_mask
+from gaussianem.physics.projection import project_gaussians
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a :class:`GaussianVAE` (sizes, geometry); saved in every checkpoint."""
+
+    box_size: int
+    pixel_size_angstrom: float
+    n_gaussians: int
+    width_min: float
+    width_max: float
+    image_std: float = 1.0
+    zdim: int = 10
+    encoder_hidden: int = 1024
+    encoder_layers: int = 3
+    gaussian_hidden: int = 128
+    gaussian_layers: int = 3
+    embedding_dim: int = 32
+    decoder_hidden: int = 128
+    decoder_layers: int = 2
+    decoder_features: int = 256
+    predict_width: bool = False
+    position_scale_angstrom: float = 3.0
+    window_radius: float = 0.85
+    window_edge: float = 0.15
+    projection_chunk: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GaussianVAE(nn.Module):
+    """Two encoders, one decoder. ``base_cloud`` holds the base Gaussians (frozen unless trained)."""
+
+    def __init__(self, cloud: GaussianCloud, spec: ModelSpec) -> None:
+        super().__init__()
+        if cloud.n != spec.n_gaussians:
+            raise ValueError(f"the cloud has {cloud.n} Gaussians, the spec says {spec.n_gaussians}")
+        self.spec = spec
+        self.base_cloud = cloud
+        d = spec.box_size
+        self.image_encoder = ImageEncoder(d * d, spec.zdim, spec.encoder_hidden, spec.encoder_layers)
+        self.gaussian_encoder = GaussianEncoder(spec.gaussian_hidden, spec.gaussian_layers, spec.embedding_dim)
+        self.decoder = Decoder(spec.zdim, spec.embedding_dim, spec.decoder_hidden, spec.decoder_layers,
+                               spec.decoder_features, spec.predict_width)
+        self.register_buffer("window", soft_circular_mask(d, spec.window_radius, spec.window_edge), persistent=False)
+        fy, fx = rfft2_frequencies(d, spec.pixel_size_angstrom)
+        self.register_buffer("freq_y", fy, persistent=False)
+        self.register_buffer("freq_x", fx, persistent=False)
+        with torch.no_grad():
+            amp = cloud.amplitudes
+            scale = amp.mean() if amp.numel() else torch.tensor(1.0)
+        # feature normalisation of the Gaussian encoder's inputs, fixed at construction (saved with the weights)
+        self.register_buffer("amplitude_scale", scale.detach().clone().clamp_min(1e-12).reshape(()))
+
+    # ---- properties -------------------------------------------------------------------------------------------
+    @property
+    def zdim(self) -> int:
+        return self.spec.zdim
+
+    @property
+    def box_size(self) -> int:
+        return self.spec.box_size
+
+    @property
+    def n_gaussians(self) -> int:
+        return self.spec.n_gaussians
+
+    def set_base_trainable(self, trainable: bool) -> None:
+        for p in self.base_cloud.parameters():
+            p.requires_grad_(trainable)
+
+    # ---- encoder side -----------------------------------------------------------------------------------------
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Raw dataset images (B, D, D) -> windowed, normalised images (B, D, D) float32."""
+        return images.float() * (self.window / self.spec.image_std)
+
+    def encode_preprocessed(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Windowed normalised images (B, D, D) -> mu (B, zdim), logvar (B, zdim) (in the autocast dtype)."""
+        return self.image_encoder(x.reshape(x.shape[0], -1))
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw dataset images (B, D, D) -> mu (B, zdim), logvar (B, zdim) float32."""
+        mu, logvar = self.encode_preprocessed(self.preprocess(images))
+        return mu.float(), logvar.float()
+
+    # ---- Gaussian side ----------------------------------------------------------------------------------------
+    def gaussian_features(self) -> Tensor:
+        """The base attributes of every Gaussian, normalised: (G, 5) = [amplitude, width, x, y, z]."""
+        pos, wid, amp = self.base_cloud.physical()
+        half = 0.5 * self.spec.box_size * self.spec.pixel_size_angstrom
+        return torch.cat([(amp / self.amplitude_scale)[:, None], (wid / self.base_cloud.width_max)[:, None],
+                          pos / half], dim=1)
+
+    def embed(self) -> Tensor:
+        """Gaussian embeddings (G, embedding_dim): computed once per step, shared by all particles."""
+        return self.gaussian_encoder(self.gaussian_features())
+
+    def decode_deltas(self, z: Tensor, embedding: Tensor | None = None) -> Tensor:
+        """z (B, zdim) -> raw decoder outputs (B, G, 4|5) float32 (Δamp, Δposition in Å, (Δwidth))."""
+        if embedding is None:
+            embedding = self.embed()
+        out = self.decoder(z, embedding).float()
+        scale = torch.ones(out.shape[-1], device=out.device, dtype=out.dtype)
+        scale[1:4] = self.spec.position_scale_angstrom
+        return out * scale
+
+    def apply_deltas(self, deltas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Raw outputs (B, G, 4|5) -> positions (B, G, 3) Å, widths (B, G) Å, amplitudes (B, G), float32."""
+        cloud = self.base_cloud
+        positions = cloud.positions.float()[None] + deltas[..., 1:4]
+        amplitudes = amplitude_activation(cloud.amplitude_raw.float()[None] + deltas[..., 0])
+        if self.spec.predict_width:
+            widths = width_activation(cloud.width_raw.float()[None] + deltas[..., 4], cloud.width_min,
+                                      cloud.width_max)
+        else:
+            widths = cloud.widths.float()[None].expand(deltas.shape[0], -1)
+        return positions, widths, amplitudes
+
+    def decode(self, z: Tensor, embedding: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """z (B, zdim) -> each latent's cloud: positions (B, G, 3) Å, widths (B, G) Å, amplitudes (B, G)."""
+        return self.apply_deltas(self.decode_deltas(z, embedding))
+
+    # ---- image formation --------------------------------------------------------------------------------------
+    def ctf(self, params: dict[str, Tensor]) -> Tensor:
+        """CTF on the rfft2 grid for a batch of parameters (each (B,)) -> (B, D, D//2+1) float32."""
+        return ctf_values(self.freq_y, self.freq_x, params["defocus_u_angstrom"], params["defocus_v_angstrom"],
+                          params["defocus_angle_deg"], params["voltage_kv"], params["cs_mm"],
+                          params["amplitude_contrast"], params.get("phase_shift_deg"), params.get("bfactor"))
+
+    def render(self, positions: Tensor, widths: Tensor, amplitudes: Tensor, rotations: Tensor,
+               shifts_angstrom: Tensor | None, ctf_params: dict[str, Tensor] | None) -> Tensor:
+        """Per-image clouds (B, G, ·) with poses (B, 3, 3), (B, 2) and CTF -> normalised images (B, D, D) float32.
+
+        One batched projection call for the whole batch, then the CTF in Fourier space; float32 throughout.
+        """
+        with torch.autocast(positions.device.type, enabled=False):
+            img = project_gaussians(positions.float(), widths.float(), amplitudes.float(), rotations.float(),
+                                    None if shifts_angstrom is None else shifts_angstrom.float(),
+                                    self.spec.box_size, self.spec.pixel_size_angstrom, self.spec.projection_chunk)
+            if ctf_params is not None:
+                img = apply_filter_rfft2(img, self.ctf(ctf_params))
+        return img / self.spec.image_std
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> GaussianVAE:
+        """An empty model of the right shapes (load a state dict into it): the base cloud is a placeholder."""
+        g = spec.n_gaussians
+        mid = 0.5 * (spec.width_min + spec.width_max)
+        cloud = GaussianCloud(torch.zeros(g, 3), torch.full((g,), mid), torch.ones(g), spec.width_min,
+                              spec.width_max)
+        return cls(cloud, spec)

@@ -1,0 +1,119 @@
+"""The training configuration: one frozen dataclass, written to ``RUNDIR/config.yaml`` with the package version,
+the command line and the dataset's geometry."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from gaussianem import __version__
+from gaussianem.io.atomic import atomic_path
+from gaussianem.io.mrc import InputError
+
+CONFIG = "config.yaml"
+
+# fields a --resume may change (they do not change the numbers of the run)
+RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """All settings of a heterogeneity training run (defaults: DESIGN.md "The model")."""
+
+    dataset: str
+    rundir: str
+    gaussians: str | None = None
+    epochs: int = 20
+    batch_size: int = 32
+    zdim: int = 10
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    lr_schedule: str = "constant"  # constant | cosine
+    seed: int = 0
+    device: str | None = None
+    amp: bool = True
+    num_workers: int = 2
+    load: str | None = None
+    train_base: bool = False
+    predict_width: bool = False
+    compile: bool = False
+    # layer sizes
+    encoder_hidden: int = 1024
+    encoder_layers: int = 3
+    gaussian_hidden: int = 128
+    gaussian_layers: int = 3
+    embedding_dim: int = 32
+    decoder_hidden: int = 128
+    decoder_layers: int = 2
+    decoder_features: int = 256
+    position_scale_angstrom: float = 3.0
+    window_radius: float = 0.85
+    window_edge: float = 0.15
+    projection_chunk: int | None = None
+    # loss weights (relative to the render L1)
+    kl_weight: float = 1 / 5e4
+    knn_weight: float = 1 / 1e6
+    knn_start_epoch: int = 2  # the kNN loss is active in epochs after this one (1-based)
+    knn_sample: int = 6400
+    knn_near: int = 128
+    knn_far: int = 640
+    smoothness_weight: float = 1 / 1e5
+    distance_weight: float = 1 / 1e2
+    alignment_weight: float = 1 / 1e5
+    repulsion_weight: float = 1 / 1e3
+    graph_radius: float = 1.5  # × mean nearest-neighbour distance: smoothness and distance graph
+    alignment_radius: float = 2.0  # × mean nearest-neighbour distance: alignment and repulsion graph
+    repulsion_fraction: float = 0.5  # repel below this fraction of the mean nearest-neighbour distance
+    eval_batch_size: int = 256
+    progress: bool = True
+    # filled in at the start of a run
+    box_size: int | None = None
+    pixel_size_angstrom: float | None = None
+    n_particles: int | None = None
+    n_gaussians: int | None = None
+    base_cloud_source: str | None = None
+    version: str = __version__
+    command_line: str | None = None
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "--epochs must be >= 1"),
+            (self.batch_size >= 2, "--batch-size must be >= 2 (BatchNorm needs two images)"),
+            (self.zdim >= 1, "--zdim must be >= 1"),
+            (self.lr > 0, "--lr must be > 0"),
+            (self.lr_schedule in ("constant", "cosine"), "--lr-schedule must be constant or cosine"),
+            (self.num_workers >= 0, "--num-workers must be >= 0"),
+            (self.device in (None, "cpu", "cuda") or str(self.device).startswith("cuda:"),
+             f"--device must be cuda or cpu, got {self.device}"),
+            (min(self.encoder_layers, self.gaussian_layers, self.decoder_layers) >= 1, "layer counts must be >= 1"),
+            (self.knn_near >= 1 and self.knn_far >= 1 and self.knn_sample > self.knn_near,
+             "kNN counts must satisfy sample > near >= 1, far >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise InputError(msg)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def write(self, rundir: str | Path) -> None:
+        with atomic_path(Path(rundir) / CONFIG) as tmp:
+            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def read_config(rundir: str | Path) -> dict:
+    path = Path(rundir) / CONFIG
+    if not path.is_file():
+        raise InputError(f"{rundir} is not a GaussianEM run folder (no {CONFIG})")
+    return yaml.safe_load(path.read_text())

@@ -1,0 +1,118 @@
+"""Particle loading for training: a torch Dataset over a memory-mapped dataset folder, and a resumable sampler.
+
+The sampler yields whole batches of indices (a seeded permutation per epoch, resumable at any position); the
+dataset reads a whole batch per call (one fancy-index into the memory map), so workers move batches, not single
+images. Each worker re-opens the memory map itself (nothing big is pickled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from gaussianem.io.dataset import CTF_FIELDS, ParticleDataset, load_dataset
+
+
+class ParticleBatchDataset(Dataset):
+    """``ds[index]`` with an int or an index array (B,) -> dict of tensors:
+
+    ``index`` (B,) int64, ``image`` (B, D, D) float32, ``rotation`` (B, 3, 3), ``shift`` (B, 2) Å,
+    ``ctf`` (B, 7) (the fields of :data:`gaussianem.io.dataset.CTF_FIELDS`, absent without CTF), all float32.
+    """
+
+    def __init__(self, root: str | Path, dataset: ParticleDataset | None = None) -> None:
+        self.root = Path(root)
+        self._ds = dataset if dataset is not None else load_dataset(self.root)
+        self.n = self._ds.n
+        self.has_ctf = self._ds.ctf is not None
+
+    def __getstate__(self) -> dict:  # workers re-open the memory map
+        state = self.__dict__.copy()
+        state["_ds"] = None
+        return state
+
+    @property
+    def ds(self) -> ParticleDataset:
+        if self._ds is None:
+            self._ds = load_dataset(self.root)
+        return self._ds
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        single = np.isscalar(index)
+        idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
+        ds = self.ds
+        out = {
+            "index": torch.from_numpy(idx.copy()),
+            "image": torch.from_numpy(np.ascontiguousarray(ds.images[idx], dtype=np.float32)),
+            "rotation": torch.from_numpy(np.asarray(ds.rotations[idx], dtype=np.float32)),
+            "shift": torch.from_numpy(np.asarray(ds.shifts_angstrom[idx], dtype=np.float32)),
+        }
+        if ds.ctf is not None:
+            out["ctf"] = torch.from_numpy(np.stack([np.asarray(ds.ctf[k][idx], np.float32) for k in CTF_FIELDS], 1))
+        if single:
+            out = {k: v[0] for k, v in out.items()}
+        return out
+
+
+def ctf_dict(ctf: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(B, 7) packed CTF parameters -> dict of (B,) tensors for :func:`gaussianem.physics.ctf.ctf_values`."""
+    return {k: ctf[:, i] for i, k in enumerate(CTF_FIELDS)}
+
+
+class ResumableBatchSampler(Sampler):
+    """Batches of indices from a seeded permutation per epoch; ``position`` batches of the epoch are skipped.
+
+    The permutation of epoch ``e`` depends only on (seed, e), so a resumed run sees the same batches. Under
+    data parallelism each global batch of ``batch_size × world_size`` indices is split across ranks
+    (rank ``r`` takes the ``r``-th contiguous slice). A last global batch with fewer than 2 images per rank is
+    dropped (BatchNorm needs two); the next epoch's permutation covers those particles.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, position: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.position = epoch, position
+        self.rank, self.world_size = rank, world_size
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def batches_per_epoch(self) -> int:
+        full, rest = divmod(self.n, self.global_batch)
+        return full + (1 if rest >= 2 * self.world_size else 0)
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def __len__(self) -> int:
+        return max(0, self.batches_per_epoch() - self.position)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        perm = self.permutation(self.epoch)
+        gb = self.global_batch
+        for b in range(self.position, self.batches_per_epoch()):
+            glob = perm[b * gb:(b + 1) * gb]
+            shard = np.array_split(glob, self.world_size)[self.rank]
+            yield np.sort(shard)  # sorted: contiguous reads from the memory map
+
+
+def make_loader(dataset: ParticleBatchDataset, sampler: Sampler | list, num_workers: int,
+                device: torch.device) -> DataLoader:
+    """A DataLoader over batches from ``sampler`` (each item is a whole batch), pinned on CUDA."""
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", persistent_workers=False,
+                      prefetch_factor=4 if num_workers > 0 else None)
+
+
+def sequential_batches(n: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[np.ndarray]:
+    """Index batches (in order) for the evaluation pass; under data parallelism each rank takes a shard."""
+    idx = np.array_split(np.arange(n), world_size)[rank]
+    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]

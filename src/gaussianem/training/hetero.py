@@ -1,0 +1,554 @@
+"""The heterogeneity training loop (``gaussianem train``).
+
+One step, for a batch of B particles and G Gaussians, with no per-image Python loop:
+
+1. image encoder on the windowed, normalised images -> mu, logvar (B, zdim); z = mu + σ·ε;
+2. Gaussian encoder on the base attributes -> embedding (G, E), once for the whole step;
+3. decoder over all (B, G) pairs with the split first layer -> Δ (B, G, 4|5);
+4. one batched projection of the B deformed clouds (B, G, ·) and the CTF in Fourier space, float32;
+5. losses: render L1 + weighted KL, latent kNN (after ``knn_start_epoch``), geometric regularisers;
+6. backward, finiteness check (a non-finite loss stops the run before the optimiser touches the weights),
+   AdamW step, memory-bank update.
+
+The MLPs run under bf16 autocast on CUDA (``amp``); projection, CTF and losses in float32. All random draws
+(ε, kNN samples) are made for the global batch from one seeded generator and sliced per rank, so a data-parallel
+run sees the same numbers as a single process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from gaussianem.gaussians import GaussianCloud
+from gaussianem.io.atomic import atomic_path
+from gaussianem.io.dataset import load_dataset
+from gaussianem.io.mrc import InputError
+from gaussianem.model import losses as L
+from gaussianem.model.vae import GaussianVAE, ModelSpec
+from gaussianem.training.checkpoint import (
+    list_checkpoints,
+    model_from_checkpoint,
+    read_checkpoint,
+    resolve_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    weights_path,
+)
+from gaussianem.training.config import CONFIG, RUNTIME_FIELDS, TrainConfig, read_config
+from gaussianem.training.data import (
+    ParticleBatchDataset,
+    ResumableBatchSampler,
+    ctf_dict,
+    make_loader,
+    sequential_batches,
+)
+from gaussianem.training.plot import plot_losses
+
+log = logging.getLogger(__name__)
+
+LOSS_TERMS = ("render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion")
+LOG = "log.jsonl"
+BASE_PLY = "gaussians_base.ply"
+
+
+class TrainingError(RuntimeError):
+    """A training run cannot go on (non-finite loss, out of memory): the message says what to do."""
+
+
+class NonFiniteLossError(TrainingError):
+    def __init__(self, step: int, epoch: int, indices: np.ndarray, terms: dict[str, float]) -> None:
+        bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
+        super().__init__(
+            f"non-finite loss at step {step} (epoch {epoch}) [{bad}]; particle indices of the batch: "
+            f"{indices.tolist()}; no checkpoint was written from this state (check these images, lower --lr)")
+        self.step, self.epoch, self.indices = step, epoch, indices
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    kl: float
+    knn: float
+    smoothness: float
+    distance: float
+    alignment: float
+    repulsion: float
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> LossWeights:
+        return cls(cfg.kl_weight, cfg.knn_weight, cfg.smoothness_weight, cfg.distance_weight,
+                   cfg.alignment_weight, cfg.repulsion_weight)
+
+    def as_tensor(self, device) -> Tensor:
+        return torch.tensor([1.0, self.kl, self.knn, self.smoothness, self.distance, self.alignment,
+                             self.repulsion], device=device)
+
+
+def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> ModelSpec:
+    return ModelSpec(
+        box_size=int(cfg.box_size), pixel_size_angstrom=float(cfg.pixel_size_angstrom), n_gaussians=cloud.n,
+        width_min=cloud.width_min, width_max=cloud.width_max, image_std=float(image_std), zdim=cfg.zdim,
+        encoder_hidden=cfg.encoder_hidden, encoder_layers=cfg.encoder_layers, gaussian_hidden=cfg.gaussian_hidden,
+        gaussian_layers=cfg.gaussian_layers, embedding_dim=cfg.embedding_dim, decoder_hidden=cfg.decoder_hidden,
+        decoder_layers=cfg.decoder_layers, decoder_features=cfg.decoder_features, predict_width=cfg.predict_width,
+        position_scale_angstrom=cfg.position_scale_angstrom, window_radius=cfg.window_radius,
+        window_edge=cfg.window_edge, projection_chunk=cfg.projection_chunk)
+
+
+class TrainingObjective(nn.Module):
+    """The VAE plus its losses: ``forward`` returns (total loss, unweighted terms (7,), mu (B, zdim)).
+
+    This is the module wrapped by DistributedDataParallel; graphs are fixed tensors of the base cloud.
+    """
+
+    def __init__(self, model: GaussianVAE, weights: LossWeights, graph: L.RadiusGraph, wide_graph: L.RadiusGraph,
+                 repulsion_distance: float, amp: bool, knn_counts: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+        self.graph, self.wide_graph = graph, wide_graph
+        self.repulsion_distance = repulsion_distance
+        self.amp = amp
+        self.knn_counts = knn_counts
+        self.register_buffer("weight_vector", weights.as_tensor("cpu"), persistent=False)
+
+    def forward(self, images: Tensor, rotations: Tensor, shifts: Tensor, ctf: Tensor | None, eps: Tensor,
+                bank: Tensor | None = None, knn_generator: torch.Generator | None = None,
+                batch_offset: int = 0, global_batch: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """images (B, D, D) raw; rotations (B, 3, 3); shifts (B, 2) Å; ctf (B, 7) or None; eps (B, zdim);
+        bank (M, zdim) filled memory-bank rows (kNN loss active) or None."""
+        model = self.model
+        dev = images.device
+        use_amp = self.amp and dev.type == "cuda"
+        x = model.preprocess(images)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            mu, logvar = model.encode_preprocessed(x)
+            mu, logvar = mu.float(), logvar.float()
+            z = mu + torch.exp(0.5 * logvar) * eps
+            embedding = model.embed()
+            deltas = model.decode_deltas(z, embedding)
+        positions, widths, amplitudes = model.apply_deltas(deltas)
+        rendered = model.render(positions, widths, amplitudes, rotations, shifts,
+                                None if ctf is None else ctf_dict(ctf))
+        zero = x.new_zeros(())
+        render = L.render_l1(rendered, x, model.window)
+        kl = L.kl_divergence(mu, logvar)
+        knn = zero
+        if bank is not None:
+            n_sample, n_near, n_far = self.knn_counts
+            knn = L.knn_latent_loss(mu, bank, n_near, n_far, min(n_sample, bank.shape[0]), knn_generator,
+                                    batch_offset=batch_offset, global_batch=global_batch)
+        w = self.weights
+        smooth = L.smoothness_loss(embedding, self.graph) if w.smoothness else zero
+        dist = L.distance_loss(positions, self.graph) if w.distance else zero
+        align = L.alignment_loss(deltas[..., 1:4], self.wide_graph) if w.alignment else zero
+        rep = L.repulsion_loss(positions, self.wide_graph, self.repulsion_distance) if w.repulsion else zero
+        terms = torch.stack([render, kl, knn, smooth, dist, align, rep])
+        total = (terms * self.weight_vector).sum()
+        return total, terms, mu
+
+
+def build_graphs(cloud: GaussianCloud, cfg: TrainConfig, device) -> tuple[L.RadiusGraph, L.RadiusGraph, float]:
+    pos = cloud.positions.detach().cpu().double().numpy()
+    mean_nn = L.mean_nearest_neighbour_distance(pos)
+    g1 = L.radius_graph(pos, cfg.graph_radius, mean_nn, device)
+    g2 = L.radius_graph(pos, cfg.alignment_radius, mean_nn, device)
+    log.info("radius graphs: %d edges (r = %.2f Å), %d edges (r = %.2f Å); mean NN distance %.2f Å",
+             g1.n_edges, cfg.graph_radius * mean_nn, g2.n_edges, cfg.alignment_radius * mean_nn, mean_nn)
+    return g1, g2, cfg.repulsion_fraction * mean_nn
+
+
+class Stepper:
+    """Runs training steps of a :class:`TrainingObjective` (optionally DDP-wrapped) and owns the memory bank.
+
+    ``step(batch)`` -> list of floats [total, *LOSS_TERMS]; raises :class:`NonFiniteLossError` before the
+    optimiser step when any is non-finite.
+    """
+
+    def __init__(self, objective: nn.Module, optimizer: torch.optim.Optimizer, scheduler, n_particles: int,
+                 zdim: int, device: torch.device, seed: int, batch_size: int, rank: int = 0,
+                 world_size: int = 1, compile: bool = False) -> None:
+        self.objective = objective
+        self.forward = torch.compile(objective) if compile else objective
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.device = device
+        self.rank, self.world_size = rank, world_size
+        self.batch_size = batch_size
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(int(seed))
+        self.bank = torch.zeros(n_particles, zdim, device=device)
+        self.bank_filled = torch.zeros(n_particles, dtype=torch.bool, device=device)
+        self.bank_rows: Tensor | None = None
+        self.step_count = 0
+        self.epoch = 1
+
+    def refresh_bank(self) -> None:
+        """Select the filled bank rows once per epoch (no host sync inside steps)."""
+        self.bank_rows = torch.nonzero(self.bank_filled).flatten()
+
+    def _global_layout(self, local: int) -> tuple[int, int]:
+        if self.world_size == 1:
+            return 0, local
+        import torch.distributed as dist
+
+        sizes = torch.tensor([local], device=self.device)
+        all_sizes = [torch.zeros_like(sizes) for _ in range(self.world_size)]
+        dist.all_gather(all_sizes, sizes)
+        all_sizes = [int(s) for s in all_sizes]
+        return sum(all_sizes[:self.rank]), sum(all_sizes)
+
+    def step(self, batch: dict[str, Tensor], knn_active: bool) -> list[float]:
+        dev = self.device
+        images = batch["image"].to(dev, non_blocking=True)
+        rotations = batch["rotation"].to(dev, non_blocking=True)
+        shifts = batch["shift"].to(dev, non_blocking=True)
+        ctf = batch["ctf"].to(dev, non_blocking=True) if "ctf" in batch else None
+        index = batch["index"].to(dev, non_blocking=True)
+        b = images.shape[0]
+        offset, global_b = self._global_layout(b)
+        eps = torch.randn(global_b, self.bank.shape[1], device=dev, generator=self.generator)[offset:offset + b]
+        bank = None
+        if knn_active and self.bank_rows is not None and self.bank_rows.numel() > 1:
+            bank = self.bank[self.bank_rows]
+        self.optimizer.zero_grad(set_to_none=True)
+        total, terms, mu = self.forward(images, rotations, shifts, ctf, eps, bank, self.generator, offset, global_b)
+        total.backward()
+        values = torch.cat([total.detach()[None], terms.detach()]).tolist()
+        self.step_count += 1
+        if not all(math.isfinite(v) for v in values):
+            raise NonFiniteLossError(self.step_count, self.epoch, batch["index"].numpy(),
+                                     dict(zip(("loss",) + LOSS_TERMS, values, strict=True)))
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.update_bank(index, mu.detach())
+        return values
+
+    def update_bank(self, index: Tensor, mu: Tensor) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            pad = self.batch_size - index.shape[0]
+            idx = torch.cat([index, index.new_full((pad,), -1)])
+            m = torch.cat([mu.float(), mu.new_zeros(pad, mu.shape[1])])
+            idxs = [torch.empty_like(idx) for _ in range(self.world_size)]
+            ms = [torch.empty_like(m) for _ in range(self.world_size)]
+            dist.all_gather(idxs, idx)
+            dist.all_gather(ms, m)
+            idx, m = torch.cat(idxs), torch.cat(ms)
+            keep = idx >= 0
+            index, mu = idx[keep], m[keep]
+        self.bank[index] = mu.float()
+        self.bank_filled[index] = True
+
+    def state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "bank": self.bank.cpu(), "bank_filled": self.bank_filled.cpu(), "step": self.step_count,
+                "generator": self.generator.get_state()}
+
+    def load_state(self, st: dict) -> None:
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.scheduler is not None and st.get("scheduler") is not None:
+            self.scheduler.load_state_dict(st["scheduler"])
+        self.bank.copy_(st["bank"].to(self.device))
+        self.bank_filled.copy_(st["bank_filled"].to(self.device))
+        self.step_count = int(st["step"])
+        self.generator.set_state(st["generator"])
+
+
+@torch.no_grad()
+def evaluate_latents(model: GaussianVAE, dataset: ParticleBatchDataset, batch_size: int, device: torch.device,
+                     num_workers: int = 0, amp: bool = True, progress: bool = True, rank: int = 0,
+                     world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Encode every particle (eval mode) -> mu (N, zdim), logvar (N, zdim) float32 (rank 0 holds all rows)."""
+    was_training = model.training
+    model.eval()
+    batches = sequential_batches(dataset.n, batch_size, rank, world_size)
+    loader = make_loader(dataset, batches, num_workers, device)
+    mus, lvs = [], []
+    use_amp = amp and device.type == "cuda"
+    for batch in tqdm(loader, total=len(batches), desc="encode", unit="batch", disable=not progress, leave=False):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            mu, lv = model.encode(batch["image"].to(device, non_blocking=True))
+        mus.append(mu.float())
+        lvs.append(lv.float())
+    mu = torch.cat(mus) if mus else torch.zeros(0, model.zdim, device=device)
+    lv = torch.cat(lvs) if lvs else torch.zeros(0, model.zdim, device=device)
+    if world_size > 1:
+        import torch.distributed as dist
+
+        sizes = [len(s) for s in np.array_split(np.arange(dataset.n), world_size)]
+        pad = max(sizes) - mu.shape[0]
+        both = torch.cat([mu, lv], 1)
+        both = torch.cat([both, both.new_zeros(pad, both.shape[1])])
+        parts = [torch.empty_like(both) for _ in range(world_size)]
+        dist.all_gather(parts, both)
+        both = torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
+        mu, lv = both[:, :model.zdim], both[:, model.zdim:]
+    model.train(was_training)
+    return mu.cpu().numpy(), lv.cpu().numpy()
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def resolve_base_cloud(cfg: TrainConfig) -> Path:
+    """--gaussians PLY, else DATASET/gaussians.ply (after ``fit``), else DATASET/gaussians_init.ply."""
+    if cfg.gaussians:
+        p = Path(cfg.gaussians)
+        if not p.is_file():
+            raise InputError(f"--gaussians: file not found: {p}")
+        return p
+    root = Path(cfg.dataset)
+    for name in ("gaussians.ply", "gaussians_init.ply"):
+        if (root / name).is_file():
+            return root / name
+    raise InputError(f"{root}: no gaussians.ply or gaussians_init.ply; run 'gaussianem fit' or give --gaussians")
+
+
+def _run_outputs(rundir: Path) -> list[Path]:
+    pats = ["weights.*.pt", "z.*.npy", "z_logvar.*.npy", LOG, "loss.png", CONFIG, BASE_PLY]
+    return [p for pat in pats for p in rundir.glob(pat)]
+
+
+def prepare_rundir(cfg: TrainConfig, resume: bool, overwrite: bool) -> TrainConfig:
+    """Check the run folder; returns the config to use (the saved one, with runtime fields, on --resume)."""
+    root = Path(cfg.rundir)
+    epochs = list_checkpoints(root)
+    has_config = (root / CONFIG).is_file()
+    if resume:
+        if not has_config:
+            raise InputError(f"--resume: {root} holds no run to resume (no {CONFIG})")
+        saved = TrainConfig.from_dict(read_config(root))
+        return saved.replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS}, command_line=cfg.command_line)
+    if epochs or has_config:
+        if not overwrite:
+            saved = read_config(root) if has_config else {}
+            total = saved.get("epochs")
+            if epochs and total is not None and epochs[-1] >= int(total):
+                what = f"a finished run ({epochs[-1]} epochs)"
+            elif epochs:
+                what = f"an interrupted run (last complete epoch {epochs[-1]})"
+            else:
+                what = "a run that has no complete epoch yet"
+            raise InputError(f"{root} holds {what}; use --resume to continue it or --overwrite to replace it")
+        for p in _run_outputs(root):
+            p.unlink()
+        log.info("--overwrite: removed the previous run's outputs in %s", root)
+    return cfg
+
+
+def _trim_log(path: Path, last_epoch: int) -> None:
+    """On resume: keep only the log records of complete epochs (<= last_epoch)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("epoch", 0) <= last_epoch:
+            keep.append(line)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(k + "\n" for k in keep))
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available (use --device cpu)")
+    return dev
+
+
+def _oom_message(cfg: TrainConfig) -> str:
+    return (f"CUDA out of memory (batch {cfg.batch_size}, {cfg.n_gaussians} Gaussians, box {cfg.box_size}, "
+            f"amp {'on' if cfg.amp else 'off'}): lower --batch-size, set a smaller --projection-chunk, "
+            f"use fewer Gaussians, or turn on --amp")
+
+
+def _all_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
+          stop_after_epoch: int | None = None, rank: int = 0, world_size: int = 1,
+          on_epoch_end: Callable[[int], None] | None = None) -> Path:
+    """Train (or resume) a run; returns the run folder. ``stop_after_epoch`` ends early (a test hook)."""
+    cfg.validate()
+    main_rank = rank == 0
+    root = Path(cfg.rundir)
+    if main_rank:
+        cfg = prepare_rundir(cfg, resume, overwrite)
+    elif resume:
+        cfg = TrainConfig.from_dict(read_config(root)).replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS})
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and world_size > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    ds = load_dataset(cfg.dataset)
+    if ds.box_size % 2:
+        raise InputError(f"{cfg.dataset}: box size {ds.box_size} is odd; training needs an even box")
+    image_std = float(ds.manifest.get("image_std", 1.0) or 1.0)
+    torch.manual_seed(cfg.seed)  # the weights' initialisation
+    np.random.seed(cfg.seed % 2**32)
+    start_epochs = list_checkpoints(root) if resume else []
+    ckpt = read_checkpoint(weights_path(root, start_epochs[-1])) if start_epochs else None
+    if ckpt is not None:
+        model = model_from_checkpoint(ckpt)
+        if cfg.epochs <= ckpt["epoch"]:
+            log.info("%s: already trained for %d epochs (asked for %d): nothing to do", root, ckpt["epoch"],
+                     cfg.epochs)
+            return root
+    else:
+        ply = resolve_base_cloud(cfg) if not resume or cfg.base_cloud_source is None \
+            else Path(cfg.base_cloud_source)
+        cloud = GaussianCloud.from_ply(ply)
+        cfg = cfg.replace(box_size=ds.box_size, pixel_size_angstrom=ds.pixel_size_angstrom, n_particles=ds.n,
+                          n_gaussians=cloud.n, base_cloud_source=str(ply))
+        model = GaussianVAE(cloud, model_spec(cfg, cloud, image_std))
+        if cfg.load:
+            src = read_checkpoint(resolve_weights(cfg.load))
+            try:
+                model.load_state_dict(src["model"])
+            except RuntimeError as exc:
+                first = str(exc).splitlines()[0]
+                raise InputError(f"--load {cfg.load}: weights do not fit this model ({first})") from None
+            log.info("initialised weights from %s", cfg.load)
+        if main_rank:
+            root.mkdir(parents=True, exist_ok=True)
+            cloud.to_ply(root / BASE_PLY)
+            if resume:
+                _trim_log(root / LOG, 0)
+    if main_rank:
+        cfg.write(root)
+    model.set_base_trainable(cfg.train_base)
+    model.to(device)
+    if world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda" else model
+    g1, g2, rep_d = build_graphs(model.base_cloud, cfg, device)
+    counts = L.knn_counts(ds.n, cfg.knn_sample, cfg.knn_near, cfg.knn_far)
+    objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep_d, cfg.amp, counts).to(device)
+    wrapped: nn.Module = objective
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda" or None)
+    sampler = ResumableBatchSampler(ds.n, cfg.batch_size, cfg.seed, rank=rank, world_size=world_size)
+    steps_per_epoch = sampler.batches_per_epoch()
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    stepper = Stepper(wrapped, opt, sched, ds.n, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
+                      cfg.compile)
+    first_epoch = 1
+    if ckpt is not None:
+        stepper.load_state(ckpt["trainer"])
+        set_rng_state(ckpt["rng"])
+        first_epoch = int(ckpt["epoch"]) + 1
+        if main_rank:
+            _trim_log(root / LOG, int(ckpt["epoch"]))
+        log.info("resuming %s after epoch %d (step %d)", root, ckpt["epoch"], stepper.step_count)
+    del ckpt
+    data = ParticleBatchDataset(cfg.dataset, ds)
+    log.info("training on %s: %d particles, %d Gaussians, box %d, batch %d, %d epochs, lr %g",
+             device, ds.n, model.n_gaussians, ds.box_size, cfg.batch_size * world_size, cfg.epochs, cfg.lr)
+    log_file = open(root / LOG, "a") if main_rank else None
+    try:
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            _train_epoch(cfg, epoch, stepper, sampler, data, device, log_file, main_rank)
+            mu, lv = evaluate_latents(model, data, cfg.eval_batch_size, device, cfg.num_workers, cfg.amp,
+                                      cfg.progress and main_rank, rank, world_size)
+            if not _all_finite(model):
+                raise TrainingError(f"the model holds non-finite weights after epoch {epoch}; no checkpoint written")
+            if main_rank:
+                save_npy_atomic(root / f"z.{epoch}.npy", mu)
+                save_npy_atomic(root / f"z_logvar.{epoch}.npy", lv)
+                save_checkpoint(weights_path(root, epoch), {
+                    "epoch": epoch, "spec": model.spec.to_dict(), "model": model.state_dict(),
+                    "trainer": stepper.state(), "sampler": {"epoch": epoch + 1, "position": 0},
+                    "rng": rng_state(), "config": cfg.to_dict()})
+                if cfg.train_base:
+                    model.base_cloud.to_ply(root / BASE_PLY)
+                log_file.flush()
+                plot_losses(root / LOG, root / "loss.png")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                break
+    except torch.cuda.OutOfMemoryError as exc:
+        raise TrainingError(_oom_message(cfg)) from exc
+    finally:
+        if log_file is not None:
+            log_file.close()
+    return root
+
+
+def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: ResumableBatchSampler,
+                 data: ParticleBatchDataset, device: torch.device, log_file, main_rank: bool) -> None:
+    sampler.epoch, sampler.position = epoch, 0
+    stepper.epoch = epoch
+    knn_active = cfg.knn_weight > 0 and epoch > cfg.knn_start_epoch
+    if knn_active:
+        stepper.refresh_bank()
+    stepper.objective.train()
+    loader = make_loader(data, sampler, cfg.num_workers, device)
+    sums = np.zeros(1 + len(LOSS_TERMS))
+    n_seen = 0
+    t0 = time.perf_counter()
+    bar = tqdm(loader, total=len(sampler), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
+               disable=not (cfg.progress and main_rank), dynamic_ncols=True)
+    for batch in bar:
+        values = stepper.step(batch, knn_active)
+        b = int(batch["index"].shape[0]) * stepper.world_size
+        n_seen += b
+        sums += np.asarray(values) * b
+        rate = n_seen / max(time.perf_counter() - t0, 1e-9)
+        if log_file is not None:
+            rec = {"type": "step", "epoch": epoch, "step": stepper.step_count, "batch": b,
+                   **dict(zip(("loss",) + LOSS_TERMS, values, strict=True))}
+            log_file.write(json.dumps(rec) + "\n")
+        bar.set_postfix(loss=f"{values[0]:.4f}", render=f"{values[1]:.4f}", kl=f"{values[2]:.2f}",
+                        pps=f"{rate:.0f}", refresh=False)
+    elapsed = time.perf_counter() - t0
+    means = sums / max(n_seen, 1)
+    rec = {"type": "epoch", "epoch": epoch, "step": stepper.step_count, "particles": n_seen,
+           "seconds": round(elapsed, 3), "particles_per_s": round(n_seen / max(elapsed, 1e-9), 1),
+           **dict(zip(("loss",) + LOSS_TERMS, means.tolist(), strict=True))}
+    if log_file is not None:
+        log_file.write(json.dumps(rec) + "\n")
+    if main_rank:
+        log.info("epoch %d: loss %.5f render %.5f kl %.3f knn %.3f (%.0f particles/s)", epoch, means[0], means[1],
+                 means[2], means[3], rec["particles_per_s"])
+
+
+def clear_run(rundir: Path) -> None:
+    """Remove a run folder entirely (tests and benchmarks)."""
+    shutil.rmtree(rundir, ignore_errors=True)

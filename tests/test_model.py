@@ -1,0 +1,206 @@
+"""The VAE modules and losses: shapes, the split first layer, the base cloud at zero heads, loss values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gaussianem.gaussians import GaussianCloud
+from gaussianem.model import losses as L
+from gaussianem.model.decoder import Decoder
+from gaussianem.model.gaussian_encoder import GaussianEncoder
+from gaussianem.model.image_encoder import ImageEncoder
+from gaussianem.model.vae import GaussianVAE, ModelSpec
+from gaussianem.physics.ctf import ctf_rfft2
+from gaussianem.physics.fourier import apply_filter_rfft2
+from gaussianem.physics.projection import project_gaussians
+
+
+def _cloud(g: int = 20, seed: int = 0) -> GaussianCloud:
+    gen = torch.Generator().manual_seed(seed)
+    pos = torch.randn(g, 3, generator=gen) * 5
+    return GaussianCloud(pos, torch.full((g,), 1.5), 1 + torch.rand(g, generator=gen), 1.0, 2.0)
+
+
+def _model(g: int = 20, box: int = 16, zdim: int = 3, predict_width: bool = False) -> GaussianVAE:
+    torch.manual_seed(0)
+    cloud = _cloud(g)
+    spec = ModelSpec(box_size=box, pixel_size_angstrom=2.0, n_gaussians=g, width_min=1.0, width_max=2.0,
+                     image_std=0.7, zdim=zdim, encoder_hidden=32, gaussian_hidden=16, embedding_dim=8,
+                     decoder_hidden=16, decoder_features=24, predict_width=predict_width)
+    return GaussianVAE(cloud, spec)
+
+
+def _ctf(b: int) -> dict[str, torch.Tensor]:
+    return {"defocus_u_angstrom": torch.full((b,), 1.2e4), "defocus_v_angstrom": torch.full((b,), 1.1e4),
+            "defocus_angle_deg": torch.full((b,), 30.0), "voltage_kv": torch.full((b,), 300.0),
+            "cs_mm": torch.full((b,), 2.7), "amplitude_contrast": torch.full((b,), 0.1)}
+
+
+def test_module_shapes(device):
+    enc = ImageEncoder(16 * 16, zdim=4, hidden=32, n_layers=3).to(device)
+    mu, lv = enc(torch.randn(5, 256, device=device))
+    assert mu.shape == (5, 4) and lv.shape == (5, 4)
+    genc = GaussianEncoder(hidden=16, n_layers=3, embedding_dim=8).to(device)
+    assert genc(torch.randn(11, 5, device=device)).shape == (11, 8)
+    dec = Decoder(4, 8, 16, 2, 24, predict_width=True).to(device)
+    assert dec(torch.randn(5, 4, device=device), torch.randn(11, 8, device=device)).shape == (5, 11, 5)
+    assert Decoder(4, 8, 16, 2, 24).n_out == 4
+    model = _model(box=16).to(device)
+    mu, lv = model.encode(torch.randn(5, 16, 16, device=device))
+    assert mu.shape == (5, 3) and lv.shape == (5, 3) and mu.dtype == torch.float32
+    pos, wid, amp = model.decode(torch.randn(5, 3, device=device))
+    assert pos.shape == (5, 20, 3) and wid.shape == (5, 20) and amp.shape == (5, 20)
+    assert model.embed().shape == (20, 8)
+    assert model.gaussian_features().shape == (20, 5)
+
+
+def test_split_first_layer_equals_concat_mlp():
+    torch.manual_seed(1)
+    dec = Decoder(4, 8, 16, 3, 24, predict_width=True).double()
+    for p in dec.head.parameters():  # non-zero heads so the comparison sees the whole network
+        torch.nn.init.normal_(p)
+    z = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(9, 8, dtype=torch.float64, requires_grad=True)
+    a = dec(z, e)
+    b = dec.forward_concat(z, e)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    ga = torch.autograd.grad(a.square().sum(), [z, e, dec.z_proj.weight, dec.e_proj.weight])
+    gb = torch.autograd.grad(b.square().sum(), [z, e, dec.z_proj.weight, dec.e_proj.weight])
+    for x, y in zip(ga, gb, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("predict_width", [False, True])
+def test_zero_heads_decode_the_base_cloud(predict_width):
+    model = _model(predict_width=predict_width)
+    pos, wid, amp = model.decode(torch.randn(4, 3) * 3)
+    bp, bw, ba = model.base_cloud.physical()
+    torch.testing.assert_close(pos, bp[None].expand(4, -1, -1).detach())
+    torch.testing.assert_close(wid, bw[None].expand(4, -1).detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(amp, ba[None].expand(4, -1).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_position_head_scale():
+    model = _model()
+    with torch.no_grad():
+        model.decoder.head.bias[:] = torch.tensor([0.0, 1.0, -2.0, 0.5])
+    pos, _, amp = model.decode(torch.zeros(2, 3))
+    s = model.spec.position_scale_angstrom
+    shift = pos - model.base_cloud.positions[None].detach()
+    torch.testing.assert_close(shift[0, 0], torch.tensor([s, -2 * s, 0.5 * s]))
+    torch.testing.assert_close(amp[0], model.base_cloud.amplitudes.detach())
+
+
+def test_render_is_projection_then_ctf_over_std():
+    model = _model(box=16)
+    b = 3
+    gen = torch.Generator().manual_seed(3)
+    from gaussianem.physics.rotation import random_rotations
+
+    rot = random_rotations(b, generator=gen, dtype=torch.float32)
+    shifts = torch.randn(b, 2, generator=gen)
+    pos, wid, amp = model.decode(torch.zeros(b, 3))
+    got = model.render(pos, wid, amp, rot, shifts, _ctf(b))
+    ref = project_gaussians(pos[0].detach(), wid[0].detach(), amp[0].detach(), rot, shifts, 16, 2.0)
+    ref = apply_filter_rfft2(ref, ctf_rfft2(16, 2.0, _ctf(b))) / 0.7
+    torch.testing.assert_close(got.detach(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_encode_windows_and_normalises():
+    model = _model(box=16).eval()
+    img = torch.randn(4, 16, 16)
+    x = model.preprocess(img)
+    torch.testing.assert_close(x, img * model.window / 0.7)
+    assert float(model.window[0, 0]) == 0.0 and float(model.window[8, 8]) == 1.0
+
+
+def test_kl_and_render_l1_values():
+    assert float(L.kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4))) == 0.0
+    mu = torch.tensor([[1.0, 0.0]])
+    lv = torch.tensor([[0.0, math.log(2.0)]])
+    expected = 0.5 * (1.0) + 0.5 * (2.0 - 1 - math.log(2.0))
+    assert abs(float(L.kl_divergence(mu, lv)) - expected) < 1e-6
+    w = torch.zeros(4, 4)
+    w[1:3, 1:3] = 1.0
+    a, b = torch.zeros(2, 4, 4), torch.full((2, 4, 4), 3.0)
+    b[:, 0, 0] = 100.0  # outside the window: ignored
+    assert abs(float(L.render_l1(a, b, w)) - 3.0) < 1e-6
+
+
+def _grid(n: int = 4, spacing: float = 2.0) -> np.ndarray:
+    return np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3) * spacing
+
+
+def test_radius_graph_on_a_grid():
+    pos = _grid(4)
+    assert abs(L.mean_nearest_neighbour_distance(pos) - 2.0) < 1e-12
+    g = L.radius_graph(pos, 1.5)  # r = 3 Å: face (2 Å) and edge (2.83 Å) neighbours
+    faces = 3 * 4 * 4 * 3
+    edges = 6 * 4 * 3 * 3  # pairs at distance 2√2: 3 planes orientations × 4 layers × 3×3 × 2 diagonals
+    assert g.n_edges == faces + edges
+    d = g.rest_length.numpy()
+    torch.testing.assert_close(g.weight, torch.as_tensor(np.exp(1 - d / 2.0), dtype=torch.float32))
+
+
+def test_geometric_losses():
+    pos = torch.as_tensor(_grid(3), dtype=torch.float32)
+    g = L.radius_graph(pos.numpy(), 1.5)
+    base = pos[None].expand(2, -1, -1)
+    assert float(L.distance_loss(base, g)) < 1e-10
+    assert float(L.distance_loss(base + torch.tensor([5.0, -1.0, 2.0]), g)) < 1e-8  # rigid translation
+    assert float(L.repulsion_loss(base, g, min_distance=1.0)) == 0.0
+    w, d = g.weight, g.rest_length
+    squeezed = base * 0.25  # neighbours at 0.5 and 0.71 Å < 1 Å
+    expected = float((w * torch.relu(1 - 0.25 * d) ** 2).sum() / w.sum())
+    assert float(L.repulsion_loss(squeezed, g, 1.0)) == pytest.approx(expected, rel=1e-5)
+    assert expected > 0.08
+    scaled = base * 1.5  # every edge grows by half its length
+    expected = float((w * (0.5 * d) ** 2).sum() / w.sum())
+    assert float(L.distance_loss(scaled, g)) == pytest.approx(expected, rel=1e-5)
+    same = torch.tensor([1.0, 2.0, 0.5]).expand(2, pos.shape[0], 3)
+    assert abs(float(L.alignment_loss(same, g))) < 1e-5
+    flip = torch.ones(pos.shape[0])
+    flip[::2] = -1
+    alt = same * flip[None, :, None]
+    na2 = float((same[0, 0] ** 2).sum())  # |Δi||Δj|(1 - cos) = 2|Δ|² on edges joining flipped and unflipped
+    crossing = flip[g.src] != flip[g.dst]
+    expected = float((w * crossing * 2 * na2).sum() / w.sum())
+    assert float(L.alignment_loss(alt, g)) == pytest.approx(expected, rel=1e-4)
+    assert float(L.smoothness_loss(torch.ones(pos.shape[0], 4), g)) == 0.0
+    e = torch.zeros(pos.shape[0], 1)
+    e[0] = 1.0
+    m = g.src.eq(0) | g.dst.eq(0)
+    assert float(L.smoothness_loss(e, g)) == pytest.approx(float(g.weight[m].sum() / g.weight.sum()), rel=1e-5)
+
+
+def test_knn_counts_and_loss():
+    assert L.knn_counts(100_000) == (6400, 128, 640)
+    assert L.knn_counts(640) == (640, 13, 64)
+    gen = torch.Generator().manual_seed(0)
+    bank = torch.randn(500, 2, generator=gen)
+    mu = bank[:8].clone().requires_grad_(True)
+    loss = L.knn_latent_loss(mu, bank, n_near=5, n_far=20, n_sample=400, generator=gen)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(mu.grad).all() and mu.grad.abs().sum() > 0
+    # a tight cluster far from the bank: pulling dominates and its loss is larger than for points inside the bank
+    gen2 = torch.Generator().manual_seed(0)
+    far = L.knn_latent_loss(torch.full((8, 2), 30.0), bank, 5, 20, 400, gen2)
+    gen3 = torch.Generator().manual_seed(0)
+    near = L.knn_latent_loss(bank[:8], bank, 5, 20, 400, gen3)
+    assert float(far) > float(near)
+
+
+def test_from_spec_roundtrip():
+    model = _model()
+    with torch.no_grad():
+        model.decoder.head.bias.normal_()
+    clone = GaussianVAE.from_spec(model.spec)
+    clone.load_state_dict(model.state_dict())
+    z = torch.randn(3, 3)
+    for a, b in zip(model.decode(z), clone.decode(z), strict=True):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,220 @@
+"""Training loop: two epochs on a tiny synthetic dataset, outputs, resume, non-finite detection, refusal."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import torch
+
+from gaussianem.gaussians import write_gaussians_ply
+from gaussianem.io.dataset import write_ctf, write_json_atomic, write_poses
+from gaussianem.io.mrc import InputError
+from gaussianem.physics.ctf import ctf_rfft2
+from gaussianem.physics.fourier import apply_filter_rfft2
+from gaussianem.physics.projection import project_gaussians
+from gaussianem.physics.rotation import random_rotations
+from gaussianem.training.config import TrainConfig
+
+BOX = 32
+APIX = 2.0
+
+
+def tiny_cloud(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two lobes of Gaussians on a 2-Å grid: (G, 3) Å, widths (G,), amplitudes (G,)."""
+    g = np.stack(np.meshgrid(*[np.arange(-2, 3)] * 3, indexing="ij"), -1).reshape(-1, 3) * 2.0
+    lobe = g[np.linalg.norm(g, axis=1) <= 4.1]
+    pos = np.concatenate([lobe + [-7.0, 0, 0], lobe + [7.0, 0, 0]])
+    rng = np.random.default_rng(seed)
+    amp = 1.0 + 0.2 * rng.random(len(pos))
+    return pos, np.full(len(pos), 1.6), amp
+
+
+def make_dataset(root: Path, n: int = 256, seed: int = 0, noise: float = 0.5) -> dict:
+    """Write a dataset folder (io/dataset.py layout) of ``n`` particles from two states of a tiny cloud: in state 1
+    the right lobe moves by +6 Å in y. Returns the truth (state per particle)."""
+    root.mkdir(parents=True, exist_ok=True)
+    pos, wid, amp = tiny_cloud(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    state = rng.integers(0, 2, n)
+    moved = pos.copy()
+    moved[len(pos) // 2:, 1] += 6.0
+    per = np.where(state[:, None, None] == 1, moved[None], pos[None])  # (N, G, 3)
+    rot = random_rotations(n, generator=gen, dtype=torch.float64)
+    shifts = rng.normal(0, 1.0, (n, 2))
+    ctf = {"defocus_u_angstrom": rng.uniform(8000, 15000, n), "voltage_kv": np.full(n, 300.0),
+           "cs_mm": np.full(n, 2.7), "amplitude_contrast": np.full(n, 0.1), "phase_shift_deg": np.zeros(n),
+           "defocus_angle_deg": rng.uniform(0, 180, n)}
+    ctf["defocus_v_angstrom"] = ctf["defocus_u_angstrom"] - 200
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    img = project_gaussians(t(per), t(wid), t(amp), rot, t(shifts), BOX, APIX)
+    img = apply_filter_rfft2(img, ctf_rfft2(BOX, APIX, {k: t(v) for k, v in ctf.items()}, dtype=torch.float64))
+    img = img.numpy()
+    img = img + rng.normal(0, noise * img.std(), img.shape)
+    img = img.astype(np.float32)
+    with mrcfile.new(root / "particles.mrcs", overwrite=True) as m:
+        m.set_data(img)
+        m.voxel_size = APIX
+    write_poses(root, rot.numpy(), shifts)
+    write_ctf(root, ctf)
+    write_gaussians_ply(root / "gaussians_init.ply", pos, wid, amp, 1.0, 2.0)
+    write_json_atomic(root / "dataset.json", {
+        "n_particles": n, "box_size": BOX, "pixel_size_angstrom": APIX, "original_box_size": BOX,
+        "original_pixel_size_angstrom": APIX, "contrast": "as-is", "image_std": float(img.std())})
+    return {"state": state}
+
+
+SMALL = dict(encoder_hidden=128, gaussian_hidden=32, decoder_hidden=32, decoder_features=64, embedding_dim=8,
+             zdim=2, batch_size=16, lr=1e-3, num_workers=0, progress=False, device="cpu", knn_start_epoch=1,
+             knn_weight=1e-3, eval_batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("ds")
+    truth = make_dataset(root, n=192)
+    return root, truth
+
+
+def _cfg(ds: Path, run: Path, **kw) -> TrainConfig:
+    return TrainConfig(dataset=str(ds), rundir=str(run), **{**SMALL, **kw})
+
+
+def _epochs(run: Path) -> list[dict]:
+    return [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "epoch"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin contention on small shared CI machines."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def finished_run(dataset, tmp_path_factory) -> Path:
+    from gaussianem.training.hetero import train
+
+    run = tmp_path_factory.mktemp("run") / "full"
+    train(_cfg(dataset[0], run, epochs=2))
+    return run
+
+
+def test_two_epochs_outputs_and_loss_goes_down(dataset, finished_run):
+    from gaussianem.training.checkpoint import load_model
+
+    ds, _ = dataset
+    run = finished_run
+    for name in ["config.yaml", "weights.1.pt", "weights.2.pt", "log.jsonl", "loss.png", "gaussians_base.ply"]:
+        assert (run / name).is_file(), name
+    for e in (1, 2):
+        assert np.load(run / f"z.{e}.npy").shape == (192, 2)
+        assert np.load(run / f"z_logvar.{e}.npy").shape == (192, 2)
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "step"]
+    assert len(steps) == 2 * 12 and [r["step"] for r in steps] == list(range(1, 25))
+    first = np.mean([r["render"] for r in steps[:4]])
+    last = np.mean([r["render"] for r in steps[-4:]])
+    assert last < 0.97 * first, (first, last)
+    ep = _epochs(run)
+    assert [r["epoch"] for r in ep] == [1, 2] and ep[1]["render"] < ep[0]["render"]
+    assert ep[0]["knn"] == 0.0 and ep[1]["knn"] > 0.0  # the kNN term starts after knn_start_epoch
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["box_size"] == BOX and cfg["pixel_size_angstrom"] == APIX and cfg["dataset"] == str(ds)
+    assert cfg["version"] and cfg["n_gaussians"] == 66 and cfg["lr"] == 1e-3
+    model, cfg2, epoch = load_model(run)
+    assert epoch == 2 and cfg2["zdim"] == 2
+    assert model.base_cloud.n == 66
+    images = torch.from_numpy(np.load(run / "z.2.npy"))  # just for the length
+    from gaussianem.io.dataset import load_dataset
+
+    data = load_dataset(ds)
+    mu, lv = model.encode(torch.from_numpy(np.array(data.images[:5])))
+    np.testing.assert_allclose(mu.detach().numpy(), np.load(run / "z.2.npy")[:5], rtol=1e-4, atol=1e-5)
+    pos, wid, amp = model.decode(mu)
+    assert pos.shape == (5, 66, 3) and wid.shape == (5, 66) and amp.shape == (5, 66)
+    assert len(images) == 192
+    # the learned rates really are the CLI's: AdamW's param group holds lr = 1e-3
+    ck = torch.load(run / "weights.2.pt", weights_only=False)
+    assert ck["trainer"]["optimizer"]["param_groups"][0]["lr"] == 1e-3
+
+
+def test_resume_is_exact(dataset, finished_run, tmp_path):
+    from gaussianem.cli import main
+
+    ds, _ = dataset
+    run = tmp_path / "resumed"
+    base = ["train", str(ds), "-o", str(run), "--device", "cpu", "--num-workers", "0", "--no-progress"]
+    sizes = ["--encoder-hidden", "128", "--gaussian-hidden", "32", "--decoder-hidden", "32", "--decoder-features",
+             "64", "--embedding-dim", "8", "--zdim", "2", "--batch-size", "16", "--lr", "1e-3",
+             "--knn-start-epoch", "1", "--knn-weight", "1e-3", "--eval-batch-size", "64"]
+    assert main(base + sizes + ["--epochs", "1"]) == 0
+    assert not (run / "weights.2.pt").exists()
+    # a second, plain start on the same folder is refused
+    assert main(base + sizes + ["--epochs", "1"]) == 2
+    assert main(base + ["--resume", "--epochs", "2"]) == 0
+    a = [json.loads(x) for x in (finished_run / "log.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    keys = ("loss",) + ("render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion")
+    assert [[r[k] for k in keys] for r in a if r["type"] == "step"] == \
+        [[r[k] for k in keys] for r in b if r["type"] == "step"]
+    np.testing.assert_array_equal(np.load(finished_run / "z.2.npy"), np.load(run / "z.2.npy"))
+
+
+def test_finished_run_is_never_overwritten_silently(dataset, finished_run):
+    from gaussianem.training.hetero import train
+
+    before = (finished_run / "weights.2.pt").stat().st_mtime_ns
+    with pytest.raises(InputError, match="finished run"):
+        train(_cfg(dataset[0], finished_run, epochs=2))
+    # resuming a finished run does nothing
+    train(_cfg(dataset[0], finished_run, epochs=2), resume=True)
+    assert (finished_run / "weights.2.pt").stat().st_mtime_ns == before
+
+
+def test_non_finite_loss_stops_with_the_batch(tmp_path):
+    from gaussianem.training.hetero import NonFiniteLossError, train
+
+    ds = tmp_path / "ds"
+    make_dataset(ds, n=64, seed=1)
+    with mrcfile.open(ds / "particles.mrcs", mode="r+") as m:
+        m.data[37, 3, 4] = np.nan
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError) as info:
+        train(_cfg(ds, run, epochs=1))
+    assert 37 in info.value.indices.tolist()
+    assert "step" in str(info.value) and "37" in str(info.value)
+    assert not list(run.glob("weights.*.pt"))
+
+
+def test_oom_message_names_the_settings():
+    from gaussianem.training.hetero import _oom_message
+
+    msg = _oom_message(_cfg(Path("x"), Path("y")).replace(n_gaussians=6000, box_size=128))
+    assert "--batch-size" in msg and "--projection-chunk" in msg and "--amp" in msg
+
+
+def test_sampler_resumes_and_shards():
+    from gaussianem.training.data import ResumableBatchSampler
+
+    full = list(ResumableBatchSampler(50, 8, seed=3, epoch=2))
+    assert len(full) == 7 and sorted(np.concatenate(full).tolist()) == list(range(50))  # last batch of 2 kept
+    tail = list(ResumableBatchSampler(50, 8, seed=3, epoch=2, position=4))
+    assert all((x == y).all() for x, y in zip(full[4:], tail, strict=True))
+    other = list(ResumableBatchSampler(50, 8, seed=3, epoch=3))
+    assert not (full[0] == other[0]).all()
+    r0 = list(ResumableBatchSampler(50, 4, seed=3, epoch=2, rank=0, world_size=2))
+    r1 = list(ResumableBatchSampler(50, 4, seed=3, epoch=2, rank=1, world_size=2))
+    assert len(r0) == len(r1) == 6  # the last global batch (2 images for 2 ranks) is too small for BatchNorm
+    for f, a, b in zip(full[:6], r0, r1, strict=True):
+        assert sorted(np.concatenate([a, b]).tolist()) == sorted(f.tolist())
+    assert math.isclose(len(list(ResumableBatchSampler(49, 8, seed=0))), 6)  # a last batch of 1 is dropped
