@@ -167,7 +167,7 @@ def poses(df: pd.DataFrame, apix: np.ndarray | None, path: Path | str) -> tuple[
     Missing origins are zero (with a warning).
     """
     require_columns(df, list(ANGLES), path, "the poses")
-    angles = torch.as_tensor(df[list(ANGLES)].to_numpy(np.float64))
+    angles = torch.as_tensor(df[list(ANGLES)].to_numpy(np.float64, copy=True))
     rotation = euler_relion_to_matrix(angles).numpy()
     if "rlnOriginXAngst" in df.columns and "rlnOriginYAngst" in df.columns:
         shift = df[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(np.float64)

@@ -1,0 +1,119 @@
+"""cryoSPARC .cs input: the same particles described by a .cs and a RELION star give the same dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+from test_preprocess import assert_same_angles, run, simulate, write_map, write_relion31, write_stack
+
+from gaussianem.io import cryosparc
+from gaussianem.io.dataset import load_dataset
+from gaussianem.io.mrc import InputError
+from gaussianem.physics.rotation import rotvec_to_matrix
+
+
+def make_cs(sim: dict, paths: list[str], idx: np.ndarray, psize: float, extra: bool = True) -> np.ndarray:
+    """A .cs array built from RELION poses by the published conventions (cryoDRGN parse_pose_csparc, pyem):
+    A = Rodrigues(pose)ᵀ, shift (px) = rlnOrigin (px), angles in radians."""
+    n = len(idx)
+    fields = [("uid", "<u8"), ("blob/path", "S64"), ("blob/idx", "<u4"), ("blob/shape", "<u4", (2,)),
+              ("blob/psize_A", "<f4"), ("alignments3D/pose", "<f4", (3,)), ("alignments3D/shift", "<f4", (2,)),
+              ("alignments3D/psize_A", "<f4"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"),
+              ("ctf/df_angle_rad", "<f4"), ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"),
+              ("ctf/amp_contrast", "<f4"), ("ctf/phase_shift_rad", "<f4")]
+    if extra:
+        fields.append(("alignments3D/class_posterior", "<f4"))
+    cs = np.zeros(n, dtype=fields)
+    cs["uid"] = np.arange(n) + 10**12
+    cs["blob/path"] = [p.encode() for p in paths]
+    cs["blob/idx"] = idx
+    cs["blob/shape"] = sim["box"]
+    cs["blob/psize_A"] = psize
+    cs["alignments3D/psize_A"] = psize
+    # scipy's rotation vector of Aᵀ: an independent implementation of the inverse of A = Rodrigues(pose)ᵀ
+    cs["alignments3D/pose"] = Rotation.from_matrix(np.transpose(sim["rotation"], (0, 2, 1))).as_rotvec()
+    cs["alignments3D/shift"] = sim["shift"] / psize
+    c = sim["ctf"]
+    cs["ctf/df1_A"], cs["ctf/df2_A"] = c["defocus_u_angstrom"], c["defocus_v_angstrom"]
+    cs["ctf/df_angle_rad"] = np.deg2rad(c["defocus_angle_deg"])
+    cs["ctf/accel_kv"], cs["ctf/cs_mm"], cs["ctf/amp_contrast"] = 300, 2.7, 0.1
+    cs["ctf/phase_shift_rad"] = np.deg2rad(c["phase_shift_deg"])
+    return cs
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate(60, 24, 2.5, seed=11)
+
+
+def test_rotvec_convention_matches_cryodrgn():
+    """cryoDRGN: rot = expmap(pose)ᵀ with expmap Rodrigues; our reader must give the same matrix."""
+    rv = np.random.default_rng(0).normal(size=(20, 3))
+    cs = np.zeros(20, dtype=[("alignments3D/pose", "<f8", (3,)), ("alignments3D/shift", "<f8", (2,)),
+                             ("blob/psize_A", "<f8")])
+    cs["alignments3D/pose"], cs["blob/psize_A"] = rv, 1.0
+    rot, _ = cryosparc.poses(cs, "x.cs")
+    expected = np.transpose(Rotation.from_rotvec(rv).as_matrix(), (0, 2, 1))
+    np.testing.assert_allclose(rot, expected, atol=1e-12)
+    np.testing.assert_allclose(rotvec_to_matrix(torch.as_tensor(-rv)).numpy(), expected, atol=1e-12)
+    back, _ = cryosparc.relion_to_cs_pose(rot, np.zeros((20, 2)), 1.0)
+    np.testing.assert_allclose(Rotation.from_rotvec(back).as_matrix(), Rotation.from_rotvec(rv).as_matrix(),
+                               atol=1e-12)
+
+
+def test_cs_and_star_give_the_same_dataset(tmp_path, sim):
+    proj = tmp_path / "proj"
+    star_path = write_relion31(proj, sim, n_stacks=2)
+    # the same stacks, named project-relative with cryoSPARC's '>' prefix; the .cs sits in proj/J12/
+    n = len(sim["images"])
+    split = np.array_split(np.arange(n), 2)
+    paths, idx = [], []
+    for k, rows in enumerate(split):
+        paths += [f">Extract/job005/Movies/mic{k:03d}.mrcs"] * len(rows)
+        idx += list(range(len(rows)))
+    cs = make_cs(sim, paths, np.array(idx), sim["apix"])
+    (proj / "J12").mkdir()
+    cryosparc.write_cs(proj / "J12" / "particles.cs", cs)
+    mp = write_map(tmp_path / "map.mrc", sim)
+    a = load_dataset(run(tmp_path, star_path, mp, out="from_star", box=16))
+    b = load_dataset(run(tmp_path, proj / "J12" / "particles.cs", mp, out="from_cs", box=16))
+    assert b.manifest["source_kind"] == "cryosparc"
+    assert_same_angles(b.rotations, a.rotations, tol=1e-6)  # .cs holds float32 rotation vectors
+    assert_same_angles(b.rotations, sim["rotation"], tol=1e-6)
+    np.testing.assert_allclose(b.shifts_angstrom, a.shifts_angstrom, atol=1e-5)
+    for k in a.ctf:
+        np.testing.assert_allclose(b.ctf[k], a.ctf[k], rtol=1e-6, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(b.images), np.asarray(a.images))
+    assert b.manifest["pose_check"]["ncc_as_is"] > 0.9
+    a.close()
+    b.close()
+
+
+def test_cs_datadir_and_missing_stack(tmp_path, sim):
+    write_stack(tmp_path / "stacks" / "batch_000_particles.mrcs", sim["images"], sim["apix"])
+    n = len(sim["images"])
+    cs = make_cs(sim, [">J3/extract/batch_000_particles.mrcs"] * n, np.arange(n), sim["apix"], extra=False)
+    cryosparc.write_cs(tmp_path / "meta" / "p.cs", cs)
+    mp = write_map(tmp_path / "map.mrc", sim)
+    with pytest.raises(InputError, match="missing"):
+        run(tmp_path, tmp_path / "meta" / "p.cs", mp)
+    ds = load_dataset(run(tmp_path, tmp_path / "meta" / "p.cs", mp, datadir=tmp_path / "stacks"))
+    assert ds.n == n
+    np.testing.assert_allclose(np.asarray(ds.images), sim["images"], atol=1e-6)
+    ds.close()
+
+
+def test_cs_missing_fields_and_garbage(tmp_path, sim):
+    n = len(sim["images"])
+    cs = make_cs(sim, ["s.mrcs"] * n, np.arange(n), sim["apix"])
+    write_stack(tmp_path / "s.mrcs", sim["images"], sim["apix"])
+    names = [f for f in cs.dtype.names if f != "alignments3D/pose"]
+    cryosparc.write_cs(tmp_path / "nopose.cs", cs[names])
+    mp = write_map(tmp_path / "map.mrc", sim)
+    with pytest.raises(InputError, match="alignments3D/pose"):
+        run(tmp_path, tmp_path / "nopose.cs", mp)
+    (tmp_path / "junk.cs").write_bytes(b"not numpy")
+    with pytest.raises(InputError, match="not a readable cryoSPARC"):
+        run(tmp_path, tmp_path / "junk.cs", mp)
