@@ -1,0 +1,165 @@
+"""Latent points -> Gaussian clouds -> volumes on a grid, with the frame kept right.
+
+Frames. Gaussians live in Å with the origin at the centre of the working box. The consensus map the user
+refined sits, in ChimeraX/PDB coordinates, with its voxel 0 at the MRC header origin (0 for RELION maps), so
+the box centre is at ``centre = map_origin + (D//2)·apix``. Every file we write lives in that user frame:
+
+* a volume of box D' and voxel a' gets the header origin ``centre - (D'//2)·a'`` (voxel ``i`` <-> Gaussian-frame
+  coordinate ``(i - D'//2)·a'``, the package convention), so all our maps overlay the consensus map;
+* pseudo-atomic models are written at ``gaussian_position + centre``; a user's atomic model maps to the Gaussian
+  frame by ``x - centre``.
+
+``centre`` comes from the run's config: ``map_origin_angstrom`` (if the training config or dataset recorded the
+consensus map's origin; default (0, 0, 0)) plus half the working box.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gaussianem.io.mrc import InputError
+from gaussianem.physics.projection import voxelize_gaussians
+
+log = logging.getLogger(__name__)
+
+
+class DecoderLike(Protocol):
+    """What analysis needs of a trained model."""
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """z (B, zdim) -> positions (B, G, 3) Å, widths (B, G) Å, amplitudes (B, G)."""
+        ...
+
+
+def config_value(config: dict[str, Any], key: str, default: Any = None) -> Any:
+    """Look ``key`` up at the top of the config, then in nested sections (first match, breadth first)."""
+    queue: list[dict] = [config]
+    while queue:
+        d = queue.pop(0)
+        if key in d and d[key] is not None:
+            return d[key]
+        queue.extend(v for v in d.values() if isinstance(v, dict))
+    return default
+
+
+@dataclass(frozen=True)
+class VolumeGrid:
+    """A cubic sampling grid: box D, voxel size, and where the Gaussian-frame origin sits in the user frame."""
+
+    box_size: int
+    pixel_size_angstrom: float
+    centre_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def origin_angstrom(self) -> tuple[float, float, float]:
+        """MRC header origin (x, y, z) Å: the user-frame coordinate of voxel 0."""
+        h = (self.box_size // 2) * self.pixel_size_angstrom
+        return tuple(float(c - h) for c in self.centre_angstrom)  # type: ignore[return-value]
+
+    @property
+    def extent_angstrom(self) -> float:
+        return self.box_size * self.pixel_size_angstrom
+
+
+def working_grid(config: dict[str, Any]) -> VolumeGrid:
+    """The training (working) grid of a run, from its config (``box_size``, ``pixel_size_angstrom``)."""
+    box = config_value(config, "box_size")
+    apix = config_value(config, "pixel_size_angstrom")
+    if box is None or apix is None:
+        raise InputError("the run's config.yaml lacks box_size / pixel_size_angstrom: cannot place volumes")
+    box, apix = int(box), float(apix)
+    origin = config_value(config, "map_origin_angstrom", (0.0, 0.0, 0.0))
+    centre = tuple(float(o) + (box // 2) * apix for o in origin)
+    return VolumeGrid(box, apix, centre)  # type: ignore[arg-type]
+
+
+def output_grid(working: VolumeGrid, box: int | None = None, apix: float | None = None) -> VolumeGrid:
+    """The grid volumes are written on: the working grid, or ``--box``/``--apix`` (one given keeps the extent).
+
+    Raises InputError for non-positive values.
+    """
+    if box is not None and box <= 0:
+        raise InputError(f"--box must be positive, got {box}")
+    if apix is not None and apix <= 0:
+        raise InputError(f"--apix must be positive, got {apix}")
+    if box is None and apix is None:
+        return working
+    if apix is None:
+        apix = working.extent_angstrom / box
+    if box is None:
+        box = int(round(working.extent_angstrom / apix / 2)) * 2
+    return VolumeGrid(int(box), float(apix), working.centre_angstrom)
+
+
+def state_names(n: int, prefix: str = "vol", suffix: str = ".mrc") -> list[str]:
+    """``prefix_000.suffix`` ...: zero-padded so that a plain and a natural sort give the request order."""
+    width = max(3, len(str(max(n - 1, 0))))
+    return [f"{prefix}_{i:0{width}d}{suffix}" for i in range(n)]
+
+
+def decode_batches(
+    model: DecoderLike, z: np.ndarray, batch_size: int = 64, device: torch.device | str = "cpu",
+    progress: bool = False, desc: str = "decode",
+) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+    """Decode z (N, zdim) in chunks -> yields (rows, positions (b, G, 3), widths (b, G), amplitudes (b, G)) numpy."""
+    from tqdm.auto import tqdm
+
+    n = len(z)
+    dtype = _model_dtype(model)
+    bar = tqdm(total=n, desc=desc, unit="pt", disable=not progress, leave=False)
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            rows = slice(start, min(n, start + batch_size))
+            zt = torch.as_tensor(np.asarray(z[rows]), dtype=dtype, device=device)
+            pos, wid, amp = model.decode(zt)
+            bar.update(rows.stop - rows.start)
+            yield rows, pos.detach().cpu().double().numpy(), wid.detach().cpu().double().numpy(), \
+                amp.detach().cpu().double().numpy()
+    bar.close()
+
+
+def decode_points(
+    model: DecoderLike, z: np.ndarray, batch_size: int = 64, device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode a few latent points (N, zdim) -> positions (N, G, 3), widths (N, G), amplitudes (N, G)."""
+    parts = list(decode_batches(model, np.atleast_2d(z), batch_size, device))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))  # type: ignore[return-value]
+
+
+def render_volume(
+    positions: np.ndarray, widths: np.ndarray, amplitudes: np.ndarray, grid: VolumeGrid,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """One cloud (G, 3), (G,), (G,) in the Gaussian frame -> float32 volume (D, D, D) ``[z, y, x]`` on ``grid``."""
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+    vol = voxelize_gaussians(t(positions), t(widths), t(amplitudes), grid.box_size, grid.pixel_size_angstrom)
+    return vol.cpu().numpy().astype(np.float32)
+
+
+def base_cloud_arrays(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's base (consensus) cloud -> positions (G, 3), widths (G,), amplitudes (G,) numpy float64."""
+    cloud = model.base_cloud
+    pos, wid, amp = cloud.physical() if hasattr(cloud, "physical") else cloud
+    return tuple(torch.as_tensor(t).detach().cpu().double().numpy() for t in (pos, wid, amp))  # type: ignore
+
+
+def thumbnails(volume: np.ndarray) -> np.ndarray:
+    """Three orthogonal sum-projections (along z, y, x) side by side, normalised to [0, 1] -> (D, 3D)."""
+    panels = [volume.sum(axis=a) for a in range(3)]
+    img = np.concatenate(panels, axis=1).astype(np.float64)
+    lo, hi = float(img.min()), float(img.max())
+    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def _model_dtype(model: Any) -> torch.dtype:
+    try:
+        return next(model.parameters()).dtype  # type: ignore[union-attr]
+    except (AttributeError, StopIteration, TypeError):
+        return torch.float32

@@ -1,0 +1,44 @@
+"""Latent analysis of a trained run: k-means volumes, PCA trajectories, UMAP, flexibility, models, report.
+
+    gaussianem analyze RUNDIR [--epoch E] [--ksample 20] [--pc 3] [--atomic-model MODEL.pdb|cif]
+                      [--box D] [--apix A] [-o OUTDIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("rundir", type=Path, help="run folder written by 'gaussianem train'")
+    p.add_argument("--epoch", type=int, default=None, help="epoch to analyse (1-based; default: the last)")
+    p.add_argument("--ksample", type=int, default=20, help="k-means classes (default 20)")
+    p.add_argument("--pc", type=int, default=3, help="PCA trajectories along PC1..PCn (default 3)")
+    p.add_argument("--atomic-model", type=Path, default=None,
+                   help="PDB/mmCIF fitted to the consensus map: warped to every class and trajectory point")
+    p.add_argument("--box", type=int, default=None, help="box of the volumes written (default: the working box)")
+    p.add_argument("--apix", type=float, default=None, help="voxel size (Å) of the volumes written")
+    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUNDIR/analyze.E)")
+    p.add_argument("--flex-sample", type=int, default=2000, help="particles sampled for flexibility (default 2000)")
+    p.add_argument("--no-umap", action="store_true", help="skip UMAP (slow for large N)")
+    p.add_argument("--points", type=int, default=10, help="points per PC trajectory (default 10)")
+    p.add_argument("--device", default="cpu", help="torch device for decoding and voxelising (default cpu)")
+    p.add_argument("--batch-size", type=int, default=32, help="latent points decoded at once")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    from gaussianem.analysis.pipeline import AnalysisOptions, load_run, run_analysis
+
+    model, config, epoch, z = load_run(args.rundir, args.epoch, args.device)
+    outdir = args.outdir or args.rundir / f"analyze.{epoch}"
+    opts = AnalysisOptions(
+        ksample=args.ksample, n_pcs=args.pc, n_points=args.points, box=args.box, apix=args.apix,
+        atomic_model=args.atomic_model, flex_sample=args.flex_sample, umap=not args.no_umap, seed=args.seed,
+        batch_size=args.batch_size, device=args.device, command_line=getattr(args, "command_line", ""),
+    )
+    summary = run_analysis(model, z, config, outdir, opts, epoch=epoch, rundir=args.rundir)
+    print(f"analysis of epoch {epoch} ({summary['n_particles']:,} particles) written to {outdir} "
+          f"in {summary['total_s']:.0f} s; open {outdir / 'report.html'}")
+    return 0
