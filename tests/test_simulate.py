@@ -223,3 +223,22 @@ def test_adk_frames_superimposed_on_core():
     rms_all = np.sqrt((d**2).mean(1))
     assert rms_all[-1] > 5.0  # closed -> open moves the LID and NMP domains
     assert np.unique(ens.weights).tolist() == [6.0, 7.0, 8.0, 16.0]  # C, N, O, S
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_windowed_render_equals_reference(device, shared):
+    from gaussianem.physics.rotation import random_rotations
+    from gaussianem.simulate.render import project_gaussians_windowed
+
+    gen = torch.Generator().manual_seed(0)
+    b, g, box, apix, sigma = 5, 70, 24, 2.0, 2.3
+    pos = torch.randn((g, 3) if shared else (b, g, 3), generator=gen, dtype=torch.float64) * 12
+    pos[..., :3, :] = 30.0  # some Gaussians at / beyond the box edge
+    amp = torch.rand(b, g, generator=gen, dtype=torch.float64)
+    rot = random_rotations(b, generator=gen)
+    shift = torch.randn(b, 2, generator=gen, dtype=torch.float64) * 3
+    args = [t.to(device) for t in (pos, amp, rot, shift)]
+    sig = torch.full((g,), sigma, dtype=torch.float64, device=device)
+    ref = project_gaussians(args[0], sig, args[1], args[2], args[3], box, apix)
+    fast = project_gaussians_windowed(args[0], sigma, args[1], args[2], args[3], box, apix)
+    assert (fast - ref).abs().max() <= 1e-7 * ref.abs().max()

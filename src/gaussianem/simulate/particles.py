@@ -1,7 +1,8 @@
 """Particle images: poses, shifts, CTF, CTF-filtered analytic projections, white noise at a chosen SNR.
 
 The clean image of a particle is the forward model of DESIGN.md: ``project_gaussians`` of the atom Gaussians
-(rotation A, origin = shift in Å) filtered by ``ctf_rfft2`` (positive at low frequency: white particles). Noise
+(rotation A, origin = shift in Å; computed by its windowed fast path, equal to float precision) filtered by
+``ctf_rfft2`` (positive at low frequency: white particles). Noise
 is white and Gaussian with one variance for the whole dataset, ``σ_n² = mean_i var(clean_i) / SNR`` where
 ``var(clean_i)`` is the variance of particle i's clean image over the box. The stack is written in two streamed
 passes over a memory-mapped file (clean images and their variances, then noise and contrast in place), so
@@ -23,9 +24,9 @@ from tqdm import tqdm
 from gaussianem.io.atomic import atomic_path
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2
-from gaussianem.physics.projection import project_gaussians
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.simulate.ensemble import Ensemble
+from gaussianem.simulate.render import project_gaussians_windowed
 from gaussianem.simulate.spec import SimulationSpec
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,9 @@ def render_clean(
     """Noise-free CTF-filtered projections (B, D, D) ``[b, y, x]`` of the particles ``index`` (B,)."""
     pos = ensemble.positions(truth.coordinate[index], device, dtype)
     amp = ensemble.amplitudes(truth.state[index], device, dtype)
-    sig = torch.full((ensemble.n_atoms,), ensemble.sigma, dtype=dtype, device=device)
     rot = torch.as_tensor(truth.rotation[index], dtype=dtype, device=device)
     shift = torch.as_tensor(truth.shift_angstrom[index], dtype=dtype, device=device)
-    images = project_gaussians(pos, sig, amp, rot, shift, box, apix)
+    images = project_gaussians_windowed(pos, ensemble.sigma, amp, rot, shift, box, apix)
     params = {k: torch.as_tensor(v[index], dtype=dtype, device=device) for k, v in truth.ctf.items()}
     return apply_filter_rfft2(images, ctf_rfft2(box, apix, params, device=device, dtype=dtype))
 
