@@ -1,0 +1,226 @@
+"""Throughput of full heterogeneity training steps (forward + backward + AdamW + memory bank) at the IgG-1D scale.
+
+    python benchmarks/train_throughput.py --device cuda                      # 6,000 Gaussians, box 128, batch 32
+    python benchmarks/train_throughput.py --device cuda --batch-size 64 --compile
+    python benchmarks/train_throughput.py --device cpu --steps 3 --warmup 1 --gaussians 1000 --box 64
+
+It runs the training code itself (``training.hetero.TrainingObjective`` + ``Stepper``, kNN loss on, all
+geometric regularisers on, one host sync per step for the finiteness check, as in ``gaussianem train``) on synthetic
+particles already on the device (``--with-loader`` reads them from a memory-mapped stack through the training
+DataLoader instead). Prints a markdown table.
+
+FLOP floor of one step (fwd + bwd = 3× the forward matrix FLOPs; 2× for a layer whose input needs no gradient):
+- decoder MLP over B·G pairs: 2·B·G·(H·H·(L−1) + H·F + F·n_out) forward (the split first layer costs only
+  the per-particle W_z z and per-Gaussian W_e e products, counted too);
+- projection: 2·B·G·D² forward per batch (the separable matrix product), 3× for fwd + bwd;
+- encoders (image: 2·B·(D²·H_i + H_i²·(L_i−1) + H_i·2z); Gaussian: 2·G·(5·H_g + H_g²·(L_g−1) + H_g·E)).
+"Time floor" = bf16 FLOPs / bf16 peak + fp32 FLOPs / fp32 peak (decoder and encoders in bf16 with --amp; the
+projection always fp32); "fraction" = time floor / measured step time. Peaks default to the detected GPU (H100
+SXM: 989 bf16 dense, 67 fp32 TFLOP/s; H100 PCIe: 756 / 51; H200 as H100 SXM) and can be given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gaussianem.gaussians import GaussianCloud
+from gaussianem.model.losses import knn_counts
+from gaussianem.model.vae import GaussianVAE
+from gaussianem.physics.rotation import random_rotations
+from gaussianem.training.config import TrainConfig
+from gaussianem.training.hetero import LossWeights, Stepper, TrainingObjective, build_graphs, model_spec
+
+PEAKS = {"H100 PCIe": (756.0, 51.0), "H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
+
+
+def synthetic_cloud(n: int, box: int, apix: float, seed: int = 0) -> GaussianCloud:
+    """n Gaussians on a jittered grid filling a sphere of radius ~0.3·D·apix (a protein-like packing)."""
+    rng = np.random.default_rng(seed)
+    radius = 0.3 * box * apix
+    spacing = radius * (4 / 3 * math.pi / n) ** (1 / 3)
+    k = int(math.ceil(radius / spacing)) + 1
+    grid = np.stack(np.meshgrid(*[np.arange(-k, k + 1)] * 3, indexing="ij"), -1).reshape(-1, 3) * spacing
+    grid = grid[np.argsort(np.linalg.norm(grid, axis=1))][:n]
+    pos = grid + rng.normal(0, 0.05 * spacing, grid.shape)
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    return GaussianCloud(t(pos), torch.full((n,), 0.75 * apix), t(1 + rng.random(n)), 0.5 * apix, 1.0 * apix)
+
+
+def flop_counts(cfg: TrainConfig, b: int, g: int, d: int, n_out: int) -> dict[str, float]:
+    h, f, lyr = cfg.decoder_hidden, cfg.decoder_features, cfg.decoder_layers
+    pair = h * h * (lyr - 1) + h * f + f * n_out
+    dec = 3 * 2 * b * g * pair + 3 * 2 * (b * cfg.zdim * h + g * cfg.embedding_dim * h)
+    proj = 3 * 2 * b * g * d * d
+    hi, li = cfg.encoder_hidden, cfg.encoder_layers
+    ienc = 2 * 2 * b * d * d * hi + 3 * 2 * b * (hi * hi * (li - 1) + hi * 2 * cfg.zdim)
+    hg, lg = cfg.gaussian_hidden, cfg.gaussian_layers
+    genc = 3 * 2 * g * (5 * hg + hg * hg * (lg - 1) + hg * cfg.embedding_dim)
+    return {"decoder": dec, "projection": proj, "encoders": ienc + genc}
+
+
+def detect_peaks(device: torch.device) -> tuple[float | None, float | None, str]:
+    if device.type != "cuda":
+        return None, None, "cpu"
+    name = torch.cuda.get_device_name(device)
+    for key, peaks in PEAKS.items():
+        if all(part in name for part in key.split()):
+            return peaks[0], peaks[1], name
+    return None, None, name
+
+
+def make_batches(n_batches: int, b: int, d: int, apix: float, n_particles: int, device, seed: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n_batches):
+        ctf = torch.stack([torch.full((b,), 1.5e4), torch.full((b,), 1.4e4), torch.rand(b, generator=gen) * 180,
+                           torch.full((b,), 300.0), torch.full((b,), 2.7), torch.full((b,), 0.1),
+                           torch.zeros(b)], 1)
+        out.append({"index": torch.arange(i * b, (i + 1) * b) % n_particles,
+                    "image": torch.randn(b, d, d, generator=gen).to(device),
+                    "rotation": random_rotations(b, gen, dtype=torch.float32).to(device),
+                    "shift": torch.randn(b, 2, generator=gen).to(device), "ctf": ctf.to(device)})
+    return out
+
+
+def loader_batches(n: int, b: int, d: int, apix: float, workers: int, device, tmp: Path):
+    """The real data path: a memory-mapped stack on disk through ParticleBatchDataset + the training DataLoader."""
+    import mrcfile
+
+    from gaussianem.io.dataset import write_ctf, write_json_atomic, write_poses
+    from gaussianem.training.data import ParticleBatchDataset, ResumableBatchSampler, make_loader
+
+    rng = np.random.default_rng(0)
+    with mrcfile.new_mmap(tmp / "particles.mrcs", shape=(n, d, d), mrc_mode=2, overwrite=True) as m:
+        for s in range(0, n, 1024):
+            m.data[s:s + 1024] = rng.standard_normal((min(1024, n - s), d, d), dtype=np.float32)
+    write_poses(tmp, random_rotations(n, dtype=torch.float64).numpy(), rng.normal(0, 1, (n, 2)))
+    write_ctf(tmp, {"defocus_u_angstrom": np.full(n, 1.5e4), "defocus_v_angstrom": np.full(n, 1.4e4),
+                    "defocus_angle_deg": np.zeros(n), "voltage_kv": np.full(n, 300.0), "cs_mm": np.full(n, 2.7),
+                    "amplitude_contrast": np.full(n, 0.1), "phase_shift_deg": np.zeros(n)})
+    write_json_atomic(tmp / "dataset.json", {"n_particles": n, "box_size": d, "pixel_size_angstrom": apix,
+                                             "image_std": 1.0})
+    data = ParticleBatchDataset(tmp)
+    return make_loader(data, ResumableBatchSampler(n, b, seed=0, epoch=1), workers, device)
+
+
+def run(args) -> dict:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(0)
+    b, g, d, apix = args.batch_size, args.gaussians, args.box, args.apix
+    n_particles = max(args.particles, b * (args.steps + args.warmup))
+    cfg = TrainConfig(dataset="-", rundir="-", batch_size=b, zdim=args.zdim, amp=args.amp, compile=args.compile,
+                      predict_width=args.predict_width, box_size=d, pixel_size_angstrom=apix,
+                      projection_chunk=args.chunk)
+    cloud = synthetic_cloud(g, d, apix)
+    model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0))
+    model.set_base_trainable(False)
+    model.to(device)
+    g1, g2, rep = build_graphs(model.base_cloud, cfg, device)
+    objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, cfg.amp,
+                                  knn_counts(n_particles, cfg.knn_sample, cfg.knn_near, cfg.knn_far)).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda" or None)
+    stepper = Stepper(objective, opt, None, n_particles, cfg.zdim, device, 0, b, compile=cfg.compile)
+    stepper.bank.normal_()
+    stepper.bank_filled.fill_(True)
+    stepper.refresh_bank()
+    objective.train()
+    n_total = args.steps + args.warmup
+    tmp = None
+    if args.with_loader:
+        tmp = tempfile.TemporaryDirectory()
+        batches = loader_batches(n_particles, b, d, apix, args.num_workers, device, Path(tmp.name))
+    else:
+        batches = make_batches(min(n_total, 8), b, d, apix, n_particles, device, seed=1)
+    it = iter(batches)
+
+    def next_batch():
+        nonlocal it
+        try:
+            return next(it)
+        except StopIteration:
+            it = iter(batches)
+            return next(it)
+
+    for _ in range(args.warmup):
+        stepper.step(next_batch(), knn_active=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        stepper.step(next_batch(), knn_active=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    dt = (time.perf_counter() - t0) / args.steps
+    if tmp is not None:
+        tmp.cleanup()
+    flops = flop_counts(cfg, b, g, d, model.decoder.n_out)
+    bf16_peak, fp32_peak, name = detect_peaks(device)
+    bf16_peak = args.peak_bf16_tflops or bf16_peak
+    fp32_peak = args.peak_fp32_tflops or fp32_peak
+    total = sum(flops.values())
+    floor = None
+    if bf16_peak and fp32_peak:
+        mlp_peak = bf16_peak if (args.amp and device.type == "cuda") else fp32_peak
+        floor = (flops["decoder"] + flops["encoders"]) / (mlp_peak * 1e12) + flops["projection"] / (fp32_peak * 1e12)
+    return {
+        "device": name, "gaussians": g, "box": d, "batch": b, "zdim": args.zdim, "amp": args.amp,
+        "compile": args.compile, "loader": args.with_loader, "step_ms": dt * 1e3, "particles_per_s": b / dt,
+        "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
+        "gflop_decoder": flops["decoder"] / 1e9, "gflop_projection": flops["projection"] / 1e9,
+        "gflop_encoders": flops["encoders"] / 1e9, "achieved_tflops": total / dt / 1e12,
+        "floor_ms": floor * 1e3 if floor else float("nan"), "fraction": floor / dt if floor else float("nan"),
+        "edges": (g1.n_edges, g2.n_edges),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["cuda", "cpu"], default=None)
+    p.add_argument("--gaussians", type=int, default=6000)
+    p.add_argument("--box", type=int, default=128)
+    p.add_argument("--apix", type=float, default=3.0)
+    p.add_argument("--batch-size", type=int, nargs="+", default=[32])
+    p.add_argument("--zdim", type=int, default=10)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--predict-width", action="store_true")
+    p.add_argument("--chunk", type=int, default=None, help="projection chunk (Gaussians)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--particles", type=int, default=20000, help="memory bank size")
+    p.add_argument("--with-loader", action="store_true", help="read particles from a memory-mapped stack")
+    p.add_argument("--num-workers", type=int, default=4)
+    p.add_argument("--peak-bf16-tflops", type=float, default=None)
+    p.add_argument("--peak-fp32-tflops", type=float, default=None)
+    args = p.parse_args()
+    rows = []
+    for bs in args.batch_size:
+        a = argparse.Namespace(**{**vars(args), "batch_size": bs})
+        rows.append(run(a))
+    r0 = rows[0]
+    print(f"# training throughput — {r0['device']}, torch {torch.__version__}, "
+          f"{datetime.datetime.now().isoformat(timespec='minutes')}\n")
+    print(f"G = {r0['gaussians']} Gaussians, box {r0['box']}, zdim {r0['zdim']}, DESIGN layer sizes; radius graphs "
+          f"{r0['edges'][0]} / {r0['edges'][1]} edges; amp {r0['amp']}, compile {r0['compile']}, "
+          f"loader {r0['loader']}\n")
+    print("| batch | step ms | particles/s | peak GPU mem GiB | GFLOP decoder | GFLOP projection | GFLOP encoders "
+          "| achieved TFLOP/s | floor ms | fraction of floor |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['batch']} | {r['step_ms']:.2f} | {r['particles_per_s']:.0f} | {r['peak_mem_gib']:.2f} | "
+              f"{r['gflop_decoder']:.1f} | {r['gflop_projection']:.1f} | {r['gflop_encoders']:.1f} | "
+              f"{r['achieved_tflops']:.2f} | {r['floor_ms']:.3f} | {r['fraction']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
