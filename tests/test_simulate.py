@@ -242,3 +242,27 @@ def test_windowed_render_equals_reference(device, shared):
     ref = project_gaussians(args[0], sig, args[1], args[2], args[3], box, apix)
     fast = project_gaussians_windowed(args[0], sigma, args[1], args[2], args[3], box, apix)
     assert (fast - ref).abs().max() <= 1e-7 * ref.abs().max()
+
+
+@pytest.mark.parametrize("contrast", ["white", "dark"])
+def test_simulated_star_preprocesses(tmp_path, contrast):
+    pytest.importorskip("gaussianem.commands.preprocess", reason="preprocess (issue 3) is not in this checkout")
+    from gaussianem.io.dataset import load_dataset
+
+    sim, ds = tmp_path / "sim", tmp_path / "ds"
+    simulate(toy_spec(n_particles=40, snr=2.0, contrast=contrast), sim)
+    rc = cli_main(["preprocess", str(sim / "particles.star"), "-o", str(ds), "--map", str(sim / "consensus.mrc"),
+                   "--n-check", "40"])
+    assert rc == 0
+    data = load_dataset(ds)
+    truth = np.load(sim / "truth.npz")
+    assert data.n == 40 and data.box_size == 32 and data.pixel_size_angstrom == pytest.approx(4.0)
+    assert data.manifest["contrast"] == ("inverted" if contrast == "dark" else "as-is")
+    np.testing.assert_allclose(data.rotations, truth["rotation"], atol=1e-5)
+    np.testing.assert_allclose(data.shifts_angstrom, truth["shift_angstrom"], atol=1e-5)
+    np.testing.assert_allclose(data.ctf["defocus_u_angstrom"], truth["defocus_u_angstrom"], rtol=1e-6)
+    with mrcfile.open(sim / "particles.mrcs") as m:
+        raw = np.asarray(m.data, dtype=np.float64)
+    sign = -1.0 if contrast == "dark" else 1.0
+    np.testing.assert_allclose(np.asarray(data.images, np.float64), sign * raw, atol=1e-4 * np.abs(raw).max())
+    data.close()

@@ -96,6 +96,10 @@ def simulate(spec: SimulationSpec, outdir: str | Path, device: torch.device | st
         if row["bin"] in ends:
             extremes[row["volume_index"]] = vol.cpu()
             labels[row["volume_index"]] = f"{row['state_name']}@{row['coordinate']:.2f}"
+    expected = {Path(row["file"]).name for row in table}
+    for stale in (out / VOLUMES).glob("vol_*.mrc"):  # left by an earlier run into the same folder
+        if stale.name not in expected:
+            stale.unlink()
     consensus = lowpass_volume(consensus, spec.consensus_resolution_angstrom, spec.apix)
     write_volume(out / CONSENSUS, consensus.cpu().numpy(), spec.apix)
     auc = extreme_fsc_auc(extremes, labels, spec.box)
