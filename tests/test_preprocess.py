@@ -152,7 +152,7 @@ def assert_same_angles(rot_a: np.ndarray, rot_b: np.ndarray, tol: float = 1e-6) 
 
 @pytest.fixture(scope="module")
 def sim32():
-    return simulate(120, 32, 2.0, seed=1)
+    return simulate(60, 32, 2.0, seed=1)
 
 
 def test_relion31_roundtrip_and_contract(tmp_path, sim32):
@@ -161,17 +161,17 @@ def test_relion31_roundtrip_and_contract(tmp_path, sim32):
     out = run(tmp_path, star_path, mp, box=24)
     ds = load_dataset(out)
     m = ds.manifest
-    assert ds.n == 120 and ds.box_size == 24 and ds.images.shape == (120, 24, 24)
+    assert ds.n == 60 and ds.box_size == 24 and ds.images.shape == (60, 24, 24)
     assert ds.pixel_size_angstrom == pytest.approx(2.0 * 32 / 24)
     assert m["original_box_size"] == 32 and m["original_pixel_size_angstrom"] == 2.0
-    assert m["source_kind"] == "relion-3.1+" and m["n_particles"] == 120
+    assert m["source_kind"] == "relion-3.1+" and m["n_particles"] == 60
     assert_same_angles(ds.rotations, sim32["rotation"])
     np.testing.assert_allclose(ds.shifts_angstrom, sim32["shift"], atol=1e-9)
     for k, v in sim32["ctf"].items():
         np.testing.assert_allclose(ds.ctf[k], v, rtol=1e-9)
-    np.testing.assert_array_equal(ds.source_index, np.arange(120))
+    np.testing.assert_array_equal(ds.source_index, np.arange(60))
     pc = m["pose_check"]
-    assert pc["n_sampled"] == 120 and pc["decision"] == "as-is" and m["contrast"] == "as-is"
+    assert pc["n_sampled"] == 60 and pc["decision"] == "as-is" and m["contrast"] == "as-is"
     assert pc["ncc_as_is"] >= 0.9 and pc["ncc_inverted"] == pytest.approx(-pc["ncc_as_is"])
     assert pc["warning"] is None
     assert m["image_std"] == pytest.approx(float(np.asarray(ds.images, np.float64).std()), rel=1e-4)
@@ -195,10 +195,10 @@ def test_fourier_crop_of_stack_matches_physics(tmp_path, sim32):
 
 
 def test_relion30_pixels_and_dark_particles(tmp_path):
-    sim = simulate(80, 32, 1.5, seed=2, dark=True)
+    sim = simulate(50, 32, 1.5, seed=2, dark=True)
     folder = tmp_path / "r30"
     write_stack(folder / "Particles" / "stack.mrcs", sim["images"], 1.5)
-    df = relion_columns(sim, [f"{i + 1}@Particles/stack.mrcs" for i in range(80)], angst=False)
+    df = relion_columns(sim, [f"{i + 1}@Particles/stack.mrcs" for i in range(50)], angst=False)
     df["rlnVoltage"], df["rlnSphericalAberration"], df["rlnAmplitudeContrast"] = 300.0, 2.7, 0.1
     df["rlnDetectorPixelSize"], df["rlnMagnification"] = 15.0, 100000.0  # 15 µm / 1e5 = 1.5 Å
     starfile.write(df, folder / "particles.star", float_format="%.12g")
@@ -235,7 +235,7 @@ def test_shuffled_poses_warn(tmp_path, sim32, caplog):
 
 
 def test_noisy_data_pick_sign_without_warning(tmp_path):
-    sim = simulate(300, 32, 2.0, seed=3, noise=3.0, dark=True)
+    sim = simulate(200, 24, 2.5, seed=3, noise=3.0, dark=True)
     star_path = write_relion31(tmp_path / "proj", sim)
     out = run(tmp_path, star_path, write_map(tmp_path / "map.mrc", sim))
     pc = json.loads((out / "dataset.json").read_text())["pose_check"]
@@ -359,7 +359,7 @@ def test_bad_inputs_exit_2_and_leave_nothing(tmp_path, sim32, capsys):
     # pixel size needed but absent (3.0 star without pixel size, stack header without voxel size)
     sim = sim32
     write_stack(tmp_path / "s" / "st.mrcs", sim["images"], 0.0)
-    df = relion_columns(sim, [f"{i + 1}@st.mrcs" for i in range(120)], angst=False)
+    df = relion_columns(sim, [f"{i + 1}@st.mrcs" for i in range(60)], angst=False)
     df["rlnVoltage"], df["rlnSphericalAberration"], df["rlnAmplitudeContrast"] = 300.0, 2.7, 0.1
     starfile.write(df, tmp_path / "s" / "p.star")
     check([tmp_path / "s" / "p.star", "-o", out, "--map", mp], "pixel size is needed but absent")
@@ -378,8 +378,8 @@ def test_nonfinite_pixels_refused_or_dropped(tmp_path, sim32, capsys):
     assert not (tmp_path / "out").exists()
     assert _cli([star_path, "-o", tmp_path / "out", "--map", mp, "--drop-bad", "--chunk", "8"]) == 0
     ds = load_dataset(tmp_path / "out")
-    keep = np.setdiff1d(np.arange(120), [5, 17, 30])
-    assert ds.n == 117 and ds.manifest["dropped"]["n"] == 3 and ds.manifest["dropped"]["source_rows"] == [5, 17, 30]
+    keep = np.setdiff1d(np.arange(60), [5, 17, 30])
+    assert ds.n == 57 and ds.manifest["dropped"]["n"] == 3 and ds.manifest["dropped"]["source_rows"] == [5, 17, 30]
     np.testing.assert_array_equal(ds.source_index, keep)
     np.testing.assert_allclose(np.asarray(ds.images), sim32["images"][keep], atol=1e-5)
     assert_same_angles(ds.rotations, sim32["rotation"][keep])
