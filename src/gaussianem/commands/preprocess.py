@@ -16,7 +16,8 @@ from gaussianem.preprocess import PreprocessConfig, preprocess
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("particles", type=Path, help="particles: RELION .star, cryoSPARC .cs, or a .mrcs/.txt stack")
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="output dataset folder")
-    parser.add_argument("--map", dest="map_path", type=Path, required=True, help="consensus map (.mrc)")
+    parser.add_argument("--map", dest="map_path", type=Path, required=True, metavar="CONSENSUS.mrc",
+                        help="consensus map (.mrc)")
     parser.add_argument("--threshold", type=float, help="contour level of the map (default: automatic)")
     parser.add_argument("--box", type=int, help="working box in pixels (even, <= the particles' box)")
     parser.add_argument("--apix", type=float, help="working pixel size in Å (default: input pixel size × D/box)")
