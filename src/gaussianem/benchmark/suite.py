@@ -123,9 +123,9 @@ def metric_rows(result: dict) -> list[tuple[str, str]]:
          f"{_fmt(pi['mean'])} ± {_fmt(pi['std'])}" if pi["n"] else "–"),
         ("per-image FSC-AUC (median)", _fmt(pi["median"])),
         (f"per-state FSC-AUC (mean, {ps['n']} states)", _fmt(ps["mean"])),
-        ("Spearman |ρ| PC1", _fmt(sp["pc1"])),
-        ("Spearman |ρ| best PC / axis", _fmt(sp["best"])),
-        ("Spearman |ρ| linear (5-fold CV)", _fmt(sp["linear_cv"])),
+        ("Spearman abs(ρ) PC1", _fmt(sp["pc1"])),
+        ("Spearman abs(ρ) best PC / axis", _fmt(sp["best"])),
+        ("Spearman abs(ρ) linear (5-fold CV)", _fmt(sp["linear_cv"])),
         (f"ARI k-means (K={km['k']})", _fmt(km["ari"])),
         (f"neighbourhood similarity (k={nb['k']}; chance {_fmt(nb['chance'])})", _fmt(nb["similarity"])),
     ]

@@ -1,0 +1,134 @@
+"""Turn ``gaussianem benchmark`` outputs into result rows, and result rows into the RESULTS.md table.
+
+  python benchmarks/collect_results.py OUT/metrics.json --preset adk --device H100 --tsv results.tsv \
+      --jsonl results.jsonl [--setting k=v ...] [--timing k=v ...]
+  python benchmarks/collect_results.py --markdown RESULTS_TABLE.md results.jsonl [more.jsonl ...]
+
+One row per (preset, tool). The jsonl rows keep every summary number (not the per-particle lists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = [
+    ("preset", "preset"),
+    ("tool", "tool"),
+    ("per_image_fsc_auc", "per-image FSC-AUC"),
+    ("per_image_fsc_auc_sd", "sd"),
+    ("per_state_fsc_auc", "per-state FSC-AUC"),
+    ("consensus_fsc_auc", "consensus FSC-AUC"),
+    ("spearman_pc1", "abs(ρ) PC1"),
+    ("spearman_best", "abs(ρ) best"),
+    ("spearman_linear_cv", "abs(ρ) linear CV"),
+    ("ari", "ARI"),
+    ("neighbourhood", "kNN sim."),
+    ("train_seconds", "train s"),
+    ("particles_per_second", "particles/s"),
+    ("device", "device"),
+    ("date", "date"),
+]
+
+
+def _kv(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out
+
+
+def row_of(result: dict, preset: str, device: str) -> dict:
+    lat = result["latent"]
+    cons = result.get("consensus_fsc_auc", {})
+    baseline = cons.get("simulator consensus") or cons.get("base cloud") or {}
+    return {
+        "preset": preset,
+        "tool": result.get("name") or result.get("tool"),
+        "per_image_fsc_auc": result["per_image_fsc_auc"]["mean"],
+        "per_image_fsc_auc_sd": result["per_image_fsc_auc"]["std"],
+        "per_image_n": result["per_image_fsc_auc"]["n"],
+        "per_state_fsc_auc": result["per_state_fsc_auc"]["mean"],
+        "per_state_n": result["per_state_fsc_auc"]["n"],
+        "consensus_fsc_auc": baseline.get("mean"),
+        "spearman_pc1": lat["spearman"]["pc1"],
+        "spearman_best": lat["spearman"]["best"],
+        "spearman_linear_cv": lat["spearman"]["linear_cv"],
+        "ari": lat["kmeans"]["ari"],
+        "ari_k": lat["kmeans"]["k"],
+        "neighbourhood": lat["neighbourhood"]["similarity"],
+        "neighbourhood_chance": lat["neighbourhood"]["chance"],
+        "train_seconds": result.get("train_seconds"),
+        "particle_epochs": result.get("particle_epochs"),
+        "particles_per_second": result.get("particles_per_second"),
+        "volume_transform": (result.get("volume_transform") or {}).get("transform"),
+        "device": device,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def _cell(v) -> str:
+    if v is None or v == "":
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}"
+    return str(v)
+
+
+def append(args: argparse.Namespace) -> None:
+    results = json.loads(Path(args.metrics).read_text())["results"]
+    settings, timing = _kv(args.setting), _kv(args.timing)
+    tsv, jsonl = Path(args.tsv), Path(args.jsonl)
+    new = not tsv.is_file()
+    with open(tsv, "a") as t, open(jsonl, "a") as j:
+        if new:
+            t.write("\t".join(k for k, _ in COLUMNS) + "\n")
+        for r in results:
+            row = row_of(r, args.preset, args.device)
+            row.update({"settings": settings, "timing": timing})
+            t.write("\t".join(_cell(row.get(k)) for k, _ in COLUMNS) + "\n")
+            j.write(json.dumps(row) + "\n")
+            print(f"{args.preset} {row['tool']}: per-image FSC-AUC {_cell(row['per_image_fsc_auc'])}, "
+                  f"particles/s {_cell(row['particles_per_second'])}")
+
+
+def markdown(args: argparse.Namespace) -> None:
+    rows = []
+    for path in args.jsonl_files:
+        rows += [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    lines = ["| " + " | ".join(label for _, label in COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r.get(k)) for k, _ in COLUMNS) + " |")
+    Path(args.markdown).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.markdown} ({len(rows)} rows)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("metrics", nargs="?", help="metrics.json of gaussianem benchmark")
+    p.add_argument("--preset", default="?")
+    p.add_argument("--device", default="?")
+    p.add_argument("--setting", nargs="*")
+    p.add_argument("--timing", nargs="*")
+    p.add_argument("--tsv", default="results.tsv")
+    p.add_argument("--jsonl", default="results.jsonl")
+    p.add_argument("--markdown", help="write the table of the given jsonl files (positional) to this file")
+    p.add_argument("jsonl_files", nargs="*", default=[])
+    args = p.parse_args(argv)
+    if args.markdown:
+        if args.metrics:
+            args.jsonl_files.insert(0, args.metrics)
+        markdown(args)
+    elif args.metrics:
+        append(args)
+    else:
+        p.error("give a metrics.json, or --markdown OUT with jsonl files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
