@@ -293,14 +293,23 @@ def _fake_run(tmp_path: Path, monkeypatch, zdim: int = 3, n: int = 300) -> tuple
     return rundir, model, truth
 
 
-def test_analyze_command_end_to_end(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory):
+    """One analyze run of the fake model (shared by the tests that inspect its outputs)."""
     from gaussianem.cli import main
 
-    rundir, model, truth = _fake_run(tmp_path, monkeypatch)
-    base_pos = volumes.base_cloud_arrays(model)[0]
-    _write_atomic_model(tmp_path / "user.pdb", base_pos[:40] + 32.0 + 0.3)
-    rc = main(["analyze", str(rundir), "--ksample", "3", "--pc", "2", "--flex-sample", "120", "--no-umap",
-               "--atomic-model", str(tmp_path / "user.pdb")])
+    tmp_path = tmp_path_factory.mktemp("analyzed")
+    with pytest.MonkeyPatch.context() as mp:
+        rundir, model, truth = _fake_run(tmp_path, mp)
+        base_pos = volumes.base_cloud_arrays(model)[0]
+        _write_atomic_model(tmp_path / "user.pdb", base_pos[:40] + 32.0 + 0.3)
+        rc = main(["analyze", str(rundir), "--ksample", "3", "--pc", "2", "--flex-sample", "120", "--no-umap",
+                   "--atomic-model", str(tmp_path / "user.pdb")])
+    return rc, tmp_path, rundir, model, truth
+
+
+def test_analyze_command_end_to_end(analyzed):
+    rc, tmp_path, rundir, model, truth = analyzed
     assert rc == 0
     out = rundir / "analyze.2"
     kdir = out / "kmeans3"
@@ -383,15 +392,12 @@ def test_analyze_other_grid_and_epoch(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
-def test_report_loads_in_headless_chromium(tmp_path, monkeypatch):
-    rundir, model, _ = _fake_run(tmp_path, monkeypatch, n=100)
-    model_, config, epoch, z = pipeline.load_run(rundir)
-    opts = pipeline.AnalysisOptions(ksample=2, n_pcs=1, flex_sample=20, umap=False)
-    pipeline.run_analysis(model_, z, config, tmp_path / "a", opts, epoch, rundir)
+def test_report_loads_in_headless_chromium(analyzed, tmp_path):
+    report = analyzed[2] / "analyze.2" / "report.html"
     shot = tmp_path / "shot.png"
     proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                           "--v=0", f"--screenshot={shot}", "--window-size=800,600",
-                           (tmp_path / "a" / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+                           "--v=0", "--no-first-run", "--disable-background-networking", f"--screenshot={shot}",
+                           "--window-size=800,600", report.as_uri()], capture_output=True, text=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 1000
     assert "Uncaught" not in proc.stderr and "CONSOLE" not in proc.stderr
 
@@ -404,3 +410,52 @@ def test_decode_batches_cover_all_rows(device):
     pos, wid, amp = volumes.decode_points(model, z, device=device)
     ref = model.decode(torch.as_tensor(z, dtype=torch.float32, device=device))
     np.testing.assert_allclose(pos, ref[0].detach().cpu().numpy(), atol=1e-5)
+
+
+def test_analyze_and_eval_vol_on_a_trained_run(tmp_path):
+    """Integration with the real training code: one tiny epoch, then analyze and eval-vol through the CLI."""
+    pytest.importorskip("gaussianem.training.hetero")
+    from test_train import SMALL, make_dataset  # the training tests' tiny dataset (tests/ is on sys.path)
+
+    from gaussianem.cli import main
+    from gaussianem.training.config import TrainConfig
+    from gaussianem.training.hetero import train
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        make_dataset(tmp_path / "ds", n=96)
+        run = tmp_path / "run"
+        train(TrainConfig(dataset=str(tmp_path / "ds"), rundir=str(run), epochs=1, **SMALL))
+        assert main(["analyze", str(run), "--ksample", "3", "--pc", "1", "--flex-sample", "40", "--no-umap"]) == 0
+        out = run / "analyze.1"
+        z = np.load(run / "z.1.npy")
+        assert len(np.load(out / "kmeans3" / "labels.npy")) == len(z) == 96
+        cons = mrcfile.read(out / "consensus.mrc")
+        with mrcfile.open(out / "kmeans3" / "vol_000.mrc") as m:
+            assert m.voxel_size.x == pytest.approx(2.0) and m.data.shape == (32,) * 3
+            assert pipeline._low_res_fsc(m.data.copy(), cons) > 0.8
+        assert len(gemmi.read_structure(str(out / "pc1" / "traj.pdb"))) == 10
+        assert (out / "report.html").stat().st_size > 10_000
+        assert main(["eval-vol", str(run), "--particles", "5", "-o", str(tmp_path / "ev"), "--format", "mrc"]) == 0
+        model, config, epoch, _ = pipeline.load_run(run)
+        pos, wid, amp = volumes.decode_points(model, z[5:6])
+        ref = volumes.render_volume(pos[0], wid[0], amp[0], volumes.working_grid(config))
+        np.testing.assert_allclose(mrcfile.read(tmp_path / "ev" / "vol_000.mrc"), ref, rtol=1e-4, atol=1e-5)
+    finally:
+        torch.set_num_threads(n_threads)
+
+
+@pytest.mark.parametrize("box", [48, 64])
+def test_tiled_render_matches_voxelize(box, device):
+    from gaussianem.physics.projection import voxelize_gaussians
+
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(-box, box, (400, 3))  # apix 2: some Gaussians outside the box
+    wid = rng.uniform(1.0, 3.0, 400)
+    amp = rng.uniform(0.5, 1.5, 400)
+    grid = volumes.VolumeGrid(box, 2.0)
+    tiled = volumes.render_volume(pos, wid, amp, grid, device, tile=16)
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+    ref = voxelize_gaussians(t(pos), t(wid), t(amp), box, 2.0).cpu().numpy()
+    np.testing.assert_allclose(tiled, ref, atol=1e-5 * ref.max())

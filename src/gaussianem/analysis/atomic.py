@@ -51,6 +51,11 @@ def pseudo_atomic_structure(
     """
     occ = occupancy_from_amplitude(amplitudes, amplitude_reference)
     b = width_to_bfactor(widths) if b_factors is None else np.asarray(b_factors, np.float64)
+    if b_factors is not None and np.any(b > 999.99):
+        log.warning("%d B-factors exceed the PDB column's 999.99 (RMSF above %.1f Å) and are clipped there; "
+                    "flexibility_rmsf.npy and flexibility.mrc keep the true values", int((b > 999.99).sum()),
+                    math.sqrt(3 * 999.99 / (8 * math.pi**2)))
+        b = np.minimum(b, 999.99)
     _warn_b_overflow(b)
     keep = occ >= min_occupancy if min_occupancy > 0 else None
     model = pseudo_atomic_model(np.asarray(positions) + np.asarray(centre), b, occ, keep)
@@ -73,8 +78,9 @@ def pseudo_atomic_trajectory(
 
 def _warn_b_overflow(b: np.ndarray) -> None:
     if np.any(b > 999.99):
-        log.warning("widths above %.2f Å give B-factors over the PDB column's 999.99: clipped there (the PLY "
-                    "keeps the true widths)", math.sqrt(999.99 / (8 * math.pi**2)))
+        log.warning("%d B-factors exceed the PDB column's 999.99 and are clipped there (widths above %.2f Å; the "
+                    "PLY and .npy files keep the true values)", int((b > 999.99).sum()),
+                    math.sqrt(999.99 / (8 * math.pi**2)))
 
 
 # ----------------------------------------------------------------------------------------------- flexibility

@@ -140,7 +140,7 @@ def plot_scatter_classes(
     k = int(labels.max()) + 1 if len(labels) else 1
     cmap = plt.get_cmap("tab20" if k <= 20 else "turbo", k)
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.scatter(emb[sel, 0], emb[sel, 1], c=labels[sel], cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=2, alpha=0.4,
+    ax.scatter(emb[sel, 0], emb[sel, 1], c=labels[sel], cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=3, alpha=0.6,
                linewidths=0, rasterized=True)
     for j, i in enumerate(centers_ind):
         ax.annotate(str(j), emb[i], fontsize=8, ha="center", va="center", weight="bold",

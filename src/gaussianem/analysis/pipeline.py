@@ -70,7 +70,7 @@ class AnalysisOptions:
     box: int | None = None
     apix: float | None = None
     atomic_model: Path | None = None
-    flex_sample: int = 2000
+    flex_sample: int = 1000
     umap: bool = True
     seed: int = 0
     batch_size: int = 32
@@ -98,7 +98,8 @@ class _StateSet:
 
 def _low_res_fsc(vol: np.ndarray, ref: np.ndarray) -> float:
     """Mean FSC over shells 1 .. D/8 (the low-resolution band)."""
-    curve = fsc(torch.from_numpy(vol), torch.from_numpy(ref)).numpy()
+    with volumes.single_cpu_thread("cpu"):
+        curve = fsc(torch.from_numpy(vol), torch.from_numpy(ref)).numpy()
     hi = max(2, len(curve) // 4)
     return float(np.mean(curve[1:hi]))
 
@@ -367,29 +368,24 @@ def _write_report(
         "volumes": f"box {summary['grid']['box_size']}, {summary['grid']['pixel_size_angstrom']:.4g} Å/voxel",
         "gaussianem": summary["version"],
     })
-    if rundir is not None and (rundir / "log.jsonl").is_file():
-        png = report.plot_loss_curves(report.read_log(rundir / "log.jsonl"))
-        if png:
-            r.heading("Training")
-            r.figures([(png, "training curves from log.jsonl")])
-    r.heading("Latent space")
-    figs = [(plots[k], c) for k, c in (("umap", "UMAP"), ("pca", "PCA (PC1, PC2)"), ("z", "z"),
-                                       ("variance", "PCA explained variance")) if k in plots]
-    r.figures(figs)
-    if umap_note:
-        r.paragraph(umap_note)
-    r.figures([(plots["hist"], "latent histograms")])
     k = len(classes.z)
     r.heading(f"k-means classes (K = {k})")
     r.paragraph("Each class is represented by the real particle nearest to its centre. Thumbnails are sum-"
                 "projections along z, y and x. Low-res FSC is the mean FSC with the consensus map over the lowest "
                 "quarter of the shells (the volumes share its frame).")
+    r.figures([(classes.thumbs[j], f"class {j}: {summary['counts'][j]:,}") for j in range(k)], thumb=True)
     r.figures([(plots["counts"], "particles per class")])
     total = max(1, sum(summary["counts"]))
     r.table(["class", "particles", "fraction", "centre particle", "low-res FSC", "volume"],
             [[j, summary["counts"][j], f"{summary['counts'][j] / total:.3f}", summary["centers_ind"][j],
               f"{classes.fsc_low[j]:.3f}", str(classes.volume_files[j].relative_to(out))] for j in range(k)])
-    r.figures([(classes.thumbs[j], f"class {j}: {summary['counts'][j]:,}") for j in range(k)], thumb=True)
+    r.heading("Latent space")
+    figs = [(plots[key], c) for key, c in (("umap", "UMAP"), ("pca", "PCA (PC1, PC2)"), ("z", "z"),
+                                       ("variance", "PCA explained variance")) if key in plots]
+    r.figures(figs)
+    if umap_note:
+        r.paragraph(umap_note)
+    r.figures([(plots["hist"], "latent histograms")])
     for s in trajs:
         r.heading(f"Trajectory along {s.label.upper()} (5th → 95th percentile)")
         r.figures([(s.thumbs[i], f"{s.label} point {i}") for i in range(len(s.thumbs))], thumb=True)
@@ -403,12 +399,17 @@ def _write_report(
         r.heading("Warped atomic model")
         r.paragraph(f"{opts.atomic_model} carried to every class centre and trajectory point: "
                     f"{len(summary['warped_files'])} files (atomic_XXX, atomic_traj in each folder).")
+    if rundir is not None and (rundir / "log.jsonl").is_file():
+        png = report.plot_loss_curves(report.read_log(rundir / "log.jsonl"))
+        if png:
+            r.heading("Training")
+            r.figures([(png, "training curves from log.jsonl")])
     r.heading("Open the results")
     r.code("chimerax chimerax.cxc        # consensus map (mesh) + class volumes + trajectories as volume series\n"
            "chimerax pc1/traj.pdb         # pseudo-atomic trajectory: play it with  coordset #1\n"
            "pymol pc1/traj.pdb            # the same in PyMOL (one state per model)\n"
            f"gaussianem eval-vol RUNDIR --particles {summary['centers_ind'][0]} -o OUT   # any particle's state\n"
-           f"gaussianem select ... --labels kmeans{k}/labels.npy                  # write a particle subset")
+           f"gaussianem select DATASET --labels kmeans{k}/labels.npy --classes 0,3 -o subset.star   # particles")
     r.paragraph("chimerax.cxc:")
     r.code(cxc)
     r.write(out / "report.html")

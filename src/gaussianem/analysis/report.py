@@ -23,7 +23,7 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px a
 h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
 .meta{color:#666;font-size:.9em}.row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 figure{margin:0 0 8px 0}figcaption{font-size:.8em;color:#555;text-align:center}
-img{max-width:100%;image-rendering:auto}.thumb img{width:180px;border:1px solid #ddd}
+img{max-width:100%;image-rendering:auto}.row figure img{max-width:560px}.thumb img{width:180px;border:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}pre{background:#f6f6f6;padding:10px;overflow-x:auto;font-size:.85em}
 """

@@ -20,7 +20,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--box", type=int, default=None, help="box of the volumes written (default: the working box)")
     p.add_argument("--apix", type=float, default=None, help="voxel size (Å) of the volumes written")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUNDIR/analyze.E)")
-    p.add_argument("--flex-sample", type=int, default=2000, help="particles sampled for flexibility (default 2000)")
+    p.add_argument("--flex-sample", type=int, default=1000,
+                   help="particles sampled for the flexibility (RMSF) estimate (default 1000)")
     p.add_argument("--no-umap", action="store_true", help="skip UMAP (slow for large N)")
     p.add_argument("--points", type=int, default=10, help="points per PC trajectory (default 10)")
     p.add_argument("--device", default="cpu", help="torch device for decoding and voxelising (default cpu)")
