@@ -71,7 +71,7 @@ def trajectory_acceptance(model, config, z, sim: Path, summary: dict, truth: dic
     from MDAnalysisTests.datafiles import PDB_closed
 
     from gaussianem.simulate.ensemble import build_ensemble
-    from gaussianem.simulate.spec import load_spec
+    from gaussianem.simulate.spec import spec_from_dict
 
     res: dict = {}
     coord = truth["coordinate"]
@@ -102,7 +102,7 @@ def trajectory_acceptance(model, config, z, sim: Path, summary: dict, truth: dic
     res["pc1_ends_match_own_gt_end"] = bool(m[0][0] > m[0][1] and m[1][1] > m[1][0])
 
     # the closed atomic model in the map frame: superposed on the simulated trajectory's closed frame
-    spec = load_spec(sim / "simulation.json")
+    spec = spec_from_dict(summary["spec"])
     ens = build_ensemble(spec)
     ca_idx = _trajectory_ca_indices(spec, ens.n_atoms)
     closed = gemmi.read_structure(PDB_closed)
@@ -112,7 +112,7 @@ def trajectory_acceptance(model, config, z, sim: Path, summary: dict, truth: dic
     r, t = _kabsch(_ca(closed), frame0)
     xyz = atomic.structure_positions(closed) @ r.T + t  # Gaussian frame
     res["closed_model_fit_to_frame0_ca_rmsd"] = float(np.sqrt(((_ca(closed) @ r.T + t - frame0) ** 2).sum(1).mean()))
-    ca_mask = np.array([a.name == "CA" and a.element.name == "C" for ch in closed[0] for rr in ch for a in rr])
+    ca_mask = np.array([atomic.is_alpha_carbon(rr, a) for ch in closed[0] for rr in ch for a in rr])
     before = _superposed_rmsd(xyz[ca_mask], _ca(open_st))
     ref_i, fit = atomic.best_reference(xyz, [volumes.base_cloud_arrays(model)[0], pos[0]])
     reference = pos[0]  # the model is closed: carry it from the closed end of PC1 to the open end
@@ -151,7 +151,7 @@ def states_acceptance(model, z, sim: Path, summary: dict, truth: dict, k: int) -
     from sklearn.metrics import adjusted_rand_score
 
     from gaussianem.simulate.ensemble import _load_atoms, build_ensemble
-    from gaussianem.simulate.spec import load_spec
+    from gaussianem.simulate.spec import spec_from_dict
 
     state = truth["state"]
     names = summary["state_names"]
@@ -163,7 +163,7 @@ def states_acceptance(model, z, sim: Path, summary: dict, truth: dict, k: int) -
     res["states_with_a_majority_class"] = {names[s]: int((majority == s).sum()) for s in range(len(names))}
     res["every_state_is_a_majority"] = bool(all((majority == s).any() for s in range(len(names))))
 
-    spec = load_spec(sim / "simulation.json")
+    spec = spec_from_dict(summary["spec"])
     atoms = _load_atoms(spec)
     ens = build_ensemble(spec)
     centre = atoms.positions[0] - ens.base[0]

@@ -260,8 +260,13 @@ def ca_rmsd(a: gemmi.Structure | np.ndarray, b: gemmi.Structure | np.ndarray) ->
     return float(np.sqrt(((pa - pb) ** 2).sum(1).mean()))
 
 
+def is_alpha_carbon(res: gemmi.Residue, atom: gemmi.Atom) -> bool:
+    """A protein Cα (atom 'CA' of a residue that is not a calcium ion; PDB files without element columns make
+    gemmi guess calcium from the name)."""
+    return atom.name == "CA" and res.name != "CA" and atom.element.name in ("C", "Ca")
+
+
 def ca_positions(st: gemmi.Structure) -> np.ndarray:
     """Cα positions of the first model, in chain/residue order -> (M, 3)."""
-    out = [[a.pos.x, a.pos.y, a.pos.z] for ch in st[0] for r in ch for a in r
-           if a.name == "CA" and a.element.name == "C"]
+    out = [[a.pos.x, a.pos.y, a.pos.z] for ch in st[0] for r in ch for a in r if is_alpha_carbon(r, a)]
     return np.array(out, np.float64).reshape(-1, 3)
