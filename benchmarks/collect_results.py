@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,9 +30,33 @@ COLUMNS = [
     ("neighbourhood", "kNN sim."),
     ("train_seconds", "train s"),
     ("particles_per_second", "particles/s"),
+    ("loop_particles_per_second", "in-loop particles/s"),
     ("device", "device"),
     ("date", "date"),
 ]
+
+
+def epoch_seconds(tool: str, path: str | None) -> float | None:
+    """Seconds inside the training loops, as the tool itself logs them (summed over epochs).
+
+    GaussianEM: ``{"type": "epoch", "seconds": ...}`` rows of log.jsonl; cryoDRGN: the ``Epoch: N ... Finished in
+    H:MM:SS`` lines of train_vae's log.
+    """
+    if not path or not Path(path).is_file():
+        return None
+    total, found = 0.0, False
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if tool == "gaussianem":
+            if line.startswith("{") and '"epoch"' in line:
+                row = json.loads(line)
+                if row.get("type") == "epoch" and "seconds" in row:
+                    total, found = total + float(row["seconds"]), True
+        else:
+            m = re.search(r"Epoch: \d+ .*Finished in (\d+):(\d+):([\d.]+)", line)
+            if m:
+                h, mi, se = m.groups()
+                total, found = total + 3600 * int(h) + 60 * int(mi) + float(se), True
+    return total if found else None
 
 
 def _kv(items: list[str] | None) -> dict:
@@ -90,6 +115,10 @@ def append(args: argparse.Namespace) -> None:
         for r in results:
             row = row_of(r, args.preset, args.device)
             row.update({"settings": settings, "timing": timing})
+            loop = epoch_seconds(row["tool"], args.gem_log if row["tool"] == "gaussianem" else args.cryodrgn_log)
+            row["loop_seconds"] = loop
+            if loop and row.get("particle_epochs"):
+                row["loop_particles_per_second"] = row["particle_epochs"] / loop
             t.write("\t".join(_cell(row.get(k)) for k, _ in COLUMNS) + "\n")
             j.write(json.dumps(row) + "\n")
             print(f"{args.preset} {row['tool']}: per-image FSC-AUC {_cell(row['per_image_fsc_auc'])}, "
@@ -114,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="?")
     p.add_argument("--setting", nargs="*")
     p.add_argument("--timing", nargs="*")
+    p.add_argument("--gem-log", help="GaussianEM run's log.jsonl (in-loop epoch seconds)")
+    p.add_argument("--cryodrgn-log", help="cryoDRGN train_vae's log (in-loop epoch seconds)")
     p.add_argument("--tsv", default="results.tsv")
     p.add_argument("--jsonl", default="results.jsonl")
     p.add_argument("--markdown", help="write the table of the given jsonl files (positional) to this file")

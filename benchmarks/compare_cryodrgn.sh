@@ -184,11 +184,13 @@ for P in "${PRESETS[@]}"; do
       --setting "n_particles=$N_PARTICLES" "box=$BOX" "snr=$SNR" "epochs=$EPOCHS" "batch=$BATCH" "zdim=$ZDIM" \
       "n_images=$N_IMAGES" "fit_epochs=$FIT_EPOCHS" "seed=$SEED" \
       --timing "simulate_s=$SIM_S" "preprocess_s=$PRE_S" "fit_s=$FIT_S" "cryodrgn_eval_s=$EVAL_S" \
+      --gem-log "$W/gaussianem/log.jsonl" --cryodrgn-log "$L/train_cryodrgn.log" \
       --tsv "$RESULTS/results.tsv" --jsonl "$RESULTS/results.jsonl" 2>&1 | tee -a "$LOG" >&2
   else
     FAILED=1
   fi
-  { [ $GEM_OK -eq 1 ] || ! has_tool gaussianem; } && { [ $CD_OK -eq 1 ] || ! has_tool cryodrgn; } || FAILED=1
+  if has_tool gaussianem && [ $GEM_OK -eq 0 ]; then FAILED=1; fi
+  if has_tool cryodrgn && [ $CD_OK -eq 0 ]; then FAILED=1; fi
 done
 log "finished (failures: $FAILED); results in $RESULTS"
 exit $FAILED

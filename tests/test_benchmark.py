@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import types
@@ -17,6 +18,7 @@ from gaussianem.io.dataset import save_npz_atomic, write_json_atomic
 from gaussianem.io.mrc import write_volume
 from gaussianem.physics.projection import voxelize_gaussians
 
+ROOT = Path(__file__).resolve().parents[1]
 BOX, APIX = 24, 2.0
 N_STATES, N_COORD = 3, 4
 
@@ -209,6 +211,20 @@ def test_command_on_perfect_fake_run(sim, fake_run, tmp_path):
     md = (out / "metrics.md").read_text()
     assert "| per-image FSC-AUC (mean ± sd, n=40) | 0.458 ± 0.000 |" in md
     assert "particles/s | 60.0 |" in md
+    # the benchmark script's row collector
+    spec = importlib.util.spec_from_file_location("collect_results", ROOT / "benchmarks" / "collect_results.py")
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"type": "epoch", "seconds": 4.0}\n{"type": "step"}\n{"type": "epoch", "seconds": 6.0}\n')
+    tsv, jsonl = tmp_path / "r.tsv", tmp_path / "r.jsonl"
+    assert collect.main([str(out / "metrics.json"), "--preset", "fake", "--tsv", str(tsv), "--jsonl", str(jsonl),
+                         "--gem-log", str(log)]) == 0
+    row = json.loads(jsonl.read_text())
+    assert row["loop_seconds"] == 10.0 and row["loop_particles_per_second"] == pytest.approx(60.0)
+    assert tsv.read_text().splitlines()[1].startswith("fake\tgaussianem\t0.458\t")
+    assert collect.main(["--markdown", str(tmp_path / "t.md"), str(jsonl)]) == 0
+    assert "| fake | gaussianem | 0.458 |" in (tmp_path / "t.md").read_text()
 
 
 def test_command_scores_external_tool_with_mirrored_volumes(sim, fake_run, tmp_path):
@@ -264,6 +280,13 @@ def test_external_transform_none_keeps_the_mirror_penalty(sim, tmp_path):
     assert plain["per_image_fsc_auc"]["mean"] < fixed["per_image_fsc_auc"]["mean"] - 0.05
     assert fixed["per_image_fsc_auc"]["mean"] == pytest.approx(11 / 24, abs=1e-4)
     assert plain["per_state_fsc_auc"]["n"] == 0  # no states/ folder: skipped
+    # volumes unrelated to the truth: no transform beats "as written" by the margin, so none is applied
+    for i in range(1, 11):
+        noise = np.random.default_rng(i).normal(size=(BOX, BOX, BOX)).astype(np.float32)
+        write_volume(ev / "particles" / f"vol_{i:03d}.mrc", noise, APIX)
+    auto = external.score_external(truth, tmp_path / "z.npy", ev, transform="auto", config=cfg)
+    assert auto["volume_transform"]["transform"] == "zyx"
+    assert auto["per_image_fsc_auc"]["mean"] < 0.1  # |FSC| of unrelated maps in the few-voxel shells of D = 24
 
 
 def test_bad_inputs_exit_2(sim, tmp_path, capsys):
