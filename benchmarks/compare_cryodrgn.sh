@@ -17,6 +17,7 @@
 # Settings (environment): N_PARTICLES=20000 BOX=64 SNR=0.05 EPOCHS=5 BATCH=32 ZDIM=10 N_IMAGES=1000 FIT_EPOCHS=2
 #   SEED=0 TOOLS="gaussianem cryodrgn" WORK=/tmp/gaussianem-bench RESULTS=benchmarks/results DEVICE=cuda
 #   SIM_ARGS / GEM_TRAIN_ARGS / CRYODRGN_TRAIN_ARGS: extra flags for simulate and the two training commands;
+#   STEP_TIMEOUT=S stops any one step after S seconds (0 = never), so one stuck tool cannot eat the whole call;
 #   INSTALL_WHEELS=0 skips installing .whl/ (a machine that has the packages); PYTHON=python3 picks the interpreter.
 # Sizing (the GPU budget is ~15 min for all three presets and both tools, one 10-minute call at most per preset):
 #   at box 64 cryoDRGN's default 3x1024 decoder costs ~66 GFLOP per image (fwd+bwd over the ~3,200 pixels inside
@@ -45,6 +46,7 @@ WORK=${WORK:-/tmp/gaussianem-bench}
 RESULTS=${RESULTS:-benchmarks/results}
 DEVICE=${DEVICE:-cuda}
 SIM_ARGS=${SIM_ARGS:-}
+STEP_TIMEOUT=${STEP_TIMEOUT:-0}
 GEM_TRAIN_ARGS=${GEM_TRAIN_ARGS:-}
 CRYODRGN_TRAIN_ARGS=${CRYODRGN_TRAIN_ARGS:-}
 PRESETS=("$@")
@@ -63,8 +65,13 @@ step() {
   log "start $name: $*"
   local t0 t1 rc
   t0=$(date +%s.%N)
-  "$@" >"$out" 2>&1
+  if [ "$STEP_TIMEOUT" -gt 0 ] 2>/dev/null; then
+    timeout --kill-after=15 "$STEP_TIMEOUT" bash -c '"$@"' step "$@" >"$out" 2>&1
+  else
+    "$@" >"$out" 2>&1
+  fi
   rc=$?
+  [ $rc -eq 124 ] && echo "step timed out after ${STEP_TIMEOUT} s" >>"$out"
   t1=$(date +%s.%N)
   STEP_SECONDS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
   if [ $rc -eq 0 ]; then
@@ -91,16 +98,17 @@ fi
 gem() { "$PY" -m gaussianem "$@"; }
 # cryoDRGN's own entry point imports every command module (its dashboard needs flask, plotly, ...): run the one
 # command module asked for, exactly as the entry point would (its add_args + main)
-cryodrgn() {
-  "$PY" -c 'import argparse, logging, sys
+CRYODRGN_RUNNER='import argparse, logging, sys
 from importlib import import_module
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 cmd = sys.argv[1]
 module = import_module("cryodrgn.commands." + cmd)
 parser = argparse.ArgumentParser(prog="cryodrgn " + cmd)
 module.add_args(parser)
-module.main(parser.parse_args(sys.argv[2:]))' "$@"
-}
+module.main(parser.parse_args(sys.argv[2:]))'
+cryodrgn() { "$PY" -c "$CRYODRGN_RUNNER" "$@"; }
+export -f gem cryodrgn
+export PY CRYODRGN_RUNNER
 export PYTHONUNBUFFERED=1
 
 GPU=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")' 2>/dev/null)
@@ -116,7 +124,7 @@ for P in "${PRESETS[@]}"; do
   rm -rf "$W"
   mkdir -p "$W/logs"
   L=$W/logs
-  GEM_OK=0; CD_OK=0; GEM_S=""; CD_S=""; FIT_S=""; PRE_S=""; SIM_S=""; EVAL_S=""
+  GEM_OK=0; CD_OK=0; GEM_S=""; CD_S=""; FIT_S=""; PRE_S=""; SIM_S=""; EVAL_S=""; BP_AUC=""
   PE=$((N_PARTICLES * EPOCHS))
 
   # shellcheck disable=SC2086
@@ -148,6 +156,19 @@ for P in "${PRESETS[@]}"; do
     mkdir -p "$W/cryodrgn"
     if step "$P cryodrgn parse_star" "$L/parse_star.log" cryodrgn parse_star "$W/sim/particles.star" \
         --ctf "$W/cryodrgn/ctf.pkl" --poses "$W/cryodrgn/pose.pkl"; then
+      # input check: cryoDRGN's homogeneous backprojection of (up to 5,000 of) the particles with the parsed poses and
+      # CTF must match the simulator's consensus map in our frame (FSC-AUC logged; identity orientation expected)
+      if step "$P cryodrgn backproject check" "$L/backproject.log" cryodrgn backproject_voxel "$W/sim/particles.mrcs" \
+          --poses "$W/cryodrgn/pose.pkl" --ctf "$W/cryodrgn/ctf.pkl" -o "$W/cryodrgn/backproject" --first 5000 \
+          --no-half-maps --no-fsc-vals; then
+        BP_AUC=$("$PY" -c 'import sys, torch
+from gaussianem.benchmark.metrics import fsc_auc_pair, spherical_mask
+from gaussianem.io.mrc import read_volume
+a = torch.as_tensor(read_volume(sys.argv[1])[0], dtype=torch.float64)
+b = torch.as_tensor(read_volume(sys.argv[2])[0], dtype=torch.float64)
+print(f"{fsc_auc_pair(a, b, spherical_mask(a.shape[-1])):.4f}")' "$W/cryodrgn/backproject/backproject.mrc" "$W/sim/consensus.mrc")
+        log "$P cryodrgn backprojection vs simulator consensus: FSC-AUC $BP_AUC"
+      fi
       # the simulator's stack is white (RELION's convention): cryoDRGN's default sign inversion is the right one
       # shellcheck disable=SC2086
       if step "$P cryodrgn train_vae" "$L/train_cryodrgn.log" cryodrgn train_vae "$W/sim/particles.mrcs" \
@@ -182,7 +203,7 @@ for P in "${PRESETS[@]}"; do
     cp "$W/bench/metrics.md" "$RESULTS/$P.metrics.md"
     "$PY" benchmarks/collect_results.py "$W/bench/metrics.json" --preset "$P" --device "${GPU:-unknown}" \
       --setting "n_particles=$N_PARTICLES" "box=$BOX" "snr=$SNR" "epochs=$EPOCHS" "batch=$BATCH" "zdim=$ZDIM" \
-      "n_images=$N_IMAGES" "fit_epochs=$FIT_EPOCHS" "seed=$SEED" \
+      "n_images=$N_IMAGES" "fit_epochs=$FIT_EPOCHS" "seed=$SEED" "cryodrgn_backprojection_fsc_auc=$BP_AUC" \
       --timing "simulate_s=$SIM_S" "preprocess_s=$PRE_S" "fit_s=$FIT_S" "cryodrgn_eval_s=$EVAL_S" \
       --gem-log "$W/gaussianem/log.jsonl" --cryodrgn-log "$L/train_cryodrgn.log" \
       --tsv "$RESULTS/results.tsv" --jsonl "$RESULTS/results.jsonl" 2>&1 | tee -a "$LOG" >&2

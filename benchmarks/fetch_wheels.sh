@@ -23,6 +23,8 @@
 # GaussianEM's own needs missing there: mrcfile, starfile (+ pyarrow, typing-extensions: on the image), gemmi,
 #   plyfile, MDAnalysis (+ GridDataFormats, mmtf-python, mda-xdrlib; msgpack, filelock, joblib, threadpoolctl: on
 #   the image) for the adk preset.
+# typing-extensions: referencing (jsonschema) needs TypeVar(default=) on Python 3.12; a recent one is carried so that
+#   an older copy on the image cannot break the import (checked here: the carried set imports under Python 3.12.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=.whl
@@ -36,6 +38,7 @@ WHEELS=(
   referencing==0.37.0 rpds-py==2026.9.1 traitlets==5.16.1 jupyter-core==5.9.1
   starfile==0.5.13 mrcfile==1.5.4 gemmi==0.7.5 plyfile==1.1.5
   MDAnalysis==2.11.0 GridDataFormats==1.2.0 mmtf-python==1.1.3 mda-xdrlib==0.2.0
+  typing-extensions==4.15.0
 )
 PLATFORMS=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 \
