@@ -74,20 +74,42 @@ def perfect_latents(sim: Path, noise: float = 0.0, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture()
 def fake_run(sim, tmp_path, monkeypatch) -> Path:
-    """A run folder (config.yaml, z.2.npy) whose model comes from a stand-in load_model."""
+    """A run folder (config.yaml, z.2.npy) whose model comes from a stand-in load_model.
+
+    Its dataset keeps the particles in reverse star order (``source_index.npy``), so the latent rows must be mapped
+    back to truth rows for the scores to come out perfect.
+    """
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("dataset: nowhere\n")
-    np.save(run / "z.2.npy", perfect_latents(sim, noise=1e-3))
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    z = perfect_latents(sim, noise=1e-3)
+    order = np.arange(len(z))[::-1].copy()
+    np.save(dataset / "source_index.npy", order)
+    (run / "config.yaml").write_text(f"dataset: {dataset}\n")
+    np.save(run / "z.2.npy", z[order])
     fake = types.ModuleType("gaussianem.training.checkpoint")
 
     def load_model(rundir, epoch=None, device="cpu"):
         assert Path(rundir) == run
-        return FakeModel(), {"dataset": "nowhere"}, 2 if epoch is None else epoch
+        return FakeModel(), {"dataset": str(dataset)}, 2 if epoch is None else epoch
 
     fake.load_model = load_model
     monkeypatch.setitem(sys.modules, "gaussianem.training.checkpoint", fake)
     return run
+
+
+def test_truth_rows_for_run(sim, tmp_path):
+    from gaussianem.benchmark.suite import truth_rows_for_run
+
+    truth = metrics.load_truth(sim)
+    (tmp_path / "ds").mkdir()
+    np.save(tmp_path / "ds" / "source_index.npy", np.arange(truth.n)[::-1])
+    rows = truth_rows_for_run({"dataset": "ds"}, tmp_path / "run", truth.n, truth)  # relative to the run's parent
+    assert rows[0] == truth.n - 1 and rows[-1] == 0
+    assert np.array_equal(truth_rows_for_run({}, tmp_path / "run", truth.n, truth), np.arange(truth.n))
+    with pytest.raises(metrics.InputError, match="no source_index.npy"):
+        truth_rows_for_run({}, tmp_path / "run", truth.n - 5, truth)
 
 
 # ------------------------------------------------------------------------------------------------ FSC-AUC

@@ -29,7 +29,8 @@ def truth_rows_for_run(config: dict, rundir: Path, n_latents: int, truth: Truth)
     candidates = []
     if dataset:
         p = Path(dataset)
-        candidates = [p, rundir / p] if not p.is_absolute() else [p]
+        # a relative path was relative to where 'train' ran: try here, the run folder and its parent
+        candidates = [p, rundir / p, rundir.parent / p] if not p.is_absolute() else [p]
     for root in candidates:
         if (root / SOURCE_INDEX).is_file():
             rows = np.load(root / SOURCE_INDEX).astype(np.int64).ravel()
@@ -56,13 +57,6 @@ def gaussian_volume_generator(model, box_size: int, pixel_size_angstrom: float, 
                 yield voxelize_gaussians(positions[b], widths[b], amplitudes[b], box_size, pixel_size_angstrom)
 
     return generate
-
-
-def _latest_epoch(rundir: Path) -> int:
-    epochs = [int(p.name.split(".")[1]) for p in rundir.glob("z.*.npy") if p.name.split(".")[1].isdigit()]
-    if not epochs:
-        raise InputError(f"{rundir}: no z.E.npy latents (is this a GaussianEM run folder?)")
-    return max(epochs)
 
 
 def score_gaussianem_run(rundir: str | Path, truth: Truth, epoch: int | None, config: ScoreConfig,
