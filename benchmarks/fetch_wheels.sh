@@ -2,7 +2,7 @@
 # Fetch, on a machine with PyPI, everything the side-by-side benchmark (compare_cryodrgn.sh) needs on a GPU machine
 # that has Python 3.12 + torch + numpy/scipy/scikit-learn/pandas/matplotlib/seaborn/pyyaml/tqdm but no internet:
 #   .whl/                 py3.12 manylinux x86-64 wheels, fetched with --no-deps (one version of each)
-#   .whl/mdatests/        a tiny stand-in for the MDAnalysisTests package holding only the three data files the
+#   .whl/mdatests/        a tiny stand-in for the MDAnalysisTests package holding only the data files the
 #                         presets read (adk.psf, adk_dims.dcd, mmcif/1BD2.cif.gz); MDAnalysisTests itself is a
 #                         100+ MiB sdist and cannot travel. Built from an installed MDAnalysisTests (pip installs it
 #                         here when missing).
@@ -63,7 +63,7 @@ import MDAnalysisTests.datafiles as d
 src = Path(d.__file__).parent / "data"
 pkg = Path(sys.argv[1]) / "MDAnalysisTests"
 (pkg / "data" / "mmcif").mkdir(parents=True, exist_ok=True)
-for name in ("adk.psf", "adk_dims.dcd", "mmcif/1BD2.cif.gz"):
+for name in ("adk.psf", "adk_dims.dcd", "adk_closed.pdb", "adk_open.pdb", "mmcif/1BD2.cif.gz"):
     shutil.copyfile(src / name, pkg / "data" / name)
 (pkg / "__init__.py").write_text('"""Stand-in for MDAnalysisTests: the data files of the GaussianEM presets only."""\n')
 (pkg / "datafiles.py").write_text(
@@ -71,6 +71,8 @@ for name in ("adk.psf", "adk_dims.dcd", "mmcif/1BD2.cif.gz"):
     "_DATA = Path(__file__).parent / 'data'\n"
     "PSF = str(_DATA / 'adk.psf')\n"
     "DCD = str(_DATA / 'adk_dims.dcd')\n"
+    "PDB_closed = str(_DATA / 'adk_closed.pdb')\n"
+    "PDB_small = str(_DATA / 'adk_open.pdb')\n"
 )
 print(f"fetch_wheels: MDAnalysisTests stand-in in {pkg}")
 EOF
