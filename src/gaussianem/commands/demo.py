@@ -41,6 +41,8 @@ class DemoSettings:
     decoder_hidden: int = 64
     decoder_features: int = 64
     ksample: int = 6
+    volume_bins: int | None = None  # ground-truth volumes of the simulation (None: the preset's)
+    umap: bool = True
     seed: int = 0
     device: str | None = None
     extra: dict = field(default_factory=dict)
@@ -62,6 +64,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-hidden", type=int, default=s.encoder_hidden, help=hidden)
     parser.add_argument("--decoder-hidden", type=int, default=s.decoder_hidden, help=hidden)
     parser.add_argument("--ksample", type=int, default=s.ksample, help=hidden)
+    parser.add_argument("--volume-bins", type=int, default=None, help=hidden)
+    parser.add_argument("--no-umap", action="store_true", help=hidden)
 
 
 def _load_command(name: str):
@@ -97,8 +101,9 @@ def stage_arguments(stage: str, root: Path, s: DemoSettings) -> list:
     sim, data, run = root / "simulation", root / "dataset", root / "run"
     device = ["--device", s.device] if s.device else []
     if stage == "simulate":
+        bins = ["--volume-bins", s.volume_bins] if s.volume_bins else []
         return ["--preset", "toy", "-o", sim, "--n-particles", s.n_particles, "--box", s.box, "--seed", s.seed,
-                *device]
+                *bins, *device]
     if stage == "preprocess":
         box = ["--box", s.work_box] if s.work_box and s.work_box < s.box else []
         return [sim / "particles.star", "-o", data, "--map", sim / "consensus.mrc", *box, "--overwrite", *device]
@@ -111,7 +116,8 @@ def stage_arguments(stage: str, root: Path, s: DemoSettings) -> list:
                 "--decoder-hidden", s.decoder_hidden, "--decoder-features", s.decoder_features,
                 "--seed", s.seed, "--overwrite", *device]
     if stage == "analyze":
-        return [run, "--ksample", s.ksample, "--seed", s.seed, *(["--device", s.device] if s.device else [])]
+        return [run, "--ksample", s.ksample, "--seed", s.seed, *([] if s.umap else ["--no-umap"]),
+                *(["--device", s.device] if s.device else [])]
     raise ValueError(stage)
 
 
@@ -155,7 +161,8 @@ def main(args: argparse.Namespace) -> int:
     settings = DemoSettings(n_particles=args.n_particles, box=args.box, work_box=min(args.work_box, args.box),
                             fit_epochs=args.fit_epochs, epochs=args.epochs, batch_size=args.batch_size,
                             encoder_hidden=args.encoder_hidden, decoder_hidden=args.decoder_hidden,
-                            ksample=args.ksample, seed=args.seed, device=args.device)
+                            ksample=args.ksample, volume_bins=args.volume_bins, umap=not args.no_umap,
+                            seed=args.seed, device=args.device)
     log.info("demo settings (smaller than the commands' defaults so it runs in minutes on a CPU): %s",
              asdict(settings))
     summary = run_demo(args.outdir, settings)
