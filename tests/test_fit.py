@@ -91,7 +91,7 @@ def cloud_auc(cloud: GaussianCloud, gt: np.ndarray, box: int, apix: float) -> fl
     return fsc_auc(fsc(vol, torch.as_tensor(gt, dtype=torch.float64)))
 
 
-QUICK = FitConfig(epochs=3, batch_size=16, lr=2e-2, lr_final=1e-3,
+QUICK = FitConfig(epochs=2, batch_size=16, lr=1e-1, lr_final=1e-2,
                   strategy=StrategyConfig(densify=False, prune=False))
 
 
@@ -179,10 +179,10 @@ def test_fit_densifies_into_missing_density(tmp_path):
     pos = truth.positions.detach()
     missing = pos[:, 0] > 4.0
     partial = truth.subset(~missing)
-    root, gt = make_dataset(tmp_path / "ds", n=400, snr=10.0, init_cloud=partial)
+    root, gt = make_dataset(tmp_path / "ds", n=200, snr=10.0, init_cloud=partial)
     ds = load_dataset(root)
-    cfg = FitConfig(epochs=2, batch_size=8, lr=2e-2, lr_final=1e-3,
-                    strategy=StrategyConfig(prune=False, densify_every=20, start_step=20, max_densify_fraction=0.2))
+    cfg = FitConfig(epochs=1, batch_size=8, lr=5e-2, lr_final=5e-3,
+                    strategy=StrategyConfig(prune=False, densify_every=10, start_step=10, max_densify_fraction=0.2))
     result = fit_cloud(ds, GaussianCloud.from_ply(ds.gaussians_init), cfg, progress=False)
     added = result.cloud.positions.detach()[partial.n:]
     assert len(added) > 0
