@@ -31,8 +31,8 @@ class DemoSettings:
     box: int = 64  # simulated box
     work_box: int = 32  # preprocess Fourier-crops to this box
     fit_epochs: int = 3
-    fit_batch_size: int = 32
-    fit_lr: float = 1e-2
+    fit_batch_size: int = 64
+    fit_lr: float = 5e-2
     epochs: int = 6  # VAE epochs
     batch_size: int = 64
     zdim: int = 4

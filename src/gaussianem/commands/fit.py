@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET", help="dataset folder written by 'gaussianem preprocess'")
     parser.add_argument("-o", "--out", metavar="OUT", default=None, help="output folder (default: DATASET)")
-    parser.add_argument("--epochs", type=int, default=5, help="passes over the particles (default 5)")
-    parser.add_argument("--batch-size", type=int, default=32, help="particles per step (default 32)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate at the start (default 1e-3)")
-    parser.add_argument("--lr-final", type=float, default=1e-5,
-                        help="learning rate at the end of the exponential decay (default 1e-5)")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the particles (default 3)")
+    parser.add_argument("--batch-size", type=int, default=64, help="particles per step (default 64)")
+    parser.add_argument("--lr", type=float, default=5e-2,
+                        help="Adam learning rate at the start, relative amplitude change per step (default 5e-2)")
+    parser.add_argument("--lr-final", type=float, default=5e-4,
+                        help="learning rate at the end of the exponential decay (default 5e-4)")
     parser.add_argument("--train-positions", action="store_true", help="also refine the Gaussians' positions")
     parser.add_argument("--position-lr", type=float, default=1e-2, metavar="ANGSTROM",
                         help="Adam learning rate of the positions with --train-positions (default 0.01 Å)")

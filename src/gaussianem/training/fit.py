@@ -13,6 +13,12 @@ scale means the particles are dark relative to the CTF convention: the fit stops
 the optimiser works on amplitudes divided by their median after that scaling (``amplitude_unit``), so the
 learning rate means "relative change per step" whatever the data's units; the written cloud is in image units.
 
+Learning rate. DESIGN's 1e-3 → 1e-5 is too slow here: with amplitudes in working units a step changes an
+amplitude by about ``lr`` relative, so a run of a few thousand steps at 1e-3 can change amplitudes by well under
+a factor of two, and the fit barely leaves the low-passed start (measured on the synthetic test set: FSC-AUC
+0.333 → 0.341 at 1e-3 but → 0.435 at 3e-2 for the same steps). The default is 5e-2 → 5e-4 (the schedule's
+shape unchanged), which reached the issue-4 acceptance on 20,000 adenylate-kinase particles in one epoch.
+
 Checkpoints: ``fit_checkpoint.pt`` in the output folder after every epoch (atomic); ``resume=True`` continues
 from it and reproduces an uninterrupted run exactly (the particle order of each epoch derives from the seed and
 the epoch number).
@@ -50,10 +56,10 @@ CHECKPOINT = "fit_checkpoint.pt"
 class FitConfig:
     """Settings of the homogeneous fit (written to ``fit.json`` and into the checkpoint)."""
 
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3  # Adam on raw amplitudes and widths, start
-    lr_final: float = 1e-5  # ... and end of the exponential decay
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 5e-2  # Adam on raw amplitudes and widths, start (see "Learning rate" in the module docstring)
+    lr_final: float = 5e-4  # ... and end of the exponential decay
     position_lr_angstrom: float = 1e-2  # Adam on positions (Å per step scale) when train_positions
     train_positions: bool = False
     train_widths: bool = True
