@@ -218,3 +218,52 @@ def test_sampler_resumes_and_shards():
     for f, a, b in zip(full[:6], r0, r1, strict=True):
         assert sorted(np.concatenate([a, b]).tolist()) == sorted(f.tolist())
     assert math.isclose(len(list(ResumableBatchSampler(49, 8, seed=0))), 6)  # a last batch of 1 is dropped
+
+
+def _ddp_worker(rank: int, world: int, store: str, ds: str, run: str, kw: dict, resume: bool) -> None:
+    import torch.distributed as dist
+
+    from gaussianem.training.hetero import train
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        train(_cfg(Path(ds), Path(run), **kw), resume=resume, rank=rank, world_size=world)
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn_ddp(tmp_path: Path, tag: str, ds: Path, run: Path, kw: dict, resume: bool = False) -> None:
+    import torch.multiprocessing as mp
+
+    store = tmp_path / f"store_{tag}"
+    mp.spawn(_ddp_worker, args=(2, str(store), str(ds), str(run), kw, resume), nprocs=2, join=True)
+
+
+@pytest.mark.xfail(strict=True, reason="known defect (issue 8): from the third step on, the 2-process gloo run "
+                   "departs from the single-process run (kl 0.2250 vs 0.1876 at step 3); BatchNorm across ranks is "
+                   "not the cause (its gradients match a single process to 2e-7)")
+def test_ddp_two_processes_match_single_process_and_resume(tmp_path):
+    """gloo, 2 processes × batch 8 == 1 process × batch 16 (same global batches, noise, kNN draws and BatchNorm
+    statistics); the DDP run is stopped after epoch 1 and resumed under DDP."""
+    from gaussianem.training.hetero import train
+
+    ds = tmp_path / "ds"
+    make_dataset(ds, n=64, seed=2)
+    kw = dict(epochs=2, knn_start_epoch=1)
+    single = tmp_path / "single"
+    train(_cfg(ds, single, batch_size=16, **kw))
+    ddp = tmp_path / "ddp"
+    _spawn_ddp(tmp_path, "a", ds, ddp, {**kw, "batch_size": 8, "epochs": 1})
+    assert (ddp / "weights.1.pt").is_file() and not (ddp / "weights.2.pt").exists()
+    _spawn_ddp(tmp_path, "b", ds, ddp, {**kw, "batch_size": 8}, resume=True)
+    keys = ("loss", "render", "kl", "knn", "distance")
+    a = [r for r in map(json.loads, (single / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+    b = [r for r in map(json.loads, (ddp / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+    assert len(a) == len(b) == 8 and all(r["batch"] == 16 for r in b)
+    for ra, rb in zip(a, b, strict=True):
+        for k in keys:
+            assert rb[k] == pytest.approx(ra[k], rel=1e-3, abs=1e-6), (ra["step"], k, ra[k], rb[k])
+    za, zb = np.load(single / "z.2.npy"), np.load(ddp / "z.2.npy")
+    assert za.shape == zb.shape == (64, 2)
+    np.testing.assert_allclose(zb, za, rtol=1e-3, atol=1e-3)

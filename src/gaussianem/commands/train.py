@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from dataclasses import fields
 
@@ -74,8 +75,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a previous run in RUNDIR")
     parser.add_argument("--train-base", action="store_true", help="also train the base Gaussian cloud")
     parser.add_argument("--predict-width", action="store_true", help="decode a per-particle Δwidth too")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the training step (CUDA)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the training step (default: on with CUDA, off on the CPU)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--gpus", type=int, default=1, help="data-parallel processes on this node (launches "
+                        "torchrun; --batch-size is per process); under torchrun the process group is joined "
+                        "automatically")
     sizes = parser.add_argument_group("layer sizes")
     for name, typ, text in _SIZES:
         sizes.add_argument(_flag(name), type=typ, default=d[name], help=f"{text} (default %(default)s)")
@@ -90,15 +95,43 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def _argv_without_gpus(command_line: str) -> list[str]:
+    words = shlex.split(command_line)[1:]
+    out, skip = [], False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        if w == "--gpus":
+            skip = True
+            continue
+        if not w.startswith("--gpus="):
+            out.append(w)
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
+    from gaussianem.io.mrc import InputError
+    from gaussianem.training import distributed
     from gaussianem.training.hetero import TrainingError, train
 
+    if args.gpus < 1:
+        raise InputError("--gpus must be >= 1")
+    if args.gpus > 1 and distributed.world_from_env()[1] == 1:
+        return distributed.launch(args.gpus, _argv_without_gpus(args.command_line))
     cfg = config_from_args(args)
+    rank, world = distributed.init_process_group(args.device)
     try:
-        rundir = train(cfg, resume=args.resume, overwrite=args.overwrite)
+        rundir = train(cfg, resume=args.resume, overwrite=args.overwrite, rank=rank, world_size=world)
     except TrainingError as exc:
         log.error("%s", exc)
         print(f"gaussianem train: error: {exc}", file=sys.stderr)
         return 1
-    print(f"training run in {rundir}")
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank == 0:
+        print(f"training run in {rundir}")
     return 0

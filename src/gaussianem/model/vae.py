@@ -67,8 +67,8 @@ class GaussianVAE(nn.Module):
                                spec.decoder_features, spec.predict_width)
         self.register_buffer("window", soft_circular_mask(d, spec.window_radius, spec.window_edge), persistent=False)
         fy, fx = rfft2_frequencies(d, spec.pixel_size_angstrom)
-        self.register_buffer("freq_y", fy, persistent=False)
-        self.register_buffer("freq_x", fx, persistent=False)
+        self.register_buffer("freq_y", fy.contiguous(), persistent=False)
+        self.register_buffer("freq_x", fx.contiguous(), persistent=False)
         with torch.no_grad():
             amp = cloud.amplitudes
             scale = amp.mean() if amp.numel() else torch.tensor(1.0)

@@ -256,10 +256,10 @@ def build_ensemble(spec: SimulationSpec) -> Ensemble:
         lo, hi = (float(a) for a in spec.hinge.get("angle_deg", (0.0, 30.0)))
         ens.hinge_angles_deg = (lo, hi)
         ens.n_bins = spec.volume_bins
-    radius = ens.max_radius() + 3 * sigma + 3 * spec.shift_std_px * spec.apix
+    radius = ens.max_radius() + 3 * sigma + 2 * spec.shift_std_px * spec.apix
     half = spec.box // 2 * spec.apix
     if radius > half:
-        log.warning("the structure reaches %.0f Å from the centre (with 3σ atoms and shifts) but the box half-width "
+        log.warning("the structure reaches %.0f Å from the centre (with 3σ atoms and 2σ shifts) but the box half-width "
                     "is %.0f Å: particles will be cut at the box edge; raise --box or --apix", radius, half)
     log.info("%d atoms, σ = %.2f Å, %d state(s), motion: %s, %d ground-truth volume(s)",
              ens.n_atoms, sigma, ens.n_states, ens.motion, ens.n_volumes)

@@ -39,7 +39,7 @@ class TrainConfig:
     load: str | None = None
     train_base: bool = False
     predict_width: bool = False
-    compile: bool = False
+    compile: bool | None = None  # None: on with CUDA, off on the CPU
     # layer sizes
     encoder_hidden: int = 1024
     encoder_layers: int = 3

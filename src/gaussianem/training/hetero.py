@@ -179,9 +179,10 @@ class Stepper:
 
     def __init__(self, objective: nn.Module, optimizer: torch.optim.Optimizer, scheduler, n_particles: int,
                  zdim: int, device: torch.device, seed: int, batch_size: int, rank: int = 0,
-                 world_size: int = 1, compile: bool = False) -> None:
+                 world_size: int = 1, compile: bool | None = None) -> None:
         self.objective = objective
-        self.forward = torch.compile(objective) if compile else objective
+        use_compile = device.type == "cuda" if compile is None else compile
+        self.forward = torch.compile(objective) if use_compile else objective
         self.optimizer, self.scheduler = optimizer, scheduler
         self.device = device
         self.rank, self.world_size = rank, world_size
@@ -225,7 +226,13 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         total, terms, mu = self.forward(images, rotations, shifts, ctf, eps, bank, self.generator, offset, global_b)
         total.backward()
-        values = torch.cat([total.detach()[None], terms.detach()]).tolist()
+        values_t = torch.cat([total.detach()[None], terms.detach()])
+        if self.world_size > 1:  # the global batch's means, identical on every rank (one small all-reduce)
+            import torch.distributed as dist
+
+            values_t = values_t * (b / global_b)
+            dist.all_reduce(values_t)
+        values = values_t.tolist()
         self.step_count += 1
         if not all(math.isfinite(v) for v in values):
             raise NonFiniteLossError(self.step_count, self.epoch, batch["index"].numpy(),
@@ -396,14 +403,22 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     cfg.validate()
     main_rank = rank == 0
     root = Path(cfg.rundir)
+    error = None
     if main_rank:
-        cfg = prepare_rundir(cfg, resume, overwrite)
-    elif resume:
-        cfg = TrainConfig.from_dict(read_config(root)).replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS})
-    if world_size > 1:
+        try:
+            cfg = prepare_rundir(cfg, resume, overwrite)
+        except InputError as exc:
+            error = str(exc)
+    if world_size > 1:  # every rank learns rank 0's verdict on the run folder, then reads the same settings
         import torch.distributed as dist
 
-        dist.barrier()
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise InputError(error)
+    if not main_rank and resume:
+        cfg = TrainConfig.from_dict(read_config(root)).replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS})
     device = pick_device(cfg.device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -446,7 +461,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     model.set_base_trainable(cfg.train_base)
     model.to(device)
     if world_size > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda" else model
+        from gaussianem.training.distributed import convert_batchnorm
+
+        model = convert_batchnorm(model, device)
     g1, g2, rep_d = build_graphs(model.base_cloud, cfg, device)
     counts = L.knn_counts(ds.n, cfg.knn_sample, cfg.knn_near, cfg.knn_far)
     objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep_d, cfg.amp, counts).to(device)
@@ -480,7 +497,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     data = ParticleBatchDataset(cfg.dataset, ds)
     log.info("training on %s: %d particles, %d Gaussians, box %d, batch %d, %d epochs, lr %g",
              device, ds.n, model.n_gaussians, ds.box_size, cfg.batch_size * world_size, cfg.epochs, cfg.lr)
-    log_file = open(root / LOG, "a") if main_rank else None
+    log_file = open(root / LOG, "a", buffering=1) if main_rank else None  # line-buffered: `tail -f` works
     try:
         for epoch in range(first_epoch, cfg.epochs + 1):
             _train_epoch(cfg, epoch, stepper, sampler, data, device, log_file, main_rank)
@@ -508,6 +525,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     finally:
         if log_file is not None:
             log_file.close()
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     return root
 
 
