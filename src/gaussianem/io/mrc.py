@@ -53,19 +53,7 @@ def write_volume(
 def open_stack(path: str | Path):
     """Memory-map an image stack; returns the open mrcfile object (use as a context manager).
 
-    ``obj.data`` is (N, D, D) (a single image comes back as (1, D, D) through :func:`stack_shape`).
+    ``obj.data`` is (N, D, D), or (D, D) for a single image; :func:`gaussianem.io.particles.stack_info` reads
+    and checks a stack's header alone.
     """
     return _open(Path(path), mmap=True)
-
-
-def stack_shape(path: str | Path) -> tuple[int, int, int]:
-    """(N, ny, nx) of a stack, read from the header alone."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
-    try:
-        with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
-            h = m.header
-            return int(h.nz), int(h.ny), int(h.nx)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
