@@ -42,3 +42,15 @@ def test_cloud_from_map_reproduces_the_map():
     assert 0.8 < mass_ratio < 1.1
     assert fsc_auc(fsc(torch.as_tensor(vol), back)) > 0.35
     assert np.isfinite(back.numpy()).all()
+
+
+def test_atomic_outputs_get_umask_permissions(tmp_path):
+    import os
+
+    from gaussianem.io.atomic import atomic_path
+
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
