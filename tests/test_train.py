@@ -240,9 +240,6 @@ def _spawn_ddp(tmp_path: Path, tag: str, ds: Path, run: Path, kw: dict, resume: 
     mp.spawn(_ddp_worker, args=(2, str(store), str(ds), str(run), kw, resume), nprocs=2, join=True)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 8): from the third step on, the 2-process gloo run "
-                   "departs from the single-process run (kl 0.2250 vs 0.1876 at step 3); BatchNorm across ranks is "
-                   "not the cause (its gradients match a single process to 2e-7)")
 def test_ddp_two_processes_match_single_process_and_resume(tmp_path):
     """gloo, 2 processes × batch 8 == 1 process × batch 16 (same global batches, noise, kNN draws and BatchNorm
     statistics); the DDP run is stopped after epoch 1 and resumed under DDP."""

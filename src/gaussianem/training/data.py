@@ -99,9 +99,10 @@ class ResumableBatchSampler(Sampler):
         perm = self.permutation(self.epoch)
         gb = self.global_batch
         for b in range(self.position, self.batches_per_epoch()):
-            glob = perm[b * gb:(b + 1) * gb]
-            shard = np.array_split(glob, self.world_size)[self.rank]
-            yield np.sort(shard)  # sorted: contiguous reads from the memory map
+            # sorted (contiguous reads from the memory map) before sharding, so that the rank shards laid end to
+            # end are the single-process batch in the same order (per-row random draws then match)
+            glob = np.sort(perm[b * gb:(b + 1) * gb])
+            yield np.array_split(glob, self.world_size)[self.rank]
 
 
 def make_loader(dataset: ParticleBatchDataset, sampler: Sampler | list, num_workers: int,
