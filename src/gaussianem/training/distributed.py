@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -60,9 +61,11 @@ class DistributedBatchNorm1d(nn.BatchNorm1d):
         from torch.distributed.nn.functional import all_reduce
 
         xf = x.float()
-        count = all_reduce(torch.full((1,), float(x.shape[0]), device=x.device))
-        total = all_reduce(xf.sum(0))
-        total_sq = all_reduce((xf * xf).sum(0))
+        with warnings.catch_warnings():  # deprecated in favour of a private module; it still differentiates
+            warnings.simplefilter("ignore", FutureWarning)
+            count = all_reduce(torch.full((1,), float(x.shape[0]), device=x.device))
+            total = all_reduce(xf.sum(0))
+            total_sq = all_reduce((xf * xf).sum(0))
         mean = total / count
         var = (total_sq / count - mean * mean).clamp_min(0)
         if self.track_running_stats and self.running_mean is not None:
