@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args._main(args)
     except (InputError, FileNotFoundError) as exc:
-        print(f"gaussianem {args.command}: error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"gaussianem {args.command}: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
-        print(f"gaussianem {args.command}: interrupted", file=sys.stderr)
+        sys.stderr.write(f"gaussianem {args.command}: interrupted\n")
         return 130
     return int(result or 0)
 
