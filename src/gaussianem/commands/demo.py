@@ -33,7 +33,7 @@ class DemoSettings:
     fit_epochs: int = 3
     fit_batch_size: int = 64
     fit_lr: float = 5e-2
-    epochs: int = 6  # VAE epochs
+    epochs: int = 12  # VAE epochs (train defaults to 20)
     batch_size: int = 64
     zdim: int = 4
     encoder_hidden: int = 256
