@@ -68,6 +68,8 @@ _PRESETS: dict[str, dict] = {
 
 PRESETS = tuple(_PRESETS)
 
+DATA_PREFIX = "MDAnalysisTests:"  # a source value with this prefix names a file shipped with MDAnalysisTests
+
 
 def preset_dict(name: str) -> dict:
     """A deep copy of the preset's spec mapping (keys of :class:`SimulationSpec`)."""
@@ -79,7 +81,7 @@ def preset_dict(name: str) -> dict:
 def resolve_data_path(value: str) -> str:
     """``MDAnalysisTests:NAME`` -> the file shipped with MDAnalysisTests (a ``datafiles`` attribute such as
     ``PSF``, or a path under its ``data`` folder); any other value is returned unchanged."""
-    if not str(value).startswith("MDAnalysisTests:"):
+    if not str(value).startswith(DATA_PREFIX):
         return str(value)
     key = str(value).split(":", 1)[1]
     try:

@@ -22,7 +22,9 @@ source. Example::
     snr: 0.1                                             # null or .inf = noise-free
     ...
 
-Relative paths in a YAML spec are resolved against the YAML file's folder.
+Relative paths in a YAML spec are resolved against the YAML file's folder; ``MDAnalysisTests:NAME`` values (as in
+the presets, e.g. ``MDAnalysisTests:PSF`` or ``MDAnalysisTests:mmcif/1BD2.cif.gz``) name files shipped with the
+MDAnalysisTests package and are resolved through it.
 """
 
 from __future__ import annotations
@@ -102,6 +104,27 @@ class SimulationSpec:
 
 _FIELDS = {f.name for f in dataclasses.fields(SimulationSpec)}
 
+SOURCE_PATH_KEYS = ("path", "topology", "trajectory")
+
+
+def resolve_source_path(value: str | Path, base_dir: Path) -> str:
+    """A source file named in a YAML spec -> the string the spec keeps.
+
+    ``MDAnalysisTests:NAME`` is a reference to a packaged data file, not a path: it is kept as it is and
+    resolved when the structure is read (:func:`gaussianem.simulate.presets.resolve_data_path`), exactly as for
+    the built-in presets. ``~`` is expanded; any other relative path is taken relative to ``base_dir`` (the
+    YAML file's folder) and made absolute; an absolute path is kept.
+    """
+    from gaussianem.simulate.presets import DATA_PREFIX
+
+    text = str(value)
+    if text.startswith(DATA_PREFIX):
+        return text
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return str(path)
+    return str((base_dir / path).resolve())
+
 
 def spec_from_dict(data: dict, base_dir: Path | None = None) -> SimulationSpec:
     """Build a spec from a mapping; unknown keys are an error. Relative source paths resolve against base_dir."""
@@ -112,9 +135,9 @@ def spec_from_dict(data: dict, base_dir: Path | None = None) -> SimulationSpec:
     data.pop("preset", None)
     if "source" in data and base_dir is not None:
         src = dict(data["source"])
-        for key in ("path", "topology", "trajectory"):
-            if key in src and not Path(src[key]).is_absolute():
-                src[key] = str((base_dir / src[key]).resolve())
+        for key in SOURCE_PATH_KEYS:
+            if key in src:
+                src[key] = resolve_source_path(src[key], base_dir)
         data["source"] = src
     if data.get("snr") is not None and math.isinf(float(data["snr"])):
         data["snr"] = None
