@@ -15,7 +15,8 @@ Facts relied on (cryoSPARC's guide "Manipulating .cs files"; cryoDRGN ``parse_po
   ``alignments3D/psize_A`` when present (the pixel size of the alignment, which is what makes cryoDRGN's "×2 for
   heterogeneous refinement" rule hold), else ``blob/psize_A``.
 - ``ctf/df1_A``, ``ctf/df2_A`` (Å, = RELION DefocusU/V), ``ctf/df_angle_rad`` and ``ctf/phase_shift_rad``
-  (radians: converted to degrees), ``ctf/accel_kv``, ``ctf/cs_mm``, ``ctf/amp_contrast``.
+  (radians: converted to degrees), ``ctf/accel_kv``, ``ctf/cs_mm``, ``ctf/amp_contrast``; ``ctf/bfactor`` (Å²,
+  optional) is RELION's ``rlnCtfBfactor`` (pyem's csparc2star copies one into the other unchanged).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def ctf(cs: np.ndarray, path: Path | str) -> dict[str, np.ndarray] | None:
     require_fields(cs, CTF_FIELDS, path, "the CTF")
     f = lambda k: np.asarray(cs[k], np.float64)  # noqa: E731
     phase = np.rad2deg(f("ctf/phase_shift_rad")) if "ctf/phase_shift_rad" in cs.dtype.names else np.zeros(len(cs))
-    return {
+    out = {
         "defocus_u_angstrom": f("ctf/df1_A"),
         "defocus_v_angstrom": f("ctf/df2_A"),
         "defocus_angle_deg": np.rad2deg(f("ctf/df_angle_rad")),
@@ -110,6 +111,9 @@ def ctf(cs: np.ndarray, path: Path | str) -> dict[str, np.ndarray] | None:
         "amplitude_contrast": f("ctf/amp_contrast"),
         "phase_shift_deg": phase,
     }
+    if "ctf/bfactor" in cs.dtype.names:  # Å², = rlnCtfBfactor; absent: no key
+        out["bfactor"] = f("ctf/bfactor")
+    return out
 
 
 def relion_to_cs_pose(rotation: np.ndarray, shift_angstrom: np.ndarray, psize: np.ndarray | float

@@ -4,11 +4,15 @@ Layout::
 
     dataset.json          manifest: n_particles, box_size, pixel_size_angstrom, original_box_size,
                           original_pixel_size_angstrom, contrast ("inverted" | "as-is"), image_std, source_path,
-                          source_kind, pose_check, ...
+                          source_kind, pose_check, map (the consensus map's record), map_origin_angstrom
+                          (x, y, z Å of the map's voxel 0), map_box, map_apix, working_origin_angstrom (MRC origin
+                          of the working grid on the map's frame), ...
     particles.mrcs        (N, D, D) float32, Fourier-cropped, contrast already made white (positive CTF)
     poses.npz             rotation (N, 3, 3) RELION matrices A; shift_angstrom (N, 2) RELION origins in Å
     ctf.npz               defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, voltage_kv, cs_mm,
-                          amplitude_contrast, phase_shift_deg: each (N,)   (absent for data without CTF)
+                          amplitude_contrast, phase_shift_deg: each (N,)   (absent for data without CTF);
+                          optionally bfactor (N,) Å², the CTF envelope exp(-B s²/4) (only when the input had one:
+                          RELION rlnCtfBfactor, cryoSPARC ctf/bfactor)
     source_index.npy      (N,) row of every particle in the input file, for ``select``
     gaussians_init.ply    the initial Gaussian cloud
 """
@@ -34,6 +38,9 @@ CTF_FIELDS = (
     "amplitude_contrast",
     "phase_shift_deg",
 )
+
+# written only when the input has them; readers must treat them as optional
+OPTIONAL_CTF_FIELDS = ("bfactor",)
 
 MANIFEST = "dataset.json"
 PARTICLES = "particles.mrcs"
@@ -72,10 +79,13 @@ def write_poses(root: Path, rotation: np.ndarray, shift_angstrom: np.ndarray) ->
 
 
 def write_ctf(root: Path, ctf: dict[str, np.ndarray]) -> None:
+    """Write ``ctf.npz``: every field of :data:`CTF_FIELDS` (required) and those of :data:`OPTIONAL_CTF_FIELDS`
+    present in ``ctf``, each (N,) float64; other keys are ignored."""
     missing = [k for k in CTF_FIELDS if k not in ctf]
     if missing:
         raise ValueError(f"CTF parameters lack {missing}")
-    save_npz_atomic(root / CTF, **{k: np.asarray(ctf[k], np.float64) for k in CTF_FIELDS})
+    names = CTF_FIELDS + tuple(k for k in OPTIONAL_CTF_FIELDS if k in ctf)
+    save_npz_atomic(root / CTF, **{k: np.asarray(ctf[k], np.float64) for k in names})
 
 
 @dataclass

@@ -5,7 +5,8 @@ Facts relied on (RELION's documentation and source; cryoDRGN's ``parse_pose_star
 - RELION 3.0 ``run_data.star`` has one data block (``data_`` or ``data_images``); every per-particle value is a
   column: ``rlnImageName`` (``idx@path``, idx 1-based), ``rlnAngleRot/Tilt/Psi`` (deg), ``rlnOriginX/Y``
   (**pixels**), ``rlnDefocusU/V`` (Å), ``rlnDefocusAngle`` (deg), ``rlnVoltage`` (kV), ``rlnSphericalAberration``
-  (mm), ``rlnAmplitudeContrast``, ``rlnPhaseShift`` (deg, optional). The pixel size is
+  (mm), ``rlnAmplitudeContrast``, ``rlnPhaseShift`` (deg, optional), ``rlnCtfBfactor`` (Å², optional: the CTF
+  is multiplied by ``exp(-B s²/4)``, s in 1/Å, as in RELION's ``CTF::getCTF``). The pixel size is
   ``rlnDetectorPixelSize`` (µm) · 10⁴ / ``rlnMagnification`` (Å), or ``rlnImagePixelSize`` where present.
 - RELION 3.1, 4 and 5 have ``data_optics`` (one row per ``rlnOpticsGroup``: ``rlnImagePixelSize``,
   ``rlnImageSize``, ``rlnVoltage``, ``rlnSphericalAberration``, ``rlnAmplitudeContrast``) and ``data_particles``
@@ -198,6 +199,8 @@ def ctf(df: pd.DataFrame, path: Path | str) -> dict[str, np.ndarray] | None:
         "amplitude_contrast": f("rlnAmplitudeContrast"),
         "phase_shift_deg": f("rlnPhaseShift") if "rlnPhaseShift" in df.columns else np.zeros(len(df)),
     }
+    if "rlnCtfBfactor" in df.columns:  # Å², envelope exp(-B s²/4) (RELION's CTF::getCTF); absent: no key
+        out["bfactor"] = f("rlnCtfBfactor")
     return out
 
 
