@@ -272,6 +272,39 @@ def resample_map(volume: np.ndarray, voxel: float, geometry: Geometry) -> tuple[
     return v.numpy().astype(np.float32), new_voxel
 
 
+def map_origin_angstrom(path: str | Path, voxel: float) -> tuple[float, float, float]:
+    """Where a map's voxel 0 sits in the user's (ChimeraX/PDB) frame: (x, y, z) Å, read as ChimeraX reads MRC files.
+
+    The MRC2014 ``ORIGIN`` (x, y, z, already Å) when it is non-zero, finite and not so large that one voxel step
+    is lost to float32 rounding (RELION 2.0 left it uninitialised); otherwise the start indices ``NXSTART,
+    NYSTART, NZSTART`` (given along the file's column, row, section axes, mapped to x, y, z by ``MAPC, MAPR,
+    MAPS``) times ``voxel`` (Å); (0, 0, 0) when those look uninitialised too (larger than 10 × the box).
+    """
+    try:
+        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
+            h = m.header
+            origin = np.array([h.origin.x, h.origin.y, h.origin.z], np.float32)
+            crs_start = [int(h.nxstart), int(h.nystart), int(h.nzstart)]
+            crs_size = [int(h.nx), int(h.ny), int(h.nz)]
+            cell = [int(h.mx), int(h.my), int(h.mz)]
+            axes = [int(h.mapc), int(h.mapr), int(h.maps)]
+    except Exception as exc:  # mrcfile raises ValueError/OSError with varied text on damaged headers
+        raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
+    step = np.float32(voxel)
+    usable = np.isfinite(origin).all() and not (origin + step == origin).any()
+    if origin.any() and usable:
+        return tuple(float(o) for o in origin)  # type: ignore[return-value]
+    if sorted(axes) != [1, 2, 3]:
+        axes = [1, 2, 3]
+    xyz_start = [0, 0, 0]
+    for crs, axis in enumerate(axes):
+        xyz_start[axis - 1] = crs_start[crs]
+    if max(abs(s) for s in xyz_start) > 10 * max(cell + crs_size):
+        log.warning("%s: the MRC origin and start indices look uninitialised: taking the origin as (0, 0, 0)", path)
+        return (0.0, 0.0, 0.0)
+    return tuple(float(s * voxel) for s in xyz_start)  # type: ignore[return-value]
+
+
 def initial_cloud(cfg: PreprocessConfig, geometry: Geometry) -> tuple[GaussianCloud, dict]:
     """Initial Gaussians from the consensus map above ``--threshold`` (automatic contour when absent)."""
     volume, voxel, _ = read_volume(cfg.map_path)
@@ -293,9 +326,27 @@ def initial_cloud(cfg: PreprocessConfig, geometry: Geometry) -> tuple[GaussianCl
         cloud = cloud_from_map(work, work_voxel, threshold)
     except ValueError as exc:
         raise InputError(f"{cfg.map_path}: {exc}") from exc
+    origin = map_origin_angstrom(cfg.map_path, voxel)
     info = {"path": str(Path(cfg.map_path).resolve()), "box_size": volume.shape[0], "voxel_size_angstrom": voxel,
-            "threshold": float(threshold), "n_gaussians": cloud.n, "resampled_voxel_size_angstrom": work_voxel}
+            "origin_angstrom": list(origin), "threshold": float(threshold), "n_gaussians": cloud.n,
+            "resampled_voxel_size_angstrom": work_voxel}
     return cloud, info
+
+
+def map_frame(map_info: dict, geometry: Geometry) -> dict:
+    """The consensus map's frame for the manifest.
+
+    ``map_origin_angstrom`` (x, y, z) Å of the map's voxel 0, ``map_box``, ``map_apix`` (Å) as read from the map;
+    ``working_origin_angstrom``: the MRC origin of the working grid (``box_size`` × ``pixel_size_angstrom``)
+    placed so that its voxel ``box_size//2`` (the Gaussians' origin) coincides with the map's voxel ``map_box//2``
+    — the value ``TrainConfig.map_origin_angstrom`` and analysis take (analysis puts the frame centre at
+    ``origin + (box_size//2)·pixel_size_angstrom``). The two origins are equal when the map and the working grid
+    have the same half-extent.
+    """
+    origin, box, apix = map_info["origin_angstrom"], int(map_info["box_size"]), float(map_info["voxel_size_angstrom"])
+    delta = (box // 2) * apix - (geometry.box // 2) * geometry.pixel_size
+    return {"map_origin_angstrom": [float(o) for o in origin], "map_box": box, "map_apix": apix,
+            "working_origin_angstrom": [float(o) + delta for o in origin]}
 
 
 # ------------------------------------------------------------------------------------------------------- pose check
@@ -538,6 +589,11 @@ def preprocess(cfg: PreprocessConfig) -> Path:
     if src.ctf is not None:
         counts["CTF rows"] = len(src.ctf["defocus_u_angstrom"])
     _check_count(counts, src.path)
+    if src.ctf is not None and "bfactor" in src.ctf:
+        b = src.ctf["bfactor"]
+        if not np.isfinite(b).all():
+            raise InputError(f"{src.path}: the CTF B-factors hold non-finite values")
+        log.info("CTF B-factors from the input kept in ctf.npz (%.4g to %.4g Å²)", float(b.min()), float(b.max()))
     if not np.isfinite(src.rotation).all() or not np.isfinite(src.shift_angstrom).all():
         raise InputError(f"{src.path}: poses hold non-finite values")
     geometry = plan_geometry(src.images.box_sizes, src.pixel_size, cfg.box, cfg.apix)
@@ -583,7 +639,7 @@ def preprocess(cfg: PreprocessConfig) -> Path:
             "input_groups": groups, "contrast": check["decision"], "image_std": stats["std"],
             "image_mean": stats["mean"], "image_stats_over": "all particles",
             "source_path": str(src.path.resolve()), "source_kind": src.kind, "n_source_rows": src.n,
-            "has_ctf": src.ctf is not None, "pose_check": check, "map": map_info,
+            "has_ctf": src.ctf is not None, "pose_check": check, "map": map_info, **map_frame(map_info, geometry),
             "dropped": {"n": n_bad, "reason": "non-finite pixels",
                         "source_rows": np.nonzero(~finite)[0].tolist()[:10000]},
             "poses_file": str(Path(cfg.poses).resolve()) if cfg.poses else None,

@@ -72,6 +72,9 @@ class TrainConfig:
     # filled in at the start of a run
     box_size: int | None = None
     pixel_size_angstrom: float | None = None
+    # MRC origin (x, y, z) Å of the working grid in the consensus map's frame: dataset.json's
+    # working_origin_angstrom (None: datasets made before it was recorded; analysis then uses (0, 0, 0))
+    map_origin_angstrom: tuple[float, float, float] | None = None
     n_particles: int | None = None
     n_gaussians: int | None = None
     base_cloud_source: str | None = None
