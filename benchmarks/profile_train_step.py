@@ -30,12 +30,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--gaussians", type=int, default=6000)
     ap.add_argument("--box", type=int, default=128)
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--steps", type=int, default=10)
     args = ap.parse_args()
     tt = _load_throughput()
     targs = argparse.Namespace(device=args.device, batch_size=args.batch_size, gaussians=args.gaussians,
-                               box=args.box, apix=3.0, zdim=10, amp=True, compile=args.compile, predict_width=False,
+                               box=args.box, apix=3.0, zdim=10, amp=True, compile=args.compile,
+                               cudagraphs=args.cudagraphs, predict_width=False,
                                chunk=None, steps=args.steps, warmup=5, particles=20000, with_loader=False,
                                num_workers=0, peak_bf16_tflops=None, peak_fp32_tflops=None)
     captured = {}

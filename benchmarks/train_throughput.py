@@ -117,6 +117,7 @@ def run(args) -> dict:
     b, g, d, apix = args.batch_size, args.gaussians, args.box, args.apix
     n_particles = max(args.particles, b * (args.steps + args.warmup))
     cfg = TrainConfig(dataset="-", rundir="-", batch_size=b, zdim=args.zdim, amp=args.amp, compile=args.compile,
+                      cudagraphs=args.cudagraphs,
                       predict_width=args.predict_width, box_size=d, pixel_size_angstrom=apix,
                       projection_chunk=args.chunk)
     cloud = synthetic_cloud(g, d, apix)
@@ -128,7 +129,8 @@ def run(args) -> dict:
                                   knn_counts(n_particles, cfg.knn_sample, cfg.knn_near, cfg.knn_far)).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda" or None)
-    stepper = Stepper(objective, opt, None, n_particles, cfg.zdim, device, 0, b, compile=cfg.compile)
+    stepper = Stepper(objective, opt, None, n_particles, cfg.zdim, device, 0, b, compile=cfg.compile,
+                      cudagraphs=cfg.cudagraphs)
     stepper.bank.normal_()
     stepper.bank_filled.fill_(True)
     stepper.refresh_bank()
@@ -150,14 +152,18 @@ def run(args) -> dict:
             it = iter(batches)
             return next(it)
 
-    for _ in range(args.warmup):
-        stepper.step(next_batch(), knn_active=True)
-    if device.type == "cuda":
+    if device.type == "cuda":  # the peak over warm-up too: CUDA graphs allocate their memory pool when captured
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(args.warmup):
+        stepper.step(next_batch(), knn_active=True)
+    stepper.flush()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     for _ in range(args.steps):
         stepper.step(next_batch(), knn_active=True)
+    stepper.flush()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     dt = (time.perf_counter() - t0) / args.steps
@@ -174,8 +180,10 @@ def run(args) -> dict:
         floor = (flops["decoder"] + flops["encoders"]) / (mlp_peak * 1e12) + flops["projection"] / (fp32_peak * 1e12)
     return {
         "device": name, "gaussians": g, "box": d, "batch": b, "zdim": args.zdim, "amp": args.amp,
-        "compile": args.compile, "loader": args.with_loader, "step_ms": dt * 1e3, "particles_per_s": b / dt,
+        "compile": stepper.forward is not objective, "cudagraphs": stepper.cudagraphs,
+        "deferred_check": stepper.deferred, "loader": args.with_loader, "step_ms": dt * 1e3, "particles_per_s": b / dt,
         "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
+        "reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else float("nan"),
         "gflop_decoder": flops["decoder"] / 1e9, "gflop_projection": flops["projection"] / 1e9,
         "gflop_encoders": flops["encoders"] / 1e9, "achieved_tflops": total / dt / 1e12,
         "floor_ms": floor * 1e3 if floor else float("nan"), "fraction": floor / dt if floor else float("nan"),
@@ -192,7 +200,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, nargs="+", default=[32])
     p.add_argument("--zdim", type=int, default=10)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the step (default: as gaussianem train, on with CUDA)")
+    p.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="CUDA-graph replay of the compiled step (default: as gaussianem train, on with CUDA)")
     p.add_argument("--predict-width", action="store_true")
     p.add_argument("--chunk", type=int, default=None, help="projection chunk (Gaussians)")
     p.add_argument("--steps", type=int, default=50)
@@ -212,12 +223,13 @@ def main() -> None:
           f"{datetime.datetime.now().isoformat(timespec='minutes')}\n")
     print(f"G = {r0['gaussians']} Gaussians, box {r0['box']}, zdim {r0['zdim']}, DESIGN layer sizes; radius graphs "
           f"{r0['edges'][0]} / {r0['edges'][1]} edges; amp {r0['amp']}, compile {r0['compile']}, "
-          f"loader {r0['loader']}\n")
-    print("| batch | step ms | particles/s | peak GPU mem GiB | GFLOP decoder | GFLOP projection | GFLOP encoders "
-          "| achieved TFLOP/s | floor ms | fraction of floor |")
+          f"CUDA graphs {r0['cudagraphs']}, deferred check {r0['deferred_check']}, loader {r0['loader']}\n")
+    print("| batch | step ms | particles/s | peak GPU mem GiB (reserved) | GFLOP decoder | GFLOP projection "
+          "| GFLOP encoders | achieved TFLOP/s | floor ms | fraction of floor |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['batch']} | {r['step_ms']:.2f} | {r['particles_per_s']:.0f} | {r['peak_mem_gib']:.2f} | "
+        print(f"| {r['batch']} | {r['step_ms']:.2f} | {r['particles_per_s']:.0f} | "
+              f"{r['peak_mem_gib']:.2f} ({r['reserved_gib']:.2f}) | "
               f"{r['gflop_decoder']:.1f} | {r['gflop_projection']:.1f} | {r['gflop_encoders']:.1f} | "
               f"{r['achieved_tflops']:.2f} | {r['floor_ms']:.3f} | {r['fraction']:.3f} |")
 

@@ -264,3 +264,147 @@ def test_ddp_two_processes_match_single_process_and_resume(tmp_path):
     za, zb = np.load(single / "z.2.npy"), np.load(ddp / "z.2.npy")
     assert za.shape == zb.shape == (64, 2)
     np.testing.assert_allclose(zb, za, rtol=1e-3, atol=1e-3)
+
+
+def test_deferred_finiteness_check_skips_the_bad_step(tmp_path):
+    """The GPU path (checked one step late, fused AdamW skips the non-finite step), run here on the CPU."""
+    from gaussianem.gaussians import GaussianCloud
+    from gaussianem.model import losses as L
+    from gaussianem.model.vae import GaussianVAE
+    from gaussianem.training.hetero import (
+        LossWeights,
+        NonFiniteLossError,
+        Stepper,
+        TrainingObjective,
+        build_graphs,
+        model_spec,
+    )
+
+    cfg = TrainConfig(dataset="-", rundir="-", **{**SMALL, "box_size": BOX, "pixel_size_angstrom": APIX})
+    pos, wid, amp = tiny_cloud()
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    torch.manual_seed(0)
+    model = GaussianVAE(GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0),
+                        model_spec(cfg, GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0), 1.0))
+    model.set_base_trainable(False)
+    g1, g2, rep = build_graphs(model.base_cloud, cfg, "cpu")
+    objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False, L.knn_counts(64))
+    try:
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
+    except (RuntimeError, ValueError) as exc:  # a torch without the fused CPU AdamW
+        pytest.skip(f"fused AdamW unavailable on the CPU: {exc}")
+    stepper = Stepper(objective, opt, None, 64, cfg.zdim, torch.device("cpu"), 0, 16, compile=False,
+                      deferred_check=True)
+    assert stepper.deferred
+    gen = torch.Generator().manual_seed(3)
+
+    def batch(i: int, bad: bool = False) -> dict:
+        img = torch.randn(16, BOX, BOX, generator=gen)
+        if bad:
+            img[5, 3, 3] = float("nan")
+        return {"index": torch.arange(16 * i, 16 * (i + 1)), "image": img,
+                "rotation": random_rotations(16, gen, dtype=torch.float32), "shift": torch.zeros(16, 2)}
+
+    assert stepper.step(batch(0), False) == []  # the first step's check is still pending
+    done = stepper.step(batch(1), False)
+    assert [r.step for r in done] == [1] and all(math.isfinite(v) for v in done[0].values)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stepper.step(batch(2, bad=True), False)  # step 3 is non-finite: the optimiser must skip it
+    after = {k: v for k, v in model.state_dict().items() if v.is_floating_point() and "running" not in k}
+    for k, v in after.items():  # the weights (not the batch-norm statistics of the bad batch) stay finite
+        assert torch.isfinite(v).all(), k
+    assert [k for k, v in after.items() if not torch.equal(v, before[k])] == []  # step 3 changed no weight
+    with pytest.raises(NonFiniteLossError) as info:
+        stepper.flush()
+    assert info.value.step == 3 and 37 in info.value.indices.tolist()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_steps_match_eager_steps():
+    """The compiled, CUDA-graph-replayed step computes the eager step's numbers (up to float order)."""
+    from gaussianem.gaussians import GaussianCloud
+    from gaussianem.model import losses as L
+    from gaussianem.model.vae import GaussianVAE
+    from gaussianem.training.hetero import LossWeights, Stepper, TrainingObjective, build_graphs, model_spec
+
+    dev = torch.device("cuda")
+    cfg = TrainConfig(dataset="-", rundir="-", **{**SMALL, "box_size": BOX, "pixel_size_angstrom": APIX,
+                                                   "amp": False})
+    pos, wid, amp = tiny_cloud()
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    gen = torch.Generator().manual_seed(5)
+    batches = [{"index": torch.arange(16 * i, 16 * (i + 1)), "image": torch.randn(16, BOX, BOX, generator=gen),
+                "rotation": random_rotations(16, gen, dtype=torch.float32), "shift": torch.randn(16, 2, generator=gen),
+                "ctf": torch.tensor([[1.2e4, 1.1e4, 30.0, 300.0, 2.7, 0.1, 0.0]]).repeat(16, 1)} for i in range(4)]
+    runs = []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        cloud = GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0)
+        model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0)).to(dev)
+        model.set_base_trainable(False)
+        g1, g2, rep = build_graphs(model.base_cloud, cfg, dev)
+        obj = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False, L.knn_counts(64)).to(dev)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
+        st = Stepper(obj, opt, None, 64, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs)
+        assert st.cudagraphs == graphs and st.deferred
+        out = []
+        for i, b in enumerate(batches * 2):
+            if i == 4:
+                st.refresh_bank()
+            out += st.step(b, knn_active=i >= 4)
+        out += st.flush()
+        runs.append(np.array([r.values for r in out]))
+    eager, graphed = runs
+    assert eager.shape == graphed.shape == (8, 8)
+    assert np.all(graphed[4:, 3] > 0)  # the kNN loss was on in the last four steps
+    np.testing.assert_allclose(graphed, eager, rtol=2e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_two_epochs_on_cuda(dataset, tmp_path):
+    from gaussianem.training.hetero import train
+
+    run = tmp_path / "cuda_run"
+    train(_cfg(dataset[0], run, epochs=3, device="cuda"))
+    ep = _epochs(run)
+    assert [e["epoch"] for e in ep] == [1, 2, 3]
+    assert ep[-1]["render"] < ep[0]["render"]
+    assert np.load(run / "z.3.npy").shape == (192, SMALL["zdim"])
+    assert np.isfinite(np.load(run / "z.3.npy")).all()
+
+
+def test_run_records_the_consensus_map_frame(tmp_path):
+    """preprocess records where the working grid sits in the user's map frame; train copies it; analysis uses it."""
+    from gaussianem.analysis.volumes import working_grid
+    from gaussianem.training.config import read_config
+    from gaussianem.training.hetero import train
+
+    ds = tmp_path / "ds"
+    make_dataset(ds, n=48, seed=2)
+    manifest = json.loads((ds / "dataset.json").read_text())
+    manifest["working_origin_angstrom"] = [-24.0, 10.0, 3.5]
+    write_json_atomic(ds / "dataset.json", manifest)
+    run = tmp_path / "run"
+    train(_cfg(ds, run, epochs=1, knn_weight=0.0))
+    cfg = read_config(run)
+    assert cfg["map_origin_angstrom"] == [-24.0, 10.0, 3.5]
+    grid = working_grid(cfg)
+    assert np.allclose(grid.centre_angstrom, [-24.0 + 16 * APIX, 10.0 + 16 * APIX, 3.5 + 16 * APIX])
+
+
+def test_ctf_bfactor_reaches_the_training_batches(tmp_path):
+    from gaussianem.io.dataset import load_dataset
+    from gaussianem.training.data import ParticleBatchDataset, ctf_dict
+
+    ds = tmp_path / "ds"
+    make_dataset(ds, n=20, seed=4)
+    ctf = dict(np.load(ds / "ctf.npz"))
+    assert "bfactor" not in ctf
+    assert ParticleBatchDataset(ds)[np.arange(4)]["ctf"].shape == (4, 7)
+    ctf["bfactor"] = np.linspace(0, 190, 20)
+    write_ctf(ds, ctf)
+    batch = ParticleBatchDataset(ds, load_dataset(ds))[np.array([3, 19])]
+    d = ctf_dict(batch["ctf"])
+    assert batch["ctf"].shape == (2, 8)
+    assert np.allclose(d["bfactor"].numpy(), [30.0, 190.0])
+    assert np.allclose(d["defocus_u_angstrom"].numpy(), ctf["defocus_u_angstrom"][[3, 19]])

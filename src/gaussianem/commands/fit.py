@@ -23,11 +23,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="Adam learning rate at the start, relative amplitude change per step (default 5e-2)")
     parser.add_argument("--lr-final", type=float, default=5e-4,
                         help="learning rate at the end of the exponential decay (default 5e-4)")
-    parser.add_argument("--train-positions", action="store_true", help="also refine the Gaussians' positions")
+    parser.add_argument("--train-positions", action=argparse.BooleanOptionalAction, default=False,
+                        help="also refine the Gaussians' positions (default: off)")
     parser.add_argument("--position-lr", type=float, default=1e-2, metavar="ANGSTROM",
                         help="Adam learning rate of the positions with --train-positions (default 0.01 Å)")
     parser.add_argument("--fix-widths", action="store_true", help="keep the widths at their initial values")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the particle order (default 0)")
     parser.add_argument("--max-gaussians", type=int, default=None, help="cap on the number of Gaussians")
     parser.add_argument("--densify", action=argparse.BooleanOptionalAction, default=True,
@@ -72,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     try:
-        device = torch.device(args.device)
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except RuntimeError as exc:
         raise InputError(f"--device {args.device!r}: {exc}") from exc
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -77,6 +77,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predict-width", action="store_true", help="decode a per-particle Δwidth too")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the training step (default: on with CUDA, off on the CPU)")
+    parser.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None,
+                        help="replay the compiled step as CUDA graphs (default: on with CUDA and --compile in one "
+                        "process)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--gpus", type=int, default=1, help="data-parallel processes on this node (launches "
                         "torchrun; --batch-size is per process); under torchrun the process group is joined "

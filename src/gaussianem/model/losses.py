@@ -85,44 +85,76 @@ def knn_counts(n_bank: int, n_sample: int = 6400, n_near: int = 128, n_far: int 
     return n_bank, max(1, int(round(n_near * f))), max(1, int(round(n_far * f)))
 
 
+@dataclass
+class KnnSamples:
+    """The random draws of one kNN-loss evaluation, made outside the (compiled, graph-captured) step.
+
+    cand (S, zdim): bank rows drawn with replacement; pick (B, n_rand) long: positions among the non-nearest
+    candidates (already offset by ``n_near``); uniform (U, zdim): points uniform in the bank's bounding box.
+    """
+
+    cand: Tensor
+    pick: Tensor
+    uniform: Tensor
+
+
+def draw_knn_samples(bank: Tensor, n_near: int, n_far: int, n_sample: int, batch: int,
+                     generator: torch.Generator | None = None, batch_offset: int = 0,
+                     global_batch: int | None = None) -> KnnSamples:
+    """Draw the kNN loss's samples for a batch of ``batch`` latents against a memory bank (M, zdim).
+
+    The draws are made for the global batch (``global_batch`` rows; this shard's rows start at ``batch_offset``)
+    from one generator, so every data-parallel rank sees a single process's numbers. Fixed shapes for fixed
+    arguments (no host synchronisation), so the loss itself can be captured in a CUDA graph.
+    """
+    m, zdim = bank.shape
+    dev = bank.device
+    n_sample = min(n_sample, m)
+    sel = torch.randint(0, m, (n_sample,), device=dev, generator=generator)
+    cand = bank[sel]
+    n_rand = max(1, n_far // 2)
+    n_unif = max(1, n_far - n_rand)
+    rest = n_sample - n_near
+    gb = batch if global_batch is None else global_batch
+    if rest > 0:
+        pick = n_near + torch.randint(0, rest, (gb, n_rand), device=dev, generator=generator)
+        pick = pick[batch_offset:batch_offset + batch]
+    else:
+        pick = torch.zeros(batch, 0, dtype=torch.long, device=dev)
+    lo, hi = bank.min(0).values, bank.max(0).values
+    unif = lo + (hi - lo) * torch.rand(n_unif, zdim, device=dev, generator=generator, dtype=bank.dtype)
+    return KnnSamples(cand, pick, unif)
+
+
+def knn_loss_from_samples(mu: Tensor, samples: KnnSamples, n_near: int) -> Tensor:
+    """Latent neighbourhood loss of mu (B, zdim) given drawn samples: the ``n_near`` nearest candidates pulled with
+    log(1 + d²), the picked non-nearest candidates and the uniform points pushed with log(1 + 1/d²) -> scalar."""
+    d2 = torch.cdist(mu, samples.cand).pow(2)  # (B, S)
+    order = torch.argsort(d2, dim=1)
+    near = torch.gather(d2, 1, order[:, :n_near])
+    pull = torch.log1p(near).mean()
+    far = torch.gather(d2, 1, torch.gather(order, 1, samples.pick))
+    far = torch.cat([far, torch.cdist(mu, samples.uniform).pow(2)], dim=1)
+    push = torch.log1p(1.0 / (far + 1e-6)).mean()
+    return pull + push
+
+
 def knn_latent_loss(mu: Tensor, bank: Tensor, n_near: int, n_far: int, n_sample: int,
                     generator: torch.Generator | None = None, batch_offset: int = 0,
                     global_batch: int | None = None) -> Tensor:
-    """Latent neighbourhood loss against a memory bank.
+    """Latent neighbourhood loss against a memory bank (draws and loss in one call).
 
     Args:
         mu: (B, zdim) current means. bank: (M, zdim) stored means (detached; only filled rows).
         n_sample: rows drawn (with replacement) from the bank; n_near: nearest of them pulled with log(1+d²);
         n_far: pushed with log(1+1/d²), half drawn at random from the non-nearest samples, half uniform points
         in the bank's bounding box.
-        batch_offset, global_batch: under data parallelism, the rows of this shard in the global batch; the
-        random draws are made for the global batch and sliced, so every rank sees a single process's numbers.
+        batch_offset, global_batch: see :func:`draw_knn_samples`.
     Returns:
         scalar: mean pull + mean push.
     """
-    m = bank.shape[0]
-    dev = mu.device
-    sel = torch.randint(0, m, (n_sample,), device=dev, generator=generator)
-    cand = bank[sel]  # (S, zdim)
-    d2 = torch.cdist(mu, cand).pow(2)  # (B, S)
-    order = torch.argsort(d2, dim=1)
-    near = torch.gather(d2, 1, order[:, :n_near])
-    pull = torch.log1p(near).mean()
-    n_rand = max(1, n_far // 2)
-    n_unif = max(1, n_far - n_rand)
-    rest = order.shape[1] - n_near
-    if rest > 0:
-        gb = mu.shape[0] if global_batch is None else global_batch
-        pick = n_near + torch.randint(0, rest, (gb, n_rand), device=dev, generator=generator)
-        pick = pick[batch_offset:batch_offset + mu.shape[0]]
-        far = torch.gather(d2, 1, torch.gather(order, 1, pick))
-    else:
-        far = d2.new_zeros(mu.shape[0], 0)
-    lo, hi = bank.min(0).values, bank.max(0).values
-    unif = lo + (hi - lo) * torch.rand(n_unif, bank.shape[1], device=dev, generator=generator, dtype=bank.dtype)
-    far = torch.cat([far, torch.cdist(mu, unif).pow(2)], dim=1)
-    push = torch.log1p(1.0 / (far + 1e-6)).mean()
-    return pull + push
+    samples = draw_knn_samples(bank, n_near, n_far, n_sample, mu.shape[0], generator, batch_offset, global_batch)
+    return knn_loss_from_samples(mu, samples, n_near)
 
 
 def _wmean(values: Tensor, weight: Tensor) -> Tensor:

@@ -40,6 +40,7 @@ class TrainConfig:
     train_base: bool = False
     predict_width: bool = False
     compile: bool | None = None  # None: on with CUDA, off on the CPU
+    cudagraphs: bool | None = None  # None: on with CUDA + compile in one process
     # layer sizes
     encoder_hidden: int = 1024
     encoder_layers: int = 3
@@ -103,7 +104,8 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain YAML-safe values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def write(self, rundir: str | Path) -> None:
         with atomic_path(Path(rundir) / CONFIG) as tmp:

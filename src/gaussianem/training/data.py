@@ -14,14 +14,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gaussianem.io.dataset import CTF_FIELDS, ParticleDataset, load_dataset
+from gaussianem.io.dataset import CTF_FIELDS, OPTIONAL_CTF_FIELDS, ParticleDataset, load_dataset
 
 
 class ParticleBatchDataset(Dataset):
     """``ds[index]`` with an int or an index array (B,) -> dict of tensors:
 
     ``index`` (B,) int64, ``image`` (B, D, D) float32, ``rotation`` (B, 3, 3), ``shift`` (B, 2) Å,
-    ``ctf`` (B, 7) (the fields of :data:`gaussianem.io.dataset.CTF_FIELDS`, absent without CTF), all float32.
+    ``ctf`` (B, 7 + k) (the fields of :data:`gaussianem.io.dataset.CTF_FIELDS`, then the first k optional fields
+    of :data:`~gaussianem.io.dataset.OPTIONAL_CTF_FIELDS` the dataset holds, e.g. ``bfactor``; absent without
+    CTF), all float32.
     """
 
     def __init__(self, root: str | Path, dataset: ParticleDataset | None = None) -> None:
@@ -29,6 +31,7 @@ class ParticleBatchDataset(Dataset):
         self._ds = dataset if dataset is not None else load_dataset(self.root)
         self.n = self._ds.n
         self.has_ctf = self._ds.ctf is not None
+        self.ctf_fields = ctf_fields(self._ds.ctf)
 
     def __getstate__(self) -> dict:  # workers re-open the memory map
         state = self.__dict__.copy()
@@ -55,15 +58,29 @@ class ParticleBatchDataset(Dataset):
             "shift": torch.from_numpy(np.asarray(ds.shifts_angstrom[idx], dtype=np.float32)),
         }
         if ds.ctf is not None:
-            out["ctf"] = torch.from_numpy(np.stack([np.asarray(ds.ctf[k][idx], np.float32) for k in CTF_FIELDS], 1))
+            out["ctf"] = torch.from_numpy(np.stack([np.asarray(ds.ctf[k][idx], np.float32)
+                                                   for k in self.ctf_fields], 1))
         if single:
             out = {k: v[0] for k, v in out.items()}
         return out
 
 
+def ctf_fields(ctf: dict | None) -> tuple[str, ...]:
+    """The packed CTF columns of a dataset: the required fields, then the leading optional ones it holds."""
+    if ctf is None:
+        return ()
+    extra = []
+    for k in OPTIONAL_CTF_FIELDS:
+        if k not in ctf:
+            break
+        extra.append(k)
+    return CTF_FIELDS + tuple(extra)
+
+
 def ctf_dict(ctf: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(B, 7) packed CTF parameters -> dict of (B,) tensors for :func:`gaussianem.physics.ctf.ctf_values`."""
-    return {k: ctf[:, i] for i, k in enumerate(CTF_FIELDS)}
+    """(B, 7 + k) packed CTF parameters -> dict of (B,) tensors for :func:`gaussianem.physics.ctf.ctf_values`."""
+    names = CTF_FIELDS + OPTIONAL_CTF_FIELDS[:ctf.shape[1] - len(CTF_FIELDS)]
+    return {k: ctf[:, i] for i, k in enumerate(names)}
 
 
 class ResumableBatchSampler(Sampler):

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -125,10 +126,13 @@ class TrainingObjective(nn.Module):
         self.register_buffer("weight_vector", weights.as_tensor("cpu"), persistent=False)
 
     def forward(self, images: Tensor, rotations: Tensor, shifts: Tensor, ctf: Tensor | None, eps: Tensor,
-                bank: Tensor | None = None, knn_generator: torch.Generator | None = None,
-                batch_offset: int = 0, global_batch: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                knn_cand: Tensor | None = None, knn_pick: Tensor | None = None,
+                knn_uniform: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """images (B, D, D) raw; rotations (B, 3, 3); shifts (B, 2) Å; ctf (B, 7) or None; eps (B, zdim);
-        bank (M, zdim) filled memory-bank rows (kNN loss active) or None."""
+        knn_* the kNN loss's drawn samples (:class:`losses.KnnSamples`; None: kNN loss inactive).
+
+        A pure function of its tensor arguments (every random draw is made by the caller), with fixed shapes for
+        a fixed batch size, so that on CUDA the whole forward and backward can be captured as CUDA graphs."""
         model = self.model
         dev = images.device
         use_amp = self.amp and dev.type == "cuda"
@@ -146,10 +150,8 @@ class TrainingObjective(nn.Module):
         render = L.render_l1(rendered, x, model.window)
         kl = L.kl_divergence(mu, logvar)
         knn = zero
-        if bank is not None:
-            n_sample, n_near, n_far = self.knn_counts
-            knn = L.knn_latent_loss(mu, bank, n_near, n_far, min(n_sample, bank.shape[0]), knn_generator,
-                                    batch_offset=batch_offset, global_batch=global_batch)
+        if knn_cand is not None:
+            knn = L.knn_loss_from_samples(mu, L.KnnSamples(knn_cand, knn_pick, knn_uniform), self.knn_counts[1])
         w = self.weights
         smooth = L.smoothness_loss(embedding, self.graph) if w.smoothness else zero
         dist = L.distance_loss(positions, self.graph) if w.distance else zero
@@ -170,34 +172,66 @@ def build_graphs(cloud: GaussianCloud, cfg: TrainConfig, device) -> tuple[L.Radi
     return g1, g2, cfg.repulsion_fraction * mean_nn
 
 
+class StepResult(NamedTuple):
+    """One finished training step: its number, epoch, global batch size and [total, *LOSS_TERMS] (global means)."""
+
+    step: int
+    epoch: int
+    batch: int
+    values: list[float]
+
+
 class Stepper:
     """Runs training steps of a :class:`TrainingObjective` (optionally DDP-wrapped) and owns the memory bank.
 
-    ``step(batch)`` -> list of floats [total, *LOSS_TERMS]; raises :class:`NonFiniteLossError` before the
-    optimiser step when any is non-finite.
+    ``step(batch)`` -> the :class:`StepResult` of every step that finished (checked) during the call. On the CPU
+    the step is checked at once (one list). On CUDA the check is deferred by one step so that the host never
+    waits for the GPU: the step's finiteness (loss terms and every gradient) is computed on the device and handed
+    to the fused AdamW as ``found_inf``, which then skips the update of a non-finite step (the weights keep their
+    last finite values); the host reads the flag one step later and raises :class:`NonFiniteLossError` naming
+    that step and its particles. ``flush()`` returns the result of the last pending step (call it at the end of
+    an epoch). With ``cudagraphs`` (CUDA, one process, compile on) the objective is compiled with
+    ``mode="reduce-overhead"``: forward and backward replay as CUDA graphs, a few launches per step instead of
+    hundreds.
     """
 
     def __init__(self, objective: nn.Module, optimizer: torch.optim.Optimizer, scheduler, n_particles: int,
                  zdim: int, device: torch.device, seed: int, batch_size: int, rank: int = 0,
-                 world_size: int = 1, compile: bool | None = None) -> None:
+                 world_size: int = 1, compile: bool | None = None, cudagraphs: bool | None = None,
+                 deferred_check: bool | None = None) -> None:
         self.objective = objective
         use_compile = device.type == "cuda" if compile is None else compile
-        self.forward = torch.compile(objective) if use_compile else objective
+        if cudagraphs is None:
+            cudagraphs = device.type == "cuda" and world_size == 1
+        self.cudagraphs = bool(use_compile and cudagraphs and device.type == "cuda")
+        if use_compile:
+            self.forward = torch.compile(objective, mode="reduce-overhead" if self.cudagraphs else None)
+        else:
+            self.forward = objective
         self.optimizer, self.scheduler = optimizer, scheduler
+        fused = any(bool(g.get("fused")) for g in optimizer.param_groups)
+        if deferred_check is None:
+            deferred_check = device.type == "cuda"
+        self.deferred = bool(deferred_check and fused)
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.pending: tuple | None = None
         self.device = device
         self.rank, self.world_size = rank, world_size
         self.batch_size = batch_size
+        self.knn_counts = getattr(objective, "module", objective).knn_counts
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(seed))
         self.bank = torch.zeros(n_particles, zdim, device=device)
         self.bank_filled = torch.zeros(n_particles, dtype=torch.bool, device=device)
         self.bank_rows: Tensor | None = None
+        self.n_bank_rows = 0
         self.step_count = 0
         self.epoch = 1
 
     def refresh_bank(self) -> None:
         """Select the filled bank rows once per epoch (no host sync inside steps)."""
         self.bank_rows = torch.nonzero(self.bank_filled).flatten()
+        self.n_bank_rows = int(self.bank_rows.numel())
 
     def _global_layout(self, local: int) -> tuple[int, int]:
         if self.world_size == 1:
@@ -210,7 +244,12 @@ class Stepper:
         all_sizes = [int(s) for s in all_sizes]
         return sum(all_sizes[:self.rank]), sum(all_sizes)
 
-    def step(self, batch: dict[str, Tensor], knn_active: bool) -> list[float]:
+    def _knn_samples(self, b: int, offset: int, global_b: int) -> L.KnnSamples:
+        n_sample, n_near, n_far = self.knn_counts
+        return L.draw_knn_samples(self.bank[self.bank_rows], n_near, n_far, n_sample, b, self.generator, offset,
+                                  global_b)
+
+    def step(self, batch: dict[str, Tensor], knn_active: bool) -> list[StepResult]:
         dev = self.device
         images = batch["image"].to(dev, non_blocking=True)
         rotations = batch["rotation"].to(dev, non_blocking=True)
@@ -220,11 +259,14 @@ class Stepper:
         b = images.shape[0]
         offset, global_b = self._global_layout(b)
         eps = torch.randn(global_b, self.bank.shape[1], device=dev, generator=self.generator)[offset:offset + b]
-        bank = None
-        if knn_active and self.bank_rows is not None and self.bank_rows.numel() > 1:
-            bank = self.bank[self.bank_rows]
+        knn: tuple = ()
+        if knn_active and self.bank_rows is not None and self.n_bank_rows > 1:
+            s = self._knn_samples(b, offset, global_b)
+            knn = (s.cand, s.pick, s.uniform)
         self.optimizer.zero_grad(set_to_none=True)
-        total, terms, mu = self.forward(images, rotations, shifts, ctf, eps, bank, self.generator, offset, global_b)
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        total, terms, mu = self.forward(images, rotations, shifts, ctf, eps, *knn)
         total.backward()
         values_t = torch.cat([total.detach()[None], terms.detach()])
         if self.world_size > 1:  # the global batch's means, identical on every rank (one small all-reduce)
@@ -232,16 +274,52 @@ class Stepper:
 
             values_t = values_t * (b / global_b)
             dist.all_reduce(values_t)
-        values = values_t.tolist()
         self.step_count += 1
-        if not all(math.isfinite(v) for v in values):
-            raise NonFiniteLossError(self.step_count, self.epoch, batch["index"].numpy(),
-                                     dict(zip(("loss",) + LOSS_TERMS, values, strict=True)))
+        info = (self.step_count, self.epoch, global_b, batch["index"])
+        if not self.deferred:
+            values = values_t.tolist()
+            result = self._check(info, values)
+            self._apply(index, mu)
+            return [result]
+        grads = [p.grad for p in self.params if p.grad is not None]
+        bad = ~torch.isfinite(values_t).all()
+        if grads:
+            bad = bad | ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        self.optimizer.found_inf = bad.float().reshape(())  # the fused AdamW skips a non-finite step on the device
+        host = torch.cat([values_t, bad.float().reshape(1)]).to("cpu", non_blocking=True)
+        event = torch.cuda.Event() if dev.type == "cuda" else None
+        if event is not None:
+            event.record()
+        self._apply(index, mu)
+        done = self.flush()
+        self.pending = (event, host, info)
+        return done
+
+    def _apply(self, index: Tensor, mu: Tensor) -> None:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         self.update_bank(index, mu.detach())
-        return values
+
+    def _check(self, info: tuple, values: list[float], bad: bool = False) -> StepResult:
+        step, epoch, global_b, indices = info
+        if bad or not all(math.isfinite(v) for v in values):
+            terms = dict(zip(("loss",) + LOSS_TERMS, values, strict=True))
+            if all(math.isfinite(v) for v in values):
+                terms["gradient"] = math.inf
+            raise NonFiniteLossError(step, epoch, indices.numpy(), terms)
+        return StepResult(step, epoch, global_b, values)
+
+    def flush(self) -> list[StepResult]:
+        """Wait for the pending (deferred) step, check it and return its result ([] when none is pending)."""
+        if self.pending is None:
+            return []
+        event, host, info = self.pending
+        self.pending = None
+        if event is not None:
+            event.synchronize()
+        vals = host.tolist()
+        return [self._check(info, vals[:-1], bad=vals[-1] != 0.0)]
 
     def update_bank(self, index: Tensor, mu: Tensor) -> None:
         if self.world_size > 1:
@@ -440,8 +518,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         ply = resolve_base_cloud(cfg) if not resume or cfg.base_cloud_source is None \
             else Path(cfg.base_cloud_source)
         cloud = GaussianCloud.from_ply(ply)
+        origin = ds.manifest.get("working_origin_angstrom")
         cfg = cfg.replace(box_size=ds.box_size, pixel_size_angstrom=ds.pixel_size_angstrom, n_particles=ds.n,
-                          n_gaussians=cloud.n, base_cloud_source=str(ply))
+                          n_gaussians=cloud.n, base_cloud_source=str(ply),
+                          map_origin_angstrom=cfg.map_origin_angstrom if origin is None
+                          else tuple(float(v) for v in origin))
         model = GaussianVAE(cloud, model_spec(cfg, cloud, image_std))
         if cfg.load:
             src = read_checkpoint(resolve_weights(cfg.load))
@@ -484,7 +565,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     stepper = Stepper(wrapped, opt, sched, ds.n, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
-                      cfg.compile)
+                      cfg.compile, cfg.cudagraphs)
     first_epoch = 1
     if ckpt is not None:
         stepper.load_state(ckpt["trainer"])
@@ -546,18 +627,25 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
     t0 = time.perf_counter()
     bar = tqdm(loader, total=len(sampler), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
                disable=not (cfg.progress and main_rank), dynamic_ncols=True)
+
+    def record(results: list[StepResult]) -> None:
+        nonlocal n_seen, sums
+        for r in results:
+            n_seen += r.batch
+            sums += np.asarray(r.values) * r.batch
+            if log_file is not None:
+                rec = {"type": "step", "epoch": r.epoch, "step": r.step, "batch": r.batch,
+                       **dict(zip(("loss",) + LOSS_TERMS, r.values, strict=True))}
+                log_file.write(json.dumps(rec) + "\n")
+        if results:
+            v = results[-1].values
+            rate = n_seen / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{v[0]:.4f}", render=f"{v[1]:.4f}", kl=f"{v[2]:.2f}", pps=f"{rate:.0f}",
+                            refresh=False)
+
     for batch in bar:
-        values = stepper.step(batch, knn_active)
-        b = int(batch["index"].shape[0]) * stepper.world_size
-        n_seen += b
-        sums += np.asarray(values) * b
-        rate = n_seen / max(time.perf_counter() - t0, 1e-9)
-        if log_file is not None:
-            rec = {"type": "step", "epoch": epoch, "step": stepper.step_count, "batch": b,
-                   **dict(zip(("loss",) + LOSS_TERMS, values, strict=True))}
-            log_file.write(json.dumps(rec) + "\n")
-        bar.set_postfix(loss=f"{values[0]:.4f}", render=f"{values[1]:.4f}", kl=f"{values[2]:.2f}",
-                        pps=f"{rate:.0f}", refresh=False)
+        record(stepper.step(batch, knn_active))
+    record(stepper.flush())
     elapsed = time.perf_counter() - t0
     means = sums / max(n_seen, 1)
     rec = {"type": "epoch", "epoch": epoch, "step": stepper.step_count, "particles": n_seen,
