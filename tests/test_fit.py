@@ -147,7 +147,8 @@ def test_prune_removes_zero_amplitude_gaussians():
 def test_densify_adds_where_gradients_are_high():
     cloud = truth_cloud(24, 2.0, n=30)
     cloud.positions.requires_grad_(True)
-    cfg = StrategyConfig(prune=False, densify_every=5, start_step=0, grad_factor=3.0, max_densify_fraction=0.5)
+    cfg = StrategyConfig(densify=True, prune=False, densify_every=5, start_step=0, grad_factor=3.0,
+                         max_densify_fraction=0.5)
     strat = DensifyPruneStrategy(cfg, cloud.n)
     pull = torch.zeros(30, 3, dtype=torch.float64)
     pull[[2, 9]] = torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, 2.0]], dtype=torch.float64)
@@ -182,7 +183,8 @@ def test_fit_densifies_into_missing_density(tmp_path):
     root, gt = make_dataset(tmp_path / "ds", n=200, snr=10.0, init_cloud=partial)
     ds = load_dataset(root)
     cfg = FitConfig(epochs=1, batch_size=8, lr=5e-2, lr_final=5e-3,
-                    strategy=StrategyConfig(prune=False, densify_every=10, start_step=10, max_densify_fraction=0.2))
+                    strategy=StrategyConfig(densify=True, prune=False, densify_every=10, start_step=10,
+                                            max_densify_fraction=0.2))
     result = fit_cloud(ds, GaussianCloud.from_ply(ds.gaussians_init), cfg, progress=False)
     added = result.cloud.positions.detach()[partial.n:]
     assert len(added) > 0
@@ -194,7 +196,8 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     root, _ = make_dataset(tmp_path / "ds", n=64)
     ds = load_dataset(root)
     cfg = FitConfig(epochs=2, batch_size=16, lr=2e-2, lr_final=1e-3, train_positions=True,
-                    strategy=StrategyConfig(prune_every=3, densify_every=3, start_step=2, grad_factor=1.5))
+                    strategy=StrategyConfig(densify=True, prune_every=3, densify_every=3, start_step=2,
+                                            grad_factor=1.5))
     full = fit_cloud(ds, GaussianCloud.from_ply(ds.gaussians_init), cfg, tmp_path / "a", progress=False)
 
     def interrupt(record):

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class StrategyConfig:
     """Settings of :class:`DensifyPruneStrategy` (steps are optimizer steps)."""
 
-    densify: bool = True
+    densify: bool = False  # opt-in: on a cloud initialised from the consensus map it lowered the fit FSC
     prune: bool = True
     prune_every: int = 200
     densify_every: int = 200
