@@ -85,3 +85,26 @@ def test_fsc_resolution_and_mask():
     res = fsc_resolution(curve, 32, 2.0, 0.5)
     # crossing halfway between shells 7 (0.533) and 8 (0.467): f = 7.5/32 per px
     assert res == pytest.approx(2.0 / (7.5 / 32), rel=1e-6)
+
+
+def test_lowpass_cutoff_removes_information_beyond_the_resolution():
+    """A Gaussian low-pass keeps every phase (FSC 1 at all shells); with the cutoff, nothing beyond 1/d survives."""
+    from gaussianem.physics.fourier import lowpass_volume
+    from gaussianem.physics.fsc import fsc
+
+    gen = torch.Generator().manual_seed(0)
+    vol = torch.randn(32, 32, 32, generator=gen, dtype=torch.float64)
+    apix, res = 2.0, 8.0
+    soft = lowpass_volume(vol, res, apix)
+    hard = lowpass_volume(vol, res, apix, cutoff_edge_shells=2.0)
+    shells = torch.arange(16, dtype=torch.float64) / (32 * apix)  # shell k at k/(D·apix)
+    f_soft, f_hard = fsc(soft, vol), fsc(hard, vol)
+    assert float(f_soft[1:].min()) > 0.99
+    below = shells < 1 / res - 1e-9
+    beyond = shells > 1 / res + 2.5 / (32 * apix)
+    assert float(f_hard[below][1:].min()) > 0.99
+    assert float(torch.nan_to_num(f_hard[beyond]).abs().max()) < 0.05  # round-off only: no correlation left
+    # below the cutoff both filters are the same Gaussian
+    spec_soft = torch.fft.rfftn(soft)
+    spec_hard = torch.fft.rfftn(hard)
+    assert torch.allclose(spec_soft[:2, :2, :2], spec_hard[:2, :2, :2])

@@ -116,7 +116,7 @@ def test_truth_volumes_and_consensus(tmp_path):
         with mrcfile.open(tmp_path / r["file"]) as m:
             vol = np.asarray(m.data, dtype=np.float64)
         mean = mean + vol * r["n_particles"] / n
-    expected = lowpass_volume(torch.tensor(mean), 10.0, spec.apix).numpy()
+    expected = lowpass_volume(torch.tensor(mean), 10.0, spec.apix, cutoff_edge_shells=2.0).numpy()
     with mrcfile.open(tmp_path / "consensus.mrc") as m:
         consensus = np.asarray(m.data, dtype=np.float64)
         assert m.voxel_size.x == pytest.approx(spec.apix)

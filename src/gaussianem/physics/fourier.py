@@ -118,8 +118,15 @@ def soft_circular_mask(
     return 0.5 * (1 + torch.cos(torch.pi * t))
 
 
-def lowpass_volume(volume: Tensor, resolution_angstrom: float, pixel_size_angstrom: float) -> Tensor:
-    """Gaussian low-pass of a volume (..., D, D, D) whose amplitude falls to 1/2 at 1/resolution (1/Å)."""
+def lowpass_volume(volume: Tensor, resolution_angstrom: float, pixel_size_angstrom: float,
+                   cutoff_edge_shells: float | None = None) -> Tensor:
+    """Gaussian low-pass of a volume (..., D, D, D) whose amplitude falls to 1/2 at 1/resolution (1/Å).
+
+    A Gaussian filter is positive at every frequency, so it leaves the phases up to Nyquist intact: the FSC of the
+    filtered map against the original is 1 everywhere. With ``cutoff_edge_shells`` the filter also goes to zero
+    beyond 1/resolution, through a raised-cosine edge that many Fourier shells (1/(D·apix)) wide, so the map really
+    holds no information finer than the resolution (what a consensus map "at 8 Å" means to its user).
+    """
     size = volume.shape[-1]
     f = torch.fft.fftfreq(size, d=pixel_size_angstrom, device=volume.device, dtype=volume.dtype)
     fr = torch.fft.rfftfreq(size, d=pixel_size_angstrom, device=volume.device, dtype=volume.dtype)
@@ -127,4 +134,8 @@ def lowpass_volume(volume: Tensor, resolution_angstrom: float, pixel_size_angstr
     s2 = fz**2 + fy**2 + fx**2
     k = torch.log(torch.tensor(2.0, dtype=volume.dtype)) * resolution_angstrom**2
     filt = torch.exp(-k * s2)
+    if cutoff_edge_shells is not None:
+        shell = 1.0 / (size * pixel_size_angstrom)
+        t = ((s2.sqrt() - 1.0 / resolution_angstrom) / max(cutoff_edge_shells * shell, 1e-12)).clamp(0, 1)
+        filt = filt * 0.5 * (1 + torch.cos(torch.pi * t))
     return torch.fft.irfftn(torch.fft.rfftn(volume, dim=(-3, -2, -1)) * filt, s=(size,) * 3, dim=(-3, -2, -1))
