@@ -408,3 +408,16 @@ def test_ctf_bfactor_reaches_the_training_batches(tmp_path):
     assert batch["ctf"].shape == (2, 8)
     assert np.allclose(d["bfactor"].numpy(), [30.0, 190.0])
     assert np.allclose(d["defocus_u_angstrom"].numpy(), ctf["defocus_u_angstrom"][[3, 19]])
+
+
+def test_resident_particles_train_exactly_like_the_loader(dataset, finished_run, tmp_path):
+    """--preload on (batches gathered from device memory) gives the loader's numbers (here both on the CPU)."""
+    from gaussianem.training.hetero import train
+
+    run = tmp_path / "resident"
+    train(_cfg(dataset[0], run, epochs=2, preload="on"))
+    a, b = _epochs(finished_run), _epochs(run)
+    for ra, rb in zip(a, b, strict=True):
+        for k in ("loss", "render", "kl", "knn"):
+            assert rb[k] == pytest.approx(ra[k], rel=1e-6, abs=1e-9), k
+    np.testing.assert_allclose(np.load(run / "z.2.npy"), np.load(finished_run / "z.2.npy"), rtol=1e-5, atol=1e-6)

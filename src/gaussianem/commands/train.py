@@ -69,6 +69,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d["amp"],
                         help="bf16 autocast for the MLPs on CUDA (projection and losses stay float32)")
     parser.add_argument("--num-workers", type=int, default=d["num_workers"], help="data loading processes")
+    parser.add_argument("--preload", choices=("auto", "on", "off"), default=d["preload"],
+                        help="hold all particles in device memory (auto: on CUDA when the stack takes at most 30 %% "
+                        "of the GPU's memory)")
     parser.add_argument("--load", help="initialise the weights from a run folder or a weights.E.pt")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUNDIR from its last checkpoint "
                         "(its saved settings are used; --epochs, --device and --num-workers may change)")

@@ -126,6 +126,19 @@ def draw_knn_samples(bank: Tensor, n_near: int, n_far: int, n_sample: int, batch
     return KnnSamples(cand, pick, unif)
 
 
+def placeholder_knn_samples(n_near: int, n_far: int, n_sample: int, batch: int, zdim: int,
+                            device=None) -> KnnSamples:
+    """Samples of the shapes :func:`draw_knn_samples` gives for a bank of at least ``n_sample`` rows, filled with
+    harmless constants: a compiled step passes them (with the kNN weight switched off) before the memory bank
+    exists, so that switching the loss on later does not compile a second graph."""
+    n_rand = max(1, n_far // 2)
+    n_unif = max(1, n_far - n_rand)
+    pick_cols = n_rand if n_sample > n_near else 0
+    return KnnSamples(torch.zeros(n_sample, zdim, device=device),
+                      torch.full((batch, pick_cols), n_near, dtype=torch.long, device=device),
+                      torch.ones(n_unif, zdim, device=device))
+
+
 def knn_loss_from_samples(mu: Tensor, samples: KnnSamples, n_near: int) -> Tensor:
     """Latent neighbourhood loss of mu (B, zdim) given drawn samples: the ``n_near`` nearest candidates pulled with
     log(1 + d²), the picked non-nearest candidates and the uniform points pushed with log(1 + 1/d²) -> scalar."""

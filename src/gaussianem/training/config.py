@@ -16,7 +16,7 @@ from gaussianem.io.mrc import InputError
 CONFIG = "config.yaml"
 
 # fields a --resume may change (they do not change the numbers of the run)
-RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress")
+RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class TrainConfig:
     predict_width: bool = False
     compile: bool | None = None  # None: on with CUDA, off on the CPU
     cudagraphs: bool | None = None  # None: on with CUDA + compile in one process
+    preload: str = "auto"  # particles in device memory: auto (CUDA, stack <= 30 % of the GPU), on, off
     # layer sizes
     encoder_hidden: int = 1024
     encoder_layers: int = 3
@@ -90,6 +91,7 @@ class TrainConfig:
             (self.lr > 0, "--lr must be > 0"),
             (self.lr_schedule in ("constant", "cosine"), "--lr-schedule must be constant or cosine"),
             (self.num_workers >= 0, "--num-workers must be >= 0"),
+            (self.preload in ("auto", "on", "off"), "--preload must be auto, on or off"),
             (self.device in (None, "cpu", "cuda") or str(self.device).startswith("cuda:"),
              f"--device must be cuda or cpu, got {self.device}"),
             (min(self.encoder_layers, self.gaussian_layers, self.decoder_layers) >= 1, "layer counts must be >= 1"),

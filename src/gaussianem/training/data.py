@@ -134,3 +134,63 @@ def sequential_batches(n: int, batch_size: int, rank: int = 0, world_size: int =
     """Index batches (in order) for the evaluation pass; under data parallelism each rank takes a shard."""
     idx = np.array_split(np.arange(n), world_size)[rank]
     return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+
+
+class ResidentParticles:
+    """The whole dataset held in device memory: a batch is gathered there by index, with no loader processes, no
+    host-to-device image copies and no per-batch Python work beyond a few index_selects.
+
+    Batches are the same dicts as :class:`ParticleBatchDataset` gives (``index`` stays a CPU tensor for error
+    messages; ``device_index`` is the same indices on the device).
+    """
+
+    def __init__(self, data: ParticleBatchDataset, device: torch.device, chunk: int = 4096,
+                 progress: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        ds = data.ds
+        self.n, self.device = ds.n, device
+        d = ds.box_size
+        self.images = torch.empty((ds.n, d, d), dtype=torch.float32, device=device)
+        for s in tqdm(range(0, ds.n, chunk), desc="load particles", unit="chunk", disable=not progress,
+                      leave=False):
+            block = torch.from_numpy(np.ascontiguousarray(ds.images[s:s + chunk], dtype=np.float32))
+            self.images[s:s + len(block)].copy_(block)
+        f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=device)  # noqa: E731
+        self.rotation = f32(ds.rotations)
+        self.shift = f32(ds.shifts_angstrom)
+        fields = ctf_fields(ds.ctf)
+        self.ctf = f32(np.stack([np.asarray(ds.ctf[k], np.float32) for k in fields], 1)) if fields else None
+
+    @staticmethod
+    def nbytes(data: ParticleBatchDataset) -> int:
+        return int(data.n) * int(data.ds.box_size) ** 2 * 4
+
+    def batches(self, batch_indices) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches for a sequence of index arrays (a sampler or a list): the indices go to the device once."""
+        lists = [np.asarray(b, dtype=np.int64) for b in batch_indices]
+        if not lists:
+            return
+        flat = torch.from_numpy(np.concatenate(lists)).to(self.device)
+        start = 0
+        for b in lists:
+            sl = flat[start:start + len(b)]
+            start += len(b)
+            out = {"index": torch.from_numpy(b), "device_index": sl, "image": self.images.index_select(0, sl),
+                   "rotation": self.rotation.index_select(0, sl), "shift": self.shift.index_select(0, sl)}
+            if self.ctf is not None:
+                out["ctf"] = self.ctf.index_select(0, sl)
+            yield out
+
+
+def want_resident(mode: str, data: ParticleBatchDataset, device: torch.device, fraction: float = 0.3) -> bool:
+    """``--preload``: ``on`` / ``off``, or ``auto`` = on CUDA when the image stack takes at most ``fraction`` of the
+    GPU's memory."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"preload must be auto, on or off, got {mode!r}")
+    if mode != "auto":
+        return mode == "on"
+    if device.type != "cuda":
+        return False
+    total = torch.cuda.get_device_properties(device).total_memory
+    return ResidentParticles.nbytes(data) <= fraction * total

@@ -51,10 +51,12 @@ from gaussianem.training.checkpoint import (
 from gaussianem.training.config import CONFIG, RUNTIME_FIELDS, TrainConfig, read_config
 from gaussianem.training.data import (
     ParticleBatchDataset,
+    ResidentParticles,
     ResumableBatchSampler,
     ctf_dict,
     make_loader,
     sequential_batches,
+    want_resident,
 )
 from gaussianem.training.plot import plot_losses
 
@@ -127,9 +129,10 @@ class TrainingObjective(nn.Module):
 
     def forward(self, images: Tensor, rotations: Tensor, shifts: Tensor, ctf: Tensor | None, eps: Tensor,
                 knn_cand: Tensor | None = None, knn_pick: Tensor | None = None,
-                knn_uniform: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                knn_uniform: Tensor | None = None, knn_on: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """images (B, D, D) raw; rotations (B, 3, 3); shifts (B, 2) Å; ctf (B, 7) or None; eps (B, zdim);
-        knn_* the kNN loss's drawn samples (:class:`losses.KnnSamples`; None: kNN loss inactive).
+        knn_* the kNN loss's drawn samples (:class:`losses.KnnSamples`; None: kNN loss inactive); knn_on () 1 or
+        0 multiplies the kNN term (0 with placeholder samples: one compiled graph whether the loss is on or off).
 
         A pure function of its tensor arguments (every random draw is made by the caller), with fixed shapes for
         a fixed batch size, so that on CUDA the whole forward and backward can be captured as CUDA graphs."""
@@ -152,6 +155,8 @@ class TrainingObjective(nn.Module):
         knn = zero
         if knn_cand is not None:
             knn = L.knn_loss_from_samples(mu, L.KnnSamples(knn_cand, knn_pick, knn_uniform), self.knn_counts[1])
+            if knn_on is not None:
+                knn = knn * knn_on
         w = self.weights
         smooth = L.smoothness_loss(embedding, self.graph) if w.smoothness else zero
         dist = L.distance_loss(positions, self.graph) if w.distance else zero
@@ -208,6 +213,9 @@ class Stepper:
             self.forward = torch.compile(objective, mode="reduce-overhead" if self.cudagraphs else None)
         else:
             self.forward = objective
+        self.compiled = bool(use_compile)
+        self._one = torch.ones((), device=device)
+        self._zero = torch.zeros((), device=device)
         self.optimizer, self.scheduler = optimizer, scheduler
         fused = any(bool(g.get("fused")) for g in optimizer.param_groups)
         if deferred_check is None:
@@ -255,14 +263,18 @@ class Stepper:
         rotations = batch["rotation"].to(dev, non_blocking=True)
         shifts = batch["shift"].to(dev, non_blocking=True)
         ctf = batch["ctf"].to(dev, non_blocking=True) if "ctf" in batch else None
-        index = batch["index"].to(dev, non_blocking=True)
+        index = batch["device_index"] if "device_index" in batch else batch["index"].to(dev, non_blocking=True)
         b = images.shape[0]
         offset, global_b = self._global_layout(b)
         eps = torch.randn(global_b, self.bank.shape[1], device=dev, generator=self.generator)[offset:offset + b]
         knn: tuple = ()
         if knn_active and self.bank_rows is not None and self.n_bank_rows > 1:
             s = self._knn_samples(b, offset, global_b)
-            knn = (s.cand, s.pick, s.uniform)
+            knn = (s.cand, s.pick, s.uniform, self._one)
+        elif self.compiled:  # the same graph before the bank exists: placeholder samples, the term switched off
+            n_sample, n_near, n_far = self.knn_counts
+            s = L.placeholder_knn_samples(n_near, n_far, n_sample, b, self.bank.shape[1], dev)
+            knn = (s.cand, s.pick, s.uniform, self._zero)
         self.optimizer.zero_grad(set_to_none=True)
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
@@ -357,12 +369,13 @@ class Stepper:
 @torch.no_grad()
 def evaluate_latents(model: GaussianVAE, dataset: ParticleBatchDataset, batch_size: int, device: torch.device,
                      num_workers: int = 0, amp: bool = True, progress: bool = True, rank: int = 0,
-                     world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                     world_size: int = 1, resident: ResidentParticles | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Encode every particle (eval mode) -> mu (N, zdim), logvar (N, zdim) float32 (rank 0 holds all rows)."""
     was_training = model.training
     model.eval()
     batches = sequential_batches(dataset.n, batch_size, rank, world_size)
-    loader = make_loader(dataset, batches, num_workers, device)
+    loader = resident.batches(batches) if resident is not None else make_loader(dataset, batches, num_workers,
+                                                                                device)
     mus, lvs = [], []
     use_amp = amp and device.type == "cuda"
     for batch in tqdm(loader, total=len(batches), desc="encode", unit="batch", disable=not progress, leave=False):
@@ -576,14 +589,19 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         log.info("resuming %s after epoch %d (step %d)", root, ckpt["epoch"], stepper.step_count)
     del ckpt
     data = ParticleBatchDataset(cfg.dataset, ds)
+    resident = None
+    if want_resident(cfg.preload, data, device):
+        resident = ResidentParticles(data, device, progress=cfg.progress and main_rank)
+        log.info("particles held in %s memory (%.2f GiB): batches are gathered there", device.type,
+                 ResidentParticles.nbytes(data) / 2**30)
     log.info("training on %s: %d particles, %d Gaussians, box %d, batch %d, %d epochs, lr %g",
              device, ds.n, model.n_gaussians, ds.box_size, cfg.batch_size * world_size, cfg.epochs, cfg.lr)
     log_file = open(root / LOG, "a", buffering=1) if main_rank else None  # line-buffered: `tail -f` works
     try:
         for epoch in range(first_epoch, cfg.epochs + 1):
-            _train_epoch(cfg, epoch, stepper, sampler, data, device, log_file, main_rank)
+            _train_epoch(cfg, epoch, stepper, sampler, data, device, log_file, main_rank, resident)
             mu, lv = evaluate_latents(model, data, cfg.eval_batch_size, device, cfg.num_workers, cfg.amp,
-                                      cfg.progress and main_rank, rank, world_size)
+                                      cfg.progress and main_rank, rank, world_size, resident)
             if not _all_finite(model):
                 raise TrainingError(f"the model holds non-finite weights after epoch {epoch}; no checkpoint written")
             if main_rank:
@@ -614,14 +632,16 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
 
 
 def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: ResumableBatchSampler,
-                 data: ParticleBatchDataset, device: torch.device, log_file, main_rank: bool) -> None:
+                 data: ParticleBatchDataset, device: torch.device, log_file, main_rank: bool,
+                 resident: ResidentParticles | None = None) -> None:
     sampler.epoch, sampler.position = epoch, 0
     stepper.epoch = epoch
     knn_active = cfg.knn_weight > 0 and epoch > cfg.knn_start_epoch
     if knn_active:
         stepper.refresh_bank()
     stepper.objective.train()
-    loader = make_loader(data, sampler, cfg.num_workers, device)
+    loader = resident.batches(sampler) if resident is not None else make_loader(data, sampler, cfg.num_workers,
+                                                                                device)
     sums = np.zeros(1 + len(LOSS_TERMS))
     n_seen = 0
     t0 = time.perf_counter()
