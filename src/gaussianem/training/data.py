@@ -23,7 +23,7 @@ class ParticleBatchDataset(Dataset):
     ``index`` (B,) int64, ``image`` (B, D, D) float32, ``rotation`` (B, 3, 3), ``shift`` (B, 2) Å,
     ``ctf`` (B, 7 + k) (the fields of :data:`gaussianem.io.dataset.CTF_FIELDS`, then the first k optional fields
     of :data:`~gaussianem.io.dataset.OPTIONAL_CTF_FIELDS` the dataset holds, e.g. ``bfactor``; absent without
-    CTF), all float32.
+    CTF), all float32; a :class:`ShardIndices` index adds its ``offset`` and ``global_size`` (ints).
     """
 
     def __init__(self, root: str | Path, dataset: ParticleDataset | None = None) -> None:
@@ -62,6 +62,7 @@ class ParticleBatchDataset(Dataset):
                                                    for k in self.ctf_fields], 1))
         if single:
             out = {k: v[0] for k, v in out.items()}
+        out.update(shard_layout(index))
         return out
 
 
@@ -83,13 +84,47 @@ def ctf_dict(ctf: torch.Tensor) -> dict[str, torch.Tensor]:
     return {k: ctf[:, i] for i, k in enumerate(names)}
 
 
+class ShardIndices(np.ndarray):
+    """One rank's share (B,) int64 of a global batch, carrying where it lies in it: ``offset`` (its first row in the
+    global batch) and ``global_size`` (the global batch size), host ints. It survives pickling (loader workers);
+    arrays derived from it (slices, ``np.asarray`` views) carry no layout."""
+
+    offset: int | None
+    global_size: int | None
+
+    def __new__(cls, indices: np.ndarray, offset: int, global_size: int) -> ShardIndices:
+        obj = np.asarray(indices, dtype=np.int64).view(cls)
+        obj.offset, obj.global_size = int(offset), int(global_size)
+        return obj
+
+    def __array_finalize__(self, obj) -> None:
+        self.offset = self.global_size = None
+
+    def __reduce__(self):
+        fn, args, state = super().__reduce__()
+        return fn, args, (state, self.offset, self.global_size)
+
+    def __setstate__(self, state) -> None:
+        base, self.offset, self.global_size = state
+        super().__setstate__(base)
+
+
+def shard_layout(item) -> dict[str, int]:
+    """``{"offset", "global_size"}`` (host ints) of a :class:`ShardIndices` batch item; ``{}`` for anything else."""
+    if isinstance(item, ShardIndices) and item.global_size is not None:
+        return {"offset": item.offset, "global_size": item.global_size}
+    return {}
+
+
 class ResumableBatchSampler(Sampler):
     """Batches of indices from a seeded permutation per epoch; ``position`` batches of the epoch are skipped.
 
     The permutation of epoch ``e`` depends only on (seed, e), so a resumed run sees the same batches. Under
     data parallelism each global batch of ``batch_size × world_size`` indices is split across ranks
-    (rank ``r`` takes the ``r``-th contiguous slice). A last global batch with fewer than 2 images per rank is
-    dropped (BatchNorm needs two); the next epoch's permutation covers those particles.
+    (rank ``r`` takes the ``r``-th contiguous slice) and yielded as :class:`ShardIndices`, which carry the
+    slice's offset and the global batch size into the batch dict (``offset``, ``global_size``): the training
+    step then knows the global layout without asking the other ranks. A last global batch with fewer than 2
+    images per rank is dropped (BatchNorm needs two); the next epoch's permutation covers those particles.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, position: int = 0,
@@ -119,7 +154,18 @@ class ResumableBatchSampler(Sampler):
             # sorted (contiguous reads from the memory map) before sharding, so that the rank shards laid end to
             # end are the single-process batch in the same order (per-row random draws then match)
             glob = np.sort(perm[b * gb:(b + 1) * gb])
-            yield np.array_split(glob, self.world_size)[self.rank]
+            if self.world_size == 1:
+                yield glob
+                continue
+            yield self.shard(glob)
+
+    def shard(self, glob: np.ndarray) -> ShardIndices:
+        """This rank's contiguous slice of a global batch (G,) -> :class:`ShardIndices` (np.array_split's sizes)."""
+        g, w = len(glob), self.world_size
+        base, extra = divmod(g, w)
+        offset = self.rank * base + min(self.rank, extra)
+        size = base + (1 if self.rank < extra else 0)
+        return ShardIndices(glob[offset:offset + size], offset, g)
 
 
 def make_loader(dataset: ParticleBatchDataset, sampler: Sampler | list, num_workers: int,
@@ -168,16 +214,18 @@ class ResidentParticles:
 
     def batches(self, batch_indices) -> Iterator[dict[str, torch.Tensor]]:
         """Batches for a sequence of index arrays (a sampler or a list): the indices go to the device once."""
-        lists = [np.asarray(b, dtype=np.int64) for b in batch_indices]
+        items = list(batch_indices)
+        lists = [np.asarray(b, dtype=np.int64) for b in items]
         if not lists:
             return
         flat = torch.from_numpy(np.concatenate(lists)).to(self.device)
         start = 0
-        for b in lists:
+        for b, item in zip(lists, items, strict=True):
             sl = flat[start:start + len(b)]
             start += len(b)
             out = {"index": torch.from_numpy(b), "device_index": sl, "image": self.images.index_select(0, sl),
-                   "rotation": self.rotation.index_select(0, sl), "shift": self.shift.index_select(0, sl)}
+                   "rotation": self.rotation.index_select(0, sl), "shift": self.shift.index_select(0, sl),
+                   **shard_layout(item)}
             if self.ctf is not None:
                 out["ctf"] = self.ctf.index_select(0, sl)
             yield out

@@ -241,9 +241,21 @@ class Stepper:
         self.bank_rows = torch.nonzero(self.bank_filled).flatten()
         self.n_bank_rows = int(self.bank_rows.numel())
 
-    def _global_layout(self, local: int) -> tuple[int, int]:
+    def _global_layout(self, local: int, batch: dict | None = None) -> tuple[int, int]:
+        """(offset of this rank's rows in the global batch, global batch size) for a local batch of ``local`` rows.
+
+        Under DDP the layout comes from the batch's ``offset`` / ``global_size`` (host ints the sampler's
+        :class:`~gaussianem.training.data.ShardIndices` put there): no communication, no host sync. A batch
+        without them costs one all_gather of the local sizes and a host read of the result.
+        """
         if self.world_size == 1:
             return 0, local
+        if batch is not None and "global_size" in batch:
+            offset, global_b = int(batch["offset"]), int(batch["global_size"])
+            if not (0 <= offset and offset + local <= global_b):
+                raise ValueError(f"batch layout offset {offset}, global size {global_b} does not hold the "
+                                 f"{local} rows of rank {self.rank}")
+            return offset, global_b
         import torch.distributed as dist
 
         sizes = torch.tensor([local], device=self.device)
@@ -265,7 +277,7 @@ class Stepper:
         ctf = batch["ctf"].to(dev, non_blocking=True) if "ctf" in batch else None
         index = batch["device_index"] if "device_index" in batch else batch["index"].to(dev, non_blocking=True)
         b = images.shape[0]
-        offset, global_b = self._global_layout(b)
+        offset, global_b = self._global_layout(b, batch)
         eps = torch.randn(global_b, self.bank.shape[1], device=dev, generator=self.generator)[offset:offset + b]
         knn: tuple = ()
         if knn_active and self.bank_rows is not None and self.n_bank_rows > 1:
