@@ -4,6 +4,23 @@
     python benchmarks/train_throughput.py --device cuda --batch-size 64 --compile
     python benchmarks/train_throughput.py --device cpu --steps 3 --warmup 1 --gaussians 1000 --box 64
 
+Data parallel (DDP, issue 8): launched by ``torchrun`` (WORLD_SIZE > 1) every process joins the process group
+through ``training.distributed.init_process_group`` (NCCL on CUDA, gloo on the CPU), converts BatchNorm as
+``gaussianem train`` does and wraps the objective in DistributedDataParallel; ``--batch-size`` is per process. The
+steps are timed between barriers and rank 0 prints the table, whose ``world`` column is the number of processes and
+whose particles/s is the global rate (world × batch / step time). The two-GPU figure and its one-GPU reference:
+
+NCCL_NVLS_ENABLE=0 torchrun --standalone --nproc_per_node=2 benchmarks/train_throughput.py --device cuda --batch-size 32
+    python benchmarks/train_throughput.py --device cuda --batch-size 32
+
+and on the CPU (gloo, two processes; a smoke test):
+
+    torchrun --standalone --nproc_per_node=2 benchmarks/train_throughput.py \\
+        --device cpu --steps 2 --warmup 1 --gaussians 300 --box 32
+
+Under DDP CUDA graphs stay off (as in ``gaussianem train``); each step's global batch layout comes from the batch
+(``offset`` / ``global_size``), as the training sampler provides it, so no step waits on the host for it.
+
 It runs the training code itself (``training.hetero.TrainingObjective`` + ``Stepper``, kNN loss on, all
 geometric regularisers on, one host sync per step for the finiteness check, as in ``gaussianem train``) on synthetic
 particles already on the device (``--with-loader`` reads them from a memory-mapped stack through the training
@@ -24,6 +41,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +54,7 @@ from gaussianem.model.losses import knn_counts
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.training.config import TrainConfig
+from gaussianem.training.distributed import convert_batchnorm, init_process_group
 from gaussianem.training.hetero import LossWeights, Stepper, TrainingObjective, build_graphs, model_spec
 
 PEAKS = {"H100 PCIe": (756.0, 51.0), "H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
@@ -76,21 +95,29 @@ def detect_peaks(device: torch.device) -> tuple[float | None, float | None, str]
     return None, None, name
 
 
-def make_batches(n_batches: int, b: int, d: int, apix: float, n_particles: int, device, seed: int) -> list[dict]:
-    gen = torch.Generator().manual_seed(seed)
+def make_batches(n_batches: int, b: int, d: int, apix: float, n_particles: int, device, seed: int,
+                 rank: int = 0, world: int = 1) -> list[dict]:
+    """Synthetic batches of ``b`` particles; under DDP this rank's share of global batches of world × b (its
+    particle indices, and the ``offset`` / ``global_size`` layout the training sampler would give)."""
+    gen = torch.Generator().manual_seed(seed + rank)
     out = []
     for i in range(n_batches):
         ctf = torch.stack([torch.full((b,), 1.5e4), torch.full((b,), 1.4e4), torch.rand(b, generator=gen) * 180,
                            torch.full((b,), 300.0), torch.full((b,), 2.7), torch.full((b,), 0.1),
                            torch.zeros(b)], 1)
-        out.append({"index": torch.arange(i * b, (i + 1) * b) % n_particles,
-                    "image": torch.randn(b, d, d, generator=gen).to(device),
-                    "rotation": random_rotations(b, gen, dtype=torch.float32).to(device),
-                    "shift": torch.randn(b, 2, generator=gen).to(device), "ctf": ctf.to(device)})
+        first = (i * world + rank) * b
+        batch = {"index": torch.arange(first, first + b) % n_particles,
+                 "image": torch.randn(b, d, d, generator=gen).to(device),
+                 "rotation": random_rotations(b, gen, dtype=torch.float32).to(device),
+                 "shift": torch.randn(b, 2, generator=gen).to(device), "ctf": ctf.to(device)}
+        if world > 1:
+            batch.update(offset=rank * b, global_size=world * b)
+        out.append(batch)
     return out
 
 
-def loader_batches(n: int, b: int, d: int, apix: float, workers: int, device, tmp: Path):
+def loader_batches(n: int, b: int, d: int, apix: float, workers: int, device, tmp: Path, rank: int = 0,
+                   world: int = 1):
     """The real data path: a memory-mapped stack on disk through ParticleBatchDataset + the training DataLoader."""
     import mrcfile
 
@@ -108,14 +135,32 @@ def loader_batches(n: int, b: int, d: int, apix: float, workers: int, device, tm
     write_json_atomic(tmp / "dataset.json", {"n_particles": n, "box_size": d, "pixel_size_angstrom": apix,
                                              "image_std": 1.0})
     data = ParticleBatchDataset(tmp)
-    return make_loader(data, ResumableBatchSampler(n, b, seed=0, epoch=1), workers, device)
+    return make_loader(data, ResumableBatchSampler(n, b, seed=0, epoch=1, rank=rank, world_size=world), workers,
+                       device)
 
 
-def run(args) -> dict:
+def _sync(device: torch.device, world: int) -> None:
+    """Wait for this process's device work, then for every process (the timing fences)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            dist.barrier(device_ids=[device.index])
+        else:
+            dist.barrier()
+
+
+def run(args, rank: int = 0, world: int = 1) -> dict:
+    """One measurement of ``args.batch_size`` particles per process; under DDP (world > 1) the process group is
+    already joined and every rank calls this."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
     torch.manual_seed(0)
     b, g, d, apix = args.batch_size, args.gaussians, args.box, args.apix
-    n_particles = max(args.particles, b * (args.steps + args.warmup))
+    n_particles = max(args.particles, world * b * (args.steps + args.warmup))
     cfg = TrainConfig(dataset="-", rundir="-", batch_size=b, zdim=args.zdim, amp=args.amp, compile=args.compile,
                       cudagraphs=args.cudagraphs,
                       predict_width=args.predict_width, box_size=d, pixel_size_angstrom=apix,
@@ -124,14 +169,21 @@ def run(args) -> dict:
     model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0))
     model.set_base_trainable(False)
     model.to(device)
+    if world > 1:  # as training/hetero.py::train does it
+        model = convert_batchnorm(model, device)
     g1, g2, rep = build_graphs(model.base_cloud, cfg, device)
     objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, cfg.amp,
                                   knn_counts(n_particles, cfg.knn_sample, cfg.knn_near, cfg.knn_far)).to(device)
+    wrapped: torch.nn.Module = objective
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda" or None)
-    stepper = Stepper(objective, opt, None, n_particles, cfg.zdim, device, 0, b, compile=cfg.compile,
+    stepper = Stepper(wrapped, opt, None, n_particles, cfg.zdim, device, 0, b, rank, world, compile=cfg.compile,
                       cudagraphs=cfg.cudagraphs)
-    stepper.bank.normal_()
+    stepper.bank.normal_(generator=torch.Generator(device).manual_seed(2))  # the same bank on every rank
     stepper.bank_filled.fill_(True)
     stepper.refresh_bank()
     objective.train()
@@ -139,9 +191,9 @@ def run(args) -> dict:
     tmp = None
     if args.with_loader:
         tmp = tempfile.TemporaryDirectory()
-        batches = loader_batches(n_particles, b, d, apix, args.num_workers, device, Path(tmp.name))
+        batches = loader_batches(n_particles, b, d, apix, args.num_workers, device, Path(tmp.name), rank, world)
     else:
-        batches = make_batches(min(n_total, 8), b, d, apix, n_particles, device, seed=1)
+        batches = make_batches(min(n_total, 8), b, d, apix, n_particles, device, seed=1, rank=rank, world=world)
     it = iter(batches)
 
     def next_batch():
@@ -158,14 +210,12 @@ def run(args) -> dict:
     for _ in range(args.warmup):
         stepper.step(next_batch(), knn_active=True)
     stepper.flush()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    _sync(device, world)
     t0 = time.perf_counter()
     for _ in range(args.steps):
         stepper.step(next_batch(), knn_active=True)
     stepper.flush()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    _sync(device, world)
     dt = (time.perf_counter() - t0) / args.steps
     if tmp is not None:
         tmp.cleanup()
@@ -179,13 +229,14 @@ def run(args) -> dict:
         mlp_peak = bf16_peak if (args.amp and device.type == "cuda") else fp32_peak
         floor = (flops["decoder"] + flops["encoders"]) / (mlp_peak * 1e12) + flops["projection"] / (fp32_peak * 1e12)
     return {
-        "device": name, "gaussians": g, "box": d, "batch": b, "zdim": args.zdim, "amp": args.amp,
-        "compile": stepper.forward is not objective, "cudagraphs": stepper.cudagraphs,
-        "deferred_check": stepper.deferred, "loader": args.with_loader, "step_ms": dt * 1e3, "particles_per_s": b / dt,
+        "device": name, "gaussians": g, "box": d, "world": world, "batch": b, "zdim": args.zdim, "amp": args.amp,
+        "compile": stepper.compiled, "cudagraphs": stepper.cudagraphs,
+        "deferred_check": stepper.deferred, "loader": args.with_loader, "step_ms": dt * 1e3,
+        "particles_per_s": world * b / dt,
         "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
         "reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else float("nan"),
         "gflop_decoder": flops["decoder"] / 1e9, "gflop_projection": flops["projection"] / 1e9,
-        "gflop_encoders": flops["encoders"] / 1e9, "achieved_tflops": total / dt / 1e12,
+        "gflop_encoders": flops["encoders"] / 1e9, "achieved_tflops": world * total / dt / 1e12,
         "floor_ms": floor * 1e3 if floor else float("nan"), "fraction": floor / dt if floor else float("nan"),
         "edges": (g1.n_edges, g2.n_edges),
     }
@@ -214,21 +265,39 @@ def main() -> None:
     p.add_argument("--peak-bf16-tflops", type=float, default=None)
     p.add_argument("--peak-fp32-tflops", type=float, default=None)
     args = p.parse_args()
-    rows = []
-    for bs in args.batch_size:
-        a = argparse.Namespace(**{**vars(args), "batch_size": bs})
-        rows.append(run(a))
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and args.cudagraphs:
+        p.error("--cudagraphs: CUDA graphs are off under DDP (as in gaussianem train)")
+    rank, world = init_process_group(args.device)
+    backend = ""
+    try:
+        rows = []
+        for bs in args.batch_size:
+            a = argparse.Namespace(**{**vars(args), "batch_size": bs})
+            rows.append(run(a, rank, world))
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            backend = dist.get_backend()
+            dist.destroy_process_group()
+    if rank == 0:
+        print_table(rows, f"DDP over {world} processes ({backend})" if world > 1 else "one process")
+
+
+def print_table(rows: list[dict], parallel: str) -> None:
     r0 = rows[0]
     print(f"# training throughput — {r0['device']}, torch {torch.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='minutes')}\n")
     print(f"G = {r0['gaussians']} Gaussians, box {r0['box']}, zdim {r0['zdim']}, DESIGN layer sizes; radius graphs "
           f"{r0['edges'][0]} / {r0['edges'][1]} edges; amp {r0['amp']}, compile {r0['compile']}, "
-          f"CUDA graphs {r0['cudagraphs']}, deferred check {r0['deferred_check']}, loader {r0['loader']}\n")
-    print("| batch | step ms | particles/s | peak GPU mem GiB (reserved) | GFLOP decoder | GFLOP projection "
+          f"CUDA graphs {r0['cudagraphs']}, deferred check {r0['deferred_check']}, loader {r0['loader']}; "
+          f"{parallel}. Per process: batch, peak memory, GFLOP, floor and its fraction; particles/s and TFLOP/s "
+          "are of all processes together\n")
+    print("| world | batch | step ms | particles/s | peak GPU mem GiB (reserved) | GFLOP decoder | GFLOP projection "
           "| GFLOP encoders | achieved TFLOP/s | floor ms | fraction of floor |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['batch']} | {r['step_ms']:.2f} | {r['particles_per_s']:.0f} | "
+        print(f"| {r['world']} | {r['batch']} | {r['step_ms']:.2f} | {r['particles_per_s']:.0f} | "
               f"{r['peak_mem_gib']:.2f} ({r['reserved_gib']:.2f}) | "
               f"{r['gflop_decoder']:.1f} | {r['gflop_projection']:.1f} | {r['gflop_encoders']:.1f} | "
               f"{r['achieved_tflops']:.2f} | {r['floor_ms']:.3f} | {r['fraction']:.3f} |")
