@@ -52,10 +52,9 @@ def _stepper(n: int, rank: int, world: int, batch_size: int):
 
 
 def _run(ds: str, rank: int, world: int, batch_size: int, record) -> None:
-    """One epoch with the kNN loss on (a seeded, full memory bank) through the DataLoader (one worker: the shard
-    layout crosses a pickle), then one from resident particles, each from the same fresh weights. One epoch each:
-    its last, uneven global batch is the last step compared (DDP averages the ranks' gradients with equal weights,
-    so an update after a 4 / 3 split is not the single process's)."""
+    """Two epochs with the kNN loss on (a seeded, full memory bank) through the DataLoader (one worker: the shard
+    layout crosses a pickle), then two from resident particles, each from the same fresh weights. Each epoch ends
+    with an uneven (4 / 3) global batch, and the steps after it check that its update was the single process's."""
     from gaussianem.training.data import ParticleBatchDataset, ResidentParticles, ResumableBatchSampler, make_loader
 
     data = ParticleBatchDataset(ds)
@@ -65,13 +64,13 @@ def _run(ds: str, rank: int, world: int, batch_size: int, record) -> None:
         stepper.bank.copy_(torch.randn(stepper.bank.shape, generator=torch.Generator().manual_seed(11)))
         stepper.bank_filled.fill_(True)
         stepper.refresh_bank()
-        sampler = ResumableBatchSampler(data.n, batch_size, seed=5, epoch=1, rank=rank, world_size=world)
-        if path == "loader":
-            batches = make_loader(data, sampler, 1, torch.device("cpu"))
-        else:
-            batches = ResidentParticles(data, torch.device("cpu"), progress=False).batches(sampler)
-        for batch in batches:
-            record(stepper, batch)
+        resident = ResidentParticles(data, torch.device("cpu"), progress=False) if path == "resident" else None
+        for epoch in (1, 2):
+            sampler = ResumableBatchSampler(data.n, batch_size, seed=5, epoch=epoch, rank=rank, world_size=world)
+            batches = make_loader(data, sampler, 1, torch.device("cpu")) if resident is None \
+                else resident.batches(sampler)
+            for batch in batches:
+                record(stepper, batch)
         assert stepper.flush() == []
 
 
@@ -117,7 +116,7 @@ def test_ddp_layout_comes_from_the_batch_without_all_gather(tmp_path):
     make_dataset(ds, n=N_PARTICLES, seed=6)
     mp.spawn(_worker, args=(WORLD, str(tmp_path / "store"), str(ds), str(tmp_path)), nprocs=WORLD, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
-    assert len(ranks[0]) == len(ranks[1]) == 6  # 3 global batches (8, 8, 7) per epoch, 2 runs
+    assert len(ranks[0]) == len(ranks[1]) == 12  # 3 global batches (8, 8, 7) per epoch, 2 epochs, 2 runs
     for r, steps in enumerate(ranks):
         for s in steps:
             assert s["from_batch"] == s["layout"] == s["gathered"], (r, s)
@@ -135,4 +134,4 @@ def test_ddp_layout_comes_from_the_batch_without_all_gather(tmp_path):
             np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-6, err_msg=f"rank {r} step {step + 1}")
     assert all(v[3] > 0 for v in single)  # the kNN term is on (the layout also places its per-row draws)
     assert single[0] != pytest.approx(single[1])
-    assert single[3] == pytest.approx(single[0], rel=1e-5)  # both data paths start from the same weights
+    assert single[6] == pytest.approx(single[0], rel=1e-5)  # both data paths start from the same weights

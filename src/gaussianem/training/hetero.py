@@ -291,7 +291,12 @@ class Stepper:
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         total, terms, mu = self.forward(images, rotations, shifts, ctf, eps, *knn)
-        total.backward()
+        if self.world_size > 1 and b * self.world_size != global_b:
+            # DDP averages the ranks' gradients with equal weights: weight this shard's mean by its share of an
+            # uneven global batch, so the update is the single process's gradient of the global-batch mean
+            (total * (b * self.world_size / global_b)).backward()
+        else:
+            total.backward()
         values_t = torch.cat([total.detach()[None], terms.detach()])
         if self.world_size > 1:  # the global batch's means, identical on every rank (one small all-reduce)
             import torch.distributed as dist
