@@ -196,3 +196,25 @@ def test_preprocess_records_map_frame(tmp_path):
     assert m2["map_origin_angstrom"] == pytest.approx([-40.0, -40.0, -40.0])
     # centre of the map: -40 + 20·2 = 0 Å; working grid origin: 0 - 12·2 = -24 Å
     assert m2["working_origin_angstrom"] == pytest.approx([-24.0, -24.0, -24.0])
+
+
+def test_read_volume_follows_start_indices_and_axis_order(tmp_path):
+    """read_volume gives [z, y, x] data for a map stored with permuted axes and the origin from N[XYZ]START."""
+    import mrcfile
+
+    from gaussianem.io.mrc import read_volume
+
+    rng = np.random.default_rng(0)
+    vol_zyx = rng.standard_normal((6, 6, 6)).astype(np.float32)
+    # store with columns = z, rows = x, sections = y (MAPC 3, MAPR 1, MAPS 2): array dims (y, x, z)
+    stored = np.transpose(vol_zyx, (1, 2, 0))
+    path = tmp_path / "perm.mrc"
+    with mrcfile.new(path) as m:
+        m.set_data(np.ascontiguousarray(stored))
+        m.voxel_size = 2.0
+        m.header.mapc, m.header.mapr, m.header.maps = 3, 1, 2
+        m.header.nxstart, m.header.nystart, m.header.nzstart = 5, -3, 4  # along columns (z), rows (x), sections (y)
+    data, voxel, origin = read_volume(path)
+    assert voxel == 2.0
+    np.testing.assert_array_equal(data, vol_zyx)
+    assert origin == (-6.0, 8.0, 10.0)  # x = -3·2, y = 4·2, z = 5·2

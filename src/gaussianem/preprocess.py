@@ -48,7 +48,7 @@ from gaussianem.io.dataset import (
     write_json_atomic,
     write_poses,
 )
-from gaussianem.io.mrc import InputError, read_volume
+from gaussianem.io.mrc import InputError, header_origin_angstrom, read_volume
 from gaussianem.io.particles import ParticleImages
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2, fourier_crop, fourier_pad, soft_circular_mask
@@ -273,36 +273,15 @@ def resample_map(volume: np.ndarray, voxel: float, geometry: Geometry) -> tuple[
 
 
 def map_origin_angstrom(path: str | Path, voxel: float) -> tuple[float, float, float]:
-    """Where a map's voxel 0 sits in the user's (ChimeraX/PDB) frame: (x, y, z) Å, read as ChimeraX reads MRC files.
-
-    The MRC2014 ``ORIGIN`` (x, y, z, already Å) when it is non-zero, finite and not so large that one voxel step
-    is lost to float32 rounding (RELION 2.0 left it uninitialised); otherwise the start indices ``NXSTART,
-    NYSTART, NZSTART`` (given along the file's column, row, section axes, mapped to x, y, z by ``MAPC, MAPR,
-    MAPS``) times ``voxel`` (Å); (0, 0, 0) when those look uninitialised too (larger than 10 × the box).
-    """
+    """Where a map's voxel 0 sits in the user's (ChimeraX/PDB) frame, (x, y, z) Å: see
+    :func:`gaussianem.io.mrc.header_origin_angstrom`."""
     try:
         with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
-            h = m.header
-            origin = np.array([h.origin.x, h.origin.y, h.origin.z], np.float32)
-            crs_start = [int(h.nxstart), int(h.nystart), int(h.nzstart)]
-            crs_size = [int(h.nx), int(h.ny), int(h.nz)]
-            cell = [int(h.mx), int(h.my), int(h.mz)]
-            axes = [int(h.mapc), int(h.mapr), int(h.maps)]
+            return header_origin_angstrom(m.header, voxel, path)
+    except InputError:
+        raise
     except Exception as exc:  # mrcfile raises ValueError/OSError with varied text on damaged headers
         raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
-    step = np.float32(voxel)
-    usable = np.isfinite(origin).all() and not (origin + step == origin).any()
-    if origin.any() and usable:
-        return tuple(float(o) for o in origin)  # type: ignore[return-value]
-    if sorted(axes) != [1, 2, 3]:
-        axes = [1, 2, 3]
-    xyz_start = [0, 0, 0]
-    for crs, axis in enumerate(axes):
-        xyz_start[axis - 1] = crs_start[crs]
-    if max(abs(s) for s in xyz_start) > 10 * max(cell + crs_size):
-        log.warning("%s: the MRC origin and start indices look uninitialised: taking the origin as (0, 0, 0)", path)
-        return (0.0, 0.0, 0.0)
-    return tuple(float(s * voxel) for s in xyz_start)  # type: ignore[return-value]
 
 
 def initial_cloud(cfg: PreprocessConfig, geometry: Geometry) -> tuple[GaussianCloud, dict]:

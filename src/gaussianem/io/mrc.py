@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 
 from gaussianem.io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -23,15 +26,56 @@ def _open(path: Path, mmap: bool):
         raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
 
 
+def header_origin_angstrom(header, voxel: float, path: str | Path = "map") -> tuple[float, float, float]:
+    """Where a map's voxel 0 sits in the user's (ChimeraX/PDB) frame: (x, y, z) Å, read as ChimeraX reads MRC files.
+
+    The MRC2014 ``ORIGIN`` (x, y, z, already Å) when it is non-zero, finite and not so large that one voxel step
+    is lost to float32 rounding (RELION 2.0 left it uninitialised); otherwise the start indices ``NXSTART,
+    NYSTART, NZSTART`` (given along the file's column, row, section axes, mapped to x, y, z by ``MAPC, MAPR,
+    MAPS``) times ``voxel`` (Å); (0, 0, 0) when those look uninitialised too (larger than 10 × the box).
+    """
+    h = header
+    origin = np.array([h.origin.x, h.origin.y, h.origin.z], np.float32)
+    crs_start = [int(h.nxstart), int(h.nystart), int(h.nzstart)]
+    crs_size = [int(h.nx), int(h.ny), int(h.nz)]
+    cell = [int(h.mx), int(h.my), int(h.mz)]
+    axes = _axes(h)
+    step = np.float32(voxel)
+    usable = np.isfinite(origin).all() and not (origin + step == origin).any()
+    if origin.any() and usable:
+        return tuple(float(o) for o in origin)  # type: ignore[return-value]
+    xyz_start = [0, 0, 0]
+    for crs, axis in enumerate(axes):
+        xyz_start[axis - 1] = crs_start[crs]
+    if max(abs(s) for s in xyz_start) > 10 * max(cell + crs_size):
+        log.warning("%s: the MRC origin and start indices look uninitialised: taking the origin as (0, 0, 0)", path)
+        return (0.0, 0.0, 0.0)
+    return tuple(float(s * voxel) for s in xyz_start)  # type: ignore[return-value]
+
+
+def _axes(header) -> list[int]:
+    """MAPC, MAPR, MAPS (the x/y/z axis of the file's columns, rows, sections); (1, 2, 3) when invalid."""
+    axes = [int(header.mapc), int(header.mapr), int(header.maps)]
+    return axes if sorted(axes) == [1, 2, 3] else [1, 2, 3]
+
+
 def read_volume(path: str | Path) -> tuple[np.ndarray, float, tuple[float, float, float]]:
-    """Read a map -> (volume (D, D, D) float32 ``[z, y, x]``, voxel size Å, origin (x, y, z) Å)."""
+    """Read a map -> (volume (D, D, D) float32 ``[z, y, x]``, voxel size Å, origin (x, y, z) Å of voxel 0).
+
+    Maps stored with permuted axes (MAPC/MAPR/MAPS other than 1/2/3) are transposed to ``[z, y, x]``; the origin
+    follows :func:`header_origin_angstrom` (ORIGIN, else the start indices).
+    """
     path = Path(path)
     with _open(path, mmap=False) as m:
         data = np.asarray(m.data, dtype=np.float32).copy()
         voxel = float(m.voxel_size.x)
-        origin = (float(m.header.origin.x), float(m.header.origin.y), float(m.header.origin.z))
+        axes = _axes(m.header)
+        origin = header_origin_angstrom(m.header, voxel, path)
     if data.ndim != 3:
         raise InputError(f"{path}: expected a 3-D map, got shape {data.shape}")
+    if axes != [1, 2, 3]:  # the array's dimensions are (sections, rows, columns) = axes (maps, mapr, mapc)
+        labels = [axes[2], axes[1], axes[0]]
+        data = np.ascontiguousarray(np.transpose(data, [labels.index(a) for a in (3, 2, 1)]))
     if not np.isfinite(data).all():
         raise InputError(f"{path}: the map holds {int((~np.isfinite(data)).sum())} non-finite voxels")
     return data, voxel, origin
