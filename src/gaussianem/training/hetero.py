@@ -7,12 +7,15 @@ One step, for a batch of B particles and G Gaussians, with no per-image Python l
 3. decoder over all (B, G) pairs with the split first layer -> Δ (B, G, 4|5);
 4. one batched projection of the B deformed clouds (B, G, ·) and the CTF in Fourier space, float32;
 5. losses: render L1 + weighted KL, latent kNN (after ``knn_start_epoch``), geometric regularisers;
-6. backward, finiteness check (a non-finite loss stops the run before the optimiser touches the weights),
-   AdamW step, memory-bank update.
+6. backward, finiteness check (a non-finite loss or gradient never reaches the weights: on the CPU the step
+   stops before the optimiser; on CUDA the fused AdamW skips it on the device and the host stops the run one
+   step later, naming the step and its particles), AdamW step, memory-bank update.
 
 The MLPs run under bf16 autocast on CUDA (``amp``); projection, CTF and losses in float32. All random draws
-(ε, kNN samples) are made for the global batch from one seeded generator and sliced per rank, so a data-parallel
-run sees the same numbers as a single process.
+(ε, kNN samples) are made outside the objective, for the global batch, from one seeded generator and sliced per
+rank, so a data-parallel run sees the same numbers as a single process and the objective is a pure function of
+fixed-shape tensors: on one GPU it is compiled and replayed as CUDA graphs. Particles that fit in GPU memory are
+held there (:class:`~gaussianem.training.data.ResidentParticles`).
 """
 
 from __future__ import annotations
