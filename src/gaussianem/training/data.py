@@ -176,6 +176,15 @@ def make_loader(dataset: ParticleBatchDataset, sampler: Sampler | list, num_work
                       prefetch_factor=4 if num_workers > 0 else None)
 
 
+def batch_source(data: ParticleBatchDataset, batches, num_workers: int, device: torch.device,
+                 resident: ResidentParticles | None = None):
+    """Iterate the batches of ``batches`` (a sampler or a list of index arrays): gathered from device memory when
+    the particles are resident there, else read through a DataLoader."""
+    if resident is not None:
+        return resident.batches(batches)
+    return make_loader(data, batches, num_workers, device)
+
+
 def sequential_batches(n: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[np.ndarray]:
     """Index batches (in order) for the evaluation pass; under data parallelism each rank takes a shard."""
     idx = np.array_split(np.arange(n), world_size)[rank]

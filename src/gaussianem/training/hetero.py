@@ -56,8 +56,8 @@ from gaussianem.training.data import (
     ParticleBatchDataset,
     ResidentParticles,
     ResumableBatchSampler,
+    batch_source,
     ctf_dict,
-    make_loader,
     sequential_batches,
     want_resident,
 )
@@ -394,8 +394,7 @@ def evaluate_latents(model: GaussianVAE, dataset: ParticleBatchDataset, batch_si
     was_training = model.training
     model.eval()
     batches = sequential_batches(dataset.n, batch_size, rank, world_size)
-    loader = resident.batches(batches) if resident is not None else make_loader(dataset, batches, num_workers,
-                                                                                device)
+    loader = batch_source(dataset, batches, num_workers, device, resident)
     mus, lvs = [], []
     use_amp = amp and device.type == "cuda"
     for batch in tqdm(loader, total=len(batches), desc="encode", unit="batch", disable=not progress, leave=False):
@@ -660,8 +659,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
     if knn_active:
         stepper.refresh_bank()
     stepper.objective.train()
-    loader = resident.batches(sampler) if resident is not None else make_loader(data, sampler, cfg.num_workers,
-                                                                                device)
+    loader = batch_source(data, sampler, cfg.num_workers, device, resident)
     sums = np.zeros(1 + len(LOSS_TERMS))
     n_seen = 0
     t0 = time.perf_counter()
