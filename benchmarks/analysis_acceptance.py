@@ -119,6 +119,8 @@ def trajectory_acceptance(model, config, z, sim: Path, summary: dict, truth: dic
     warped = atomic.warp_points(xyz, reference, pos[1])
     after = _superposed_rmsd(warped[ca_mask], _ca(open_st))
     truth_open = ens.frames[ens.frame_of(np.array([c_hi]))[0]][ca_idx]
+    res["displacement"] = displacement_diagnostics(pos, amp, ens.frames[ens.frame_of(np.array([c_lo]))[0]],
+                                                   ens.frames[ens.frame_of(np.array([c_hi]))[0]])
     res["warp"] = {
         "ca_rmsd_closed_vs_open_superposed": before,
         "ca_rmsd_warped_vs_open_superposed": after,
@@ -128,6 +130,35 @@ def trajectory_acceptance(model, config, z, sim: Path, summary: dict, truth: dic
         "target_angstrom": 3.0, "pass": bool(after <= 3.0),
     }
     return res
+
+
+def displacement_diagnostics(pos: np.ndarray, amp: np.ndarray, atoms_lo: np.ndarray, atoms_hi: np.ndarray,
+                             k: int = 8, near_angstrom: float = 4.0) -> dict:
+    """How the model expresses the motion between the PC1 ends: each Gaussian's displacement pos[1] - pos[0] vs the
+    true displacement there (mean displacement of its k nearest atoms, frame at the closed end -> frame at the
+    open end; Gaussians with an atom within ``near_angstrom``), and the relative amplitude change.
+
+    pos (2, G, 3), amp (2, G), atoms_* (A, 3) in the Gaussian frame."""
+    from scipy.spatial import cKDTree
+
+    d_model = pos[1] - pos[0]
+    dist, idx = cKDTree(atoms_lo).query(pos[0], k=k)
+    d_true = (atoms_hi - atoms_lo)[idx].mean(1)
+    keep = dist[:, 0] <= near_angstrom
+    dm, dt = d_model[keep], d_true[keep]
+    moving = np.linalg.norm(dt, axis=1) >= np.percentile(np.linalg.norm(dt, axis=1), 75)
+    slope = float((dm * dt).sum() / max((dt * dt).sum(), 1e-12))
+    cos = float((dm * dt).sum() / max(np.sqrt((dm * dm).sum() * (dt * dt).sum()), 1e-12))
+    return {
+        "gaussians_near_atoms": int(keep.sum()),
+        "rms_model_displacement": float(np.sqrt((dm**2).sum(1).mean())),
+        "rms_true_displacement": float(np.sqrt((dt**2).sum(1).mean())),
+        "rms_model_displacement_top_quartile_movers": float(np.sqrt((dm[moving] ** 2).sum(1).mean())),
+        "rms_true_displacement_top_quartile_movers": float(np.sqrt((dt[moving] ** 2).sum(1).mean())),
+        "regression_slope_model_on_true": slope, "cosine_model_true": cos,
+        "rms_residual": float(np.sqrt(((dm - dt) ** 2).sum(1).mean())),
+        "mean_abs_amplitude_change_over_mean_amplitude": float(np.abs(amp[1] - amp[0]).mean() / max(amp.mean(), 1e-12)),
+    }
 
 
 def _trajectory_ca_indices(spec, n_atoms: int) -> np.ndarray:

@@ -345,17 +345,20 @@ def test_cuda_graph_steps_match_eager_steps():
         g1, g2, rep = build_graphs(model.base_cloud, cfg, dev)
         obj = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False, L.knn_counts(64)).to(dev)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
-        st = Stepper(obj, opt, None, 64, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs)
+        st = Stepper(obj, opt, None, 64, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs,
+                     amplitude_start_epoch=1)
         assert st.cudagraphs == graphs and st.deferred
         out = []
         for i, b in enumerate(batches * 2):
-            if i == 4:
+            if i == 4:  # epoch 2: the kNN loss and the amplitude changes switch on, with no second compilation
                 st.refresh_bank()
-            out += st.step(b, knn_active=i >= 4)
+                st.epoch = 2
+            with torch._dynamo.config.patch(error_on_recompile=i >= 4):
+                out += st.step(b, knn_active=i >= 4)
         out += st.flush()
         runs.append(np.array([r.values for r in out]))
     eager, graphed = runs
-    assert eager.shape == graphed.shape == (8, 8)
+    assert eager.shape == graphed.shape == (8, 10)
     assert np.all(graphed[4:, 3] > 0)  # the kNN loss was on in the last four steps
     np.testing.assert_allclose(graphed, eager, rtol=2e-3, atol=1e-5)
 
@@ -469,3 +472,27 @@ def test_sigkill_in_third_epoch_then_resume_matches_an_uninterrupted_run(dataset
     for d in range(za.shape[1]):
         assert np.corrcoef(za[:, d], zb[:, d])[0, 1] >= 0.99
     np.testing.assert_array_equal(za, zb)
+
+
+def test_amplitude_gate_and_penalty(dataset, tmp_path):
+    """--amplitude-start-epoch 1: epoch 1 learns displacements only (decoded amplitudes equal the base, the
+    amplitude head gets no gradient), epoch 2 switches amplitude changes on; --amplitude-weight logs mean Δa²."""
+    from gaussianem.training.checkpoint import load_model
+    from gaussianem.training.hetero import train
+
+    run = tmp_path / "gated"
+    train(_cfg(dataset[0], run, epochs=2, amplitude_start_epoch=1, amplitude_weight=0.1, amplitude_gain_weight=0.1,
+               knn_weight=0.0))
+    ep = _epochs(run)
+    assert ep[0]["amplitude"] == 0.0 and ep[1]["amplitude"] > 0.0
+    assert ep[0]["amplitude_gain"] == 0.0 and 0.0 <= ep[1]["amplitude_gain"] <= ep[1]["amplitude"]
+    w1 = torch.load(run / "weights.1.pt", weights_only=False)["model"]
+    w2 = torch.load(run / "weights.2.pt", weights_only=False)["model"]
+    head = "decoder.head.weight"
+    assert torch.count_nonzero(w1[head][0]) == 0 and torch.count_nonzero(w1[head][1:4]) > 0
+    assert torch.count_nonzero(w2[head][0]) > 0
+    model, _, _ = load_model(run)
+    z = torch.from_numpy(np.load(run / "z.2.npy")[:4])
+    _, _, amp = model.decode(z)
+    base = model.base_cloud.amplitudes.detach()
+    assert not torch.allclose(amp, base.expand_as(amp))

@@ -41,6 +41,11 @@ _LOSSES = [
     ("distance_weight", float, "weight of the neighbour-distance preservation term"),
     ("alignment_weight", float, "weight of the displacement alignment term"),
     ("repulsion_weight", float, "weight of the repulsion term"),
+    ("amplitude_weight", float, "weight of the amplitude-change penalty (mean squared pre-activation change)"),
+    ("amplitude_gain_weight", float, "weight of the amplitude-gain penalty (mean squared positive pre-activation "
+     "change): a state is drawn by moving Gaussians, not by fading others in; fading out (a missing subunit) is free"),
+    ("amplitude_start_epoch", int, "decoded amplitude changes are on in epochs after this one (0: from the start; "
+     "> 0: motion is learnt as displacements first)"),
     ("graph_radius", float, "radius of the smoothness/distance graph (× mean nearest-neighbour distance)"),
     ("alignment_radius", float, "radius of the alignment/repulsion graph (× mean nearest-neighbour distance)"),
     ("repulsion_fraction", float, "repel Gaussians closer than this × mean nearest-neighbour distance"),

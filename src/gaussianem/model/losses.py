@@ -6,7 +6,9 @@
   uniform points in the bank's bounding box) with log(1 + 1/d²);
 - geometric regularisers on radius graphs of the base cloud (r = factor × mean nearest-neighbour distance,
   edge weights exp(1 - d/mean)): embedding smoothness, neighbour-distance preservation, displacement alignment,
-  repulsion.
+  repulsion;
+- amplitude penalties: mean Δa² of the decoded (pre-activation) amplitude changes, and the same of their
+  positive part alone (gains; fading out stays free).
 """
 
 from __future__ import annotations
@@ -206,6 +208,13 @@ def alignment_loss(displacements: Tensor, graph: RadiusGraph) -> Tensor:
     na = a.pow(2).sum(-1).add(1e-12).sqrt()
     nb = b.pow(2).sum(-1).add(1e-12).sqrt()
     return _wmean(na * nb - (a * b).sum(-1), graph.weight)
+
+
+def amplitude_change_loss(delta_amplitude: Tensor) -> Tensor:
+    """Amplitude-change penalty: mean of Δa² over particles and Gaussians, Δa the decoder's pre-activation
+    amplitude change (B, G) -> scalar. Makes a state cost more when it is expressed by fading Gaussians in and out
+    than by moving them, while a removed subunit (a large, consistent Δa) still pays off in the render loss."""
+    return delta_amplitude.float().pow(2).mean()
 
 
 def repulsion_loss(positions: Tensor, graph: RadiusGraph, min_distance: float) -> Tensor:

@@ -63,9 +63,12 @@ class TrainConfig:
     knn_near: int = 128
     knn_far: int = 640
     smoothness_weight: float = 1 / 1e5
-    distance_weight: float = 1 / 1e2
+    distance_weight: float = 1 / 1e3
     alignment_weight: float = 1 / 1e5
     repulsion_weight: float = 1 / 1e3
+    amplitude_weight: float = 0.0  # amplitude-change penalty (mean Δa²)
+    amplitude_gain_weight: float = 1 / 1e2  # amplitude-gain penalty (mean relu(Δa)²): fading out stays free
+    amplitude_start_epoch: int = 0  # decoded amplitude changes are on in epochs after this one (1-based)
     graph_radius: float = 1.5  # × mean nearest-neighbour distance: smoothness and distance graph
     alignment_radius: float = 2.0  # × mean nearest-neighbour distance: alignment and repulsion graph
     repulsion_fraction: float = 0.5  # repel below this fraction of the mean nearest-neighbour distance
@@ -95,6 +98,8 @@ class TrainConfig:
             (self.device in (None, "cpu", "cuda") or str(self.device).startswith("cuda:"),
              f"--device must be cuda or cpu, got {self.device}"),
             (min(self.encoder_layers, self.gaussian_layers, self.decoder_layers) >= 1, "layer counts must be >= 1"),
+            (min(self.amplitude_weight, self.amplitude_gain_weight, self.amplitude_start_epoch) >= 0,
+             "--amplitude-weight, --amplitude-gain-weight and --amplitude-start-epoch must be >= 0"),
             (self.knn_near >= 1 and self.knn_far >= 1 and self.knn_sample > self.knn_near,
              "kNN counts must satisfy sample > near >= 1, far >= 1"),
         ]

@@ -65,7 +65,8 @@ from gaussianem.training.plot import plot_losses
 
 log = logging.getLogger(__name__)
 
-LOSS_TERMS = ("render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion")
+LOSS_TERMS = ("render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion", "amplitude",
+              "amplitude_gain")
 LOG = "log.jsonl"
 BASE_PLY = "gaussians_base.ply"
 
@@ -91,15 +92,18 @@ class LossWeights:
     distance: float
     alignment: float
     repulsion: float
+    amplitude: float = 0.0
+    amplitude_gain: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LossWeights:
         return cls(cfg.kl_weight, cfg.knn_weight, cfg.smoothness_weight, cfg.distance_weight,
-                   cfg.alignment_weight, cfg.repulsion_weight)
+                   cfg.alignment_weight, cfg.repulsion_weight, cfg.amplitude_weight,
+                   cfg.amplitude_gain_weight)
 
     def as_tensor(self, device) -> Tensor:
         return torch.tensor([1.0, self.kl, self.knn, self.smoothness, self.distance, self.alignment,
-                             self.repulsion], device=device)
+                             self.repulsion, self.amplitude, self.amplitude_gain], device=device)
 
 
 def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> ModelSpec:
@@ -132,10 +136,13 @@ class TrainingObjective(nn.Module):
 
     def forward(self, images: Tensor, rotations: Tensor, shifts: Tensor, ctf: Tensor | None, eps: Tensor,
                 knn_cand: Tensor | None = None, knn_pick: Tensor | None = None,
-                knn_uniform: Tensor | None = None, knn_on: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                knn_uniform: Tensor | None = None, knn_on: Tensor | None = None,
+                amplitude_on: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """images (B, D, D) raw; rotations (B, 3, 3); shifts (B, 2) Å; ctf (B, 7) or None; eps (B, zdim);
         knn_* the kNN loss's drawn samples (:class:`losses.KnnSamples`; None: kNN loss inactive); knn_on () 1 or
-        0 multiplies the kNN term (0 with placeholder samples: one compiled graph whether the loss is on or off).
+        0 multiplies the kNN term (0 with placeholder samples: one compiled graph whether the loss is on or off);
+        amplitude_on () 1 or 0 multiplies the decoded amplitude changes (0: the particle's cloud differs from the
+        base only by its displacements; a tensor, so that switching it does not compile a second graph).
 
         A pure function of its tensor arguments (every random draw is made by the caller), with fixed shapes for
         a fixed batch size, so that on CUDA the whole forward and backward can be captured as CUDA graphs."""
@@ -149,6 +156,8 @@ class TrainingObjective(nn.Module):
             z = mu + torch.exp(0.5 * logvar) * eps
             embedding = model.embed()
             deltas = model.decode_deltas(z, embedding)
+        if amplitude_on is not None:
+            deltas = torch.cat([deltas[..., :1] * amplitude_on, deltas[..., 1:]], dim=-1)
         positions, widths, amplitudes = model.apply_deltas(deltas)
         rendered = model.render(positions, widths, amplitudes, rotations, shifts,
                                 None if ctf is None else ctf_dict(ctf))
@@ -165,7 +174,9 @@ class TrainingObjective(nn.Module):
         dist = L.distance_loss(positions, self.graph) if w.distance else zero
         align = L.alignment_loss(deltas[..., 1:4], self.wide_graph) if w.alignment else zero
         rep = L.repulsion_loss(positions, self.wide_graph, self.repulsion_distance) if w.repulsion else zero
-        terms = torch.stack([render, kl, knn, smooth, dist, align, rep])
+        amp_change = L.amplitude_change_loss(deltas[..., 0]) if w.amplitude else zero
+        amp_gain = L.amplitude_change_loss(torch.relu(deltas[..., 0])) if w.amplitude_gain else zero
+        terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain])
         total = (terms * self.weight_vector).sum()
         return total, terms, mu
 
@@ -206,8 +217,9 @@ class Stepper:
     def __init__(self, objective: nn.Module, optimizer: torch.optim.Optimizer, scheduler, n_particles: int,
                  zdim: int, device: torch.device, seed: int, batch_size: int, rank: int = 0,
                  world_size: int = 1, compile: bool | None = None, cudagraphs: bool | None = None,
-                 deferred_check: bool | None = None) -> None:
+                 deferred_check: bool | None = None, amplitude_start_epoch: int = 0) -> None:
         self.objective = objective
+        self.amplitude_start_epoch = int(amplitude_start_epoch)
         use_compile = device.type == "cuda" if compile is None else compile
         if cudagraphs is None:
             cudagraphs = device.type == "cuda" and world_size == 1
@@ -217,8 +229,12 @@ class Stepper:
         else:
             self.forward = objective
         self.compiled = bool(use_compile)
+        # on/off switches of the compiled step: one tensor per argument, never the same object for two arguments
+        # (an aliased pair of inputs makes torch.compile guard on it, recompile and drop the CUDA graphs)
         self._one = torch.ones((), device=device)
         self._zero = torch.zeros((), device=device)
+        self._amp_one = torch.ones((), device=device)
+        self._amp_zero = torch.zeros((), device=device)
         self.optimizer, self.scheduler = optimizer, scheduler
         fused = any(bool(g.get("fused")) for g in optimizer.param_groups)
         if deferred_check is None:
@@ -293,7 +309,8 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-        total, terms, mu = self.forward(images, rotations, shifts, ctf, eps, *knn)
+        amp_on = self._amp_one if self.epoch > self.amplitude_start_epoch else self._amp_zero
+        total, terms, mu = self.forward(images, rotations, shifts, ctf, eps, *knn, amplitude_on=amp_on)
         if self.world_size > 1 and b * self.world_size != global_b:
             # DDP averages the ranks' gradients with equal weights: weight this shard's mean by its share of an
             # uneven global batch, so the update is the single process's gradient of the global-batch mean
@@ -597,7 +614,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     stepper = Stepper(wrapped, opt, sched, ds.n, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
-                      cfg.compile, cfg.cudagraphs)
+                      cfg.compile, cfg.cudagraphs, amplitude_start_epoch=cfg.amplitude_start_epoch)
     first_epoch = 1
     if ckpt is not None:
         stepper.load_state(ckpt["trainer"])

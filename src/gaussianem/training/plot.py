@@ -34,7 +34,8 @@ def plot_losses(log_path: str | Path, out_path: str | Path) -> None:
     steps = [r for r in records if r.get("type") == "step"]
     epochs = [r for r in records if r.get("type") == "epoch"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    terms = ["loss", "render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion"]
+    terms = ["loss", "render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion", "amplitude",
+             "amplitude_gain"]
     for key in terms[:2]:
         xs = [r["step"] for r in steps if key in r]
         if xs:
