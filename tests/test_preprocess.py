@@ -396,3 +396,24 @@ def test_existing_outdir_needs_overwrite(tmp_path, sim32):
     out = run(tmp_path, star_path, mp, box=24, overwrite=True)
     assert json.loads((out / "dataset.json").read_text())["box_size"] == 24
     assert math.isfinite(json.loads((out / "dataset.json").read_text())["image_std"])
+
+
+def test_gaussian_interval_and_cap(tmp_path, sim32, capsys):
+    """--gaussian-interval 2 samples every second voxel (fewer, wider Gaussians), --max-gaussians caps the count;
+    both are recorded; a non-positive value is refused before any work."""
+    from gaussianem.gaussians import GaussianCloud
+
+    star_path = write_relion31(tmp_path / "proj", sim32)
+    mp = write_map(tmp_path / "map.mrc", sim32)
+    fine = run(tmp_path / "a", star_path, mp)
+    coarse = run(tmp_path / "b", star_path, mp, gaussian_interval=2)
+    capped = run(tmp_path / "c", star_path, mp, max_gaussians=50)
+    clouds = [GaussianCloud.from_ply(p / "gaussians_init.ply") for p in (fine, coarse, capped)]
+    assert 4 < clouds[0].n / clouds[1].n < 12 and clouds[2].n == 50
+    assert clouds[1].width_max == pytest.approx(2 * clouds[0].width_max)
+    m = [json.loads((p / "dataset.json").read_text())["map"] for p in (fine, coarse)]
+    assert m[0]["gaussian_interval"] == 1 and m[1]["gaussian_interval"] == 2
+    assert m[1]["n_gaussians"] == clouds[1].n
+    assert _cli([star_path, "--map", mp, "-o", tmp_path / "d", "--gaussian-interval", "0"]) == 2
+    assert "--gaussian-interval 0 must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())

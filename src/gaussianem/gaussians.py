@@ -160,9 +160,10 @@ def cloud_from_map(
 ) -> GaussianCloud:
     """Sample Gaussians from a map (D, D, D) ``[z, y, x]``: one per grid point above the contour level.
 
-    The sampling interval is 1 voxel (2 for boxes over 256) unless given. Widths start at the middle of the
-    bounds (in voxels of this map); amplitudes are scaled so the summed cloud reproduces the map's density.
-    When ``max_gaussians`` is set and exceeded, the densest points are kept.
+    The sampling interval is 1 voxel (2 for boxes over 256) unless given. Width bounds are in units of the
+    sampling interval (voxels × interval: Gaussians spaced further apart are wider, so the cloud stays smooth);
+    widths start at the middle of the bounds; amplitudes are scaled so the summed cloud reproduces the map's
+    density. When ``max_gaussians`` is set and exceeded, the densest points are kept.
     """
     if volume.ndim != 3 or len(set(volume.shape)) != 1:
         raise ValueError(f"the map must be a cube, got shape {volume.shape}")
@@ -178,7 +179,7 @@ def cloud_from_map(
         order = np.argsort(values)[::-1][:max_gaussians]
         zyx, values = zyx[order], values[order]
     positions = (zyx[:, ::-1] - d // 2) * pixel_size_angstrom
-    wmin, wmax = (w * pixel_size_angstrom for w in width_bounds_voxels)
+    wmin, wmax = (w * interval * pixel_size_angstrom for w in width_bounds_voxels)
     sigma = 0.5 * (wmin + wmax)
     sigma_vox = sigma / pixel_size_angstrom
     amplitudes = values * interval**3 / ((2 * math.pi) ** 1.5 * sigma_vox**3)

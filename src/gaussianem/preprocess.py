@@ -71,6 +71,8 @@ class PreprocessConfig:
     outdir: Path
     map_path: Path
     threshold: float | None = None
+    gaussian_interval: int | None = None  # None: 1 voxel (2 for working boxes over 256)
+    max_gaussians: int | None = None
     box: int | None = None
     apix: float | None = None
     poses: Path | None = None
@@ -302,12 +304,14 @@ def initial_cloud(cfg: PreprocessConfig, geometry: Geometry) -> tuple[GaussianCl
         threshold = automatic_threshold(work)
         log.info("automatic contour level %.4g (90%% of the positive density)", threshold)
     try:
-        cloud = cloud_from_map(work, work_voxel, threshold)
+        cloud = cloud_from_map(work, work_voxel, threshold, interval=cfg.gaussian_interval,
+                               max_gaussians=cfg.max_gaussians)
     except ValueError as exc:
         raise InputError(f"{cfg.map_path}: {exc}") from exc
     origin = map_origin_angstrom(cfg.map_path, voxel)
     info = {"path": str(Path(cfg.map_path).resolve()), "box_size": volume.shape[0], "voxel_size_angstrom": voxel,
             "origin_angstrom": list(origin), "threshold": float(threshold), "n_gaussians": cloud.n,
+            "gaussian_interval": cfg.gaussian_interval or (2 if work.shape[0] > 256 else 1),
             "resampled_voxel_size_angstrom": work_voxel}
     return cloud, info
 
@@ -559,8 +563,10 @@ def preprocess(cfg: PreprocessConfig) -> Path:
     """Run the whole pipeline (module docstring) and return the dataset folder."""
     outdir = Path(cfg.outdir)
     _prepare_outdir(outdir, cfg.overwrite)
-    if cfg.chunk is not None and cfg.chunk < 1:
-        raise InputError(f"--chunk {cfg.chunk} must be positive")
+    for flag, value in (("--chunk", cfg.chunk), ("--gaussian-interval", cfg.gaussian_interval),
+                        ("--max-gaussians", cfg.max_gaussians)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} {value} must be positive")
     if not Path(cfg.map_path).is_file():
         raise InputError(f"file not found: {cfg.map_path}")
     src = load_source(cfg)
