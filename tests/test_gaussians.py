@@ -29,12 +29,17 @@ def test_width_bounds_hold_for_any_raw_value():
     assert (cloud.amplitudes > 0).all()
 
 
+def _smooth_map(seed: int) -> np.ndarray:
+    """A 32³ map (1.5 Å voxels) made of 30 broad Gaussians (σ 3 Å)."""
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randn(30, 3, generator=g, dtype=torch.float64) * 6
+    return voxelize_gaussians(pos, torch.full((30,), 3.0, dtype=torch.float64), torch.ones(30, dtype=torch.float64),
+                              32, 1.5).numpy()
+
+
 def test_cloud_from_map_reproduces_the_map():
     # a smooth map made of broad Gaussians; the sampled cloud voxelised again must correlate well with it
-    g = torch.Generator().manual_seed(1)
-    pos = torch.randn(30, 3, generator=g, dtype=torch.float64) * 6
-    vol = voxelize_gaussians(pos, torch.full((30,), 3.0, dtype=torch.float64), torch.ones(30, dtype=torch.float64),
-                             32, 1.5).numpy()
+    vol = _smooth_map(1)
     cloud = cloud_from_map(vol, 1.5, dtype=torch.float64)
     assert cloud.widths.min() >= 0.75 - 1e-9 and cloud.widths.max() <= 1.5 + 1e-9
     back = voxelize_gaussians(*cloud.physical(), 32, 1.5).detach()
@@ -58,10 +63,7 @@ def test_atomic_outputs_get_umask_permissions(tmp_path):
 
 def test_cloud_from_map_at_interval_two_stays_smooth():
     """Every second voxel: ~8x fewer Gaussians, widths doubled with the spacing, the map still reproduced."""
-    g = torch.Generator().manual_seed(2)
-    pos = torch.randn(30, 3, generator=g, dtype=torch.float64) * 6
-    vol = voxelize_gaussians(pos, torch.full((30,), 3.0, dtype=torch.float64), torch.ones(30, dtype=torch.float64),
-                             32, 1.5).numpy()
+    vol = _smooth_map(2)
     fine = cloud_from_map(vol, 1.5, dtype=torch.float64)
     coarse = cloud_from_map(vol, 1.5, interval=2, dtype=torch.float64)
     assert 5 < fine.n / coarse.n < 11
