@@ -31,32 +31,45 @@ COLUMNS = [
     ("train_seconds", "train s"),
     ("particles_per_second", "particles/s"),
     ("loop_particles_per_second", "in-loop particles/s"),
+    ("steady_particles_per_second", "steady-state particles/s"),
     ("device", "device"),
     ("date", "date"),
 ]
 
 
-def epoch_seconds(tool: str, path: str | None) -> float | None:
-    """Seconds inside the training loops, as the tool itself logs them (summed over epochs).
+def epoch_seconds(tool: str, path: str | None) -> list[float] | None:
+    """Seconds of each training epoch, as the tool itself logs them (None: no log or no epoch in it).
 
     GaussianEM: ``{"type": "epoch", "seconds": ...}`` rows of log.jsonl; cryoDRGN: the ``Epoch: N ... Finished in
     H:MM:SS`` lines of train_vae's log.
     """
     if not path or not Path(path).is_file():
         return None
-    total, found = 0.0, False
+    out = []
     for line in Path(path).read_text(errors="replace").splitlines():
         if tool == "gaussianem":
             if line.startswith("{") and '"epoch"' in line:
                 row = json.loads(line)
                 if row.get("type") == "epoch" and "seconds" in row:
-                    total, found = total + float(row["seconds"]), True
+                    out.append(float(row["seconds"]))
         else:
             m = re.search(r"Epoch: \d+ .*Finished in (\d+):(\d+):([\d.]+)", line)
             if m:
                 h, mi, se = m.groups()
-                total, found = total + 3600 * int(h) + 60 * int(mi) + float(se), True
-    return total if found else None
+                out.append(3600 * int(h) + 60 * int(mi) + float(se))
+    return out or None
+
+
+def loop_rates(epochs: list[float] | None, particle_epochs: float | None) -> dict:
+    """In-loop seconds and particles/s from per-epoch seconds: over all epochs, and in steady state (the epochs
+    after the first, which holds GaussianEM's compilation and CUDA-graph capture and cryoDRGN's warm-up)."""
+    if not epochs or not particle_epochs:
+        return {}
+    per_epoch = particle_epochs / len(epochs)
+    out = {"loop_seconds": sum(epochs), "loop_particles_per_second": particle_epochs / sum(epochs)}
+    if len(epochs) > 1:
+        out["steady_particles_per_second"] = per_epoch * (len(epochs) - 1) / sum(epochs[1:])
+    return out
 
 
 def _kv(items: list[str] | None) -> dict:
@@ -115,10 +128,8 @@ def append(args: argparse.Namespace) -> None:
         for r in results:
             row = row_of(r, args.preset, args.device)
             row.update({"settings": settings, "timing": timing})
-            loop = epoch_seconds(row["tool"], args.gem_log if row["tool"] == "gaussianem" else args.cryodrgn_log)
-            row["loop_seconds"] = loop
-            if loop and row.get("particle_epochs"):
-                row["loop_particles_per_second"] = row["particle_epochs"] / loop
+            epochs = epoch_seconds(row["tool"], args.gem_log if row["tool"] == "gaussianem" else args.cryodrgn_log)
+            row.update(loop_rates(epochs, row.get("particle_epochs")))
             t.write("\t".join(_cell(row.get(k)) for k, _ in COLUMNS) + "\n")
             j.write(json.dumps(row) + "\n")
             print(f"{args.preset} {row['tool']}: per-image FSC-AUC {_cell(row['per_image_fsc_auc'])}, "

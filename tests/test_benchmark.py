@@ -244,6 +244,14 @@ def test_command_on_perfect_fake_run(sim, fake_run, tmp_path):
                          "--gem-log", str(log)]) == 0
     row = json.loads(jsonl.read_text())
     assert row["loop_seconds"] == 10.0 and row["loop_particles_per_second"] == pytest.approx(60.0)
+    assert row["steady_particles_per_second"] == pytest.approx(50.0)  # 300 particles in the 6 s of epoch 2
+    cd_log = tmp_path / "cryodrgn.log"
+    cd_log.write_text("(INFO) Epoch: 0 Average loss = 0.9; Finished in 0:01:05.5\nnoise\n"
+                      "(INFO) Epoch: 1 Average loss = 0.8; Finished in 0:00:20.0\n")
+    assert collect.epoch_seconds("cryodrgn", str(cd_log)) == [65.5, 20.0]
+    rates = collect.loop_rates([65.5, 20.0], 2000)
+    assert rates["loop_particles_per_second"] == pytest.approx(2000 / 85.5)
+    assert rates["steady_particles_per_second"] == pytest.approx(50.0)
     assert tsv.read_text().splitlines()[1].startswith("fake\tgaussianem\t0.458\t")
     assert collect.main(["--markdown", str(tmp_path / "t.md"), str(jsonl)]) == 0
     assert "| fake | gaussianem | 0.458 |" in (tmp_path / "t.md").read_text()

@@ -254,6 +254,9 @@ class Stepper:
         self.n_bank_rows = 0
         self.step_count = 0
         self.epoch = 1
+        # seconds the host spent waiting for the device in flush(): near 0 means the step is host-bound (Python,
+        # launches), near the step time means device-bound
+        self.host_wait_s = 0.0
 
     def refresh_bank(self) -> None:
         """Select the filled bank rows once per epoch (no host sync inside steps)."""
@@ -366,7 +369,9 @@ class Stepper:
         event, host, info = self.pending
         self.pending = None
         if event is not None:
+            t0 = time.perf_counter()
             event.synchronize()
+            self.host_wait_s += time.perf_counter() - t0
         vals = host.tolist()
         return [self._check(info, vals[:-1], bad=vals[-1] != 0.0)]
 
@@ -679,6 +684,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
     loader = batch_source(data, sampler, cfg.num_workers, device, resident)
     sums = np.zeros(1 + len(LOSS_TERMS))
     n_seen = 0
+    wait0 = stepper.host_wait_s
     t0 = time.perf_counter()
     bar = tqdm(loader, total=len(sampler), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
                disable=not (cfg.progress and main_rank), dynamic_ncols=True)
@@ -705,6 +711,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
     means = sums / max(n_seen, 1)
     rec = {"type": "epoch", "epoch": epoch, "step": stepper.step_count, "particles": n_seen,
            "seconds": round(elapsed, 3), "particles_per_s": round(n_seen / max(elapsed, 1e-9), 1),
+           "host_wait_s": round(stepper.host_wait_s - wait0, 3),
            **dict(zip(("loss",) + LOSS_TERMS, means.tolist(), strict=True))}
     if log_file is not None:
         log_file.write(json.dumps(rec) + "\n")
