@@ -117,3 +117,41 @@ def test_cs_missing_fields_and_garbage(tmp_path, sim):
     (tmp_path / "junk.cs").write_bytes(b"not numpy")
     with pytest.raises(InputError, match="not a readable cryoSPARC"):
         run(tmp_path, tmp_path / "junk.cs", mp)
+
+
+def test_passthrough_file_joined_by_uid(tmp_path, sim):
+    """A refinement job's particles.cs keeps alignments and CTF, its passthrough file the blob fields (any order,
+    extra rows): joined by uid, automatically beside it or given with --passthrough, it is the full .cs."""
+    n = len(sim["images"])
+    write_stack(tmp_path / "s.mrcs", sim["images"], sim["apix"])
+    full = make_cs(sim, ["s.mrcs"] * n, np.arange(n), sim["apix"])
+    mp = write_map(tmp_path / "map.mrc", sim)
+    ref = load_dataset(run(tmp_path, _save(tmp_path / "full" / "particles.cs", full), mp, out="ref"))
+    job = tmp_path / "J42"
+    own = [f for f in full.dtype.names if not f.startswith("blob/")]
+    base = _save(job / "J42_008_particles.cs", full[own])
+    rng = np.random.default_rng(3)
+    extra = full[:5].copy()
+    extra["uid"] += 10**6  # rows of particles that the refinement dropped
+    passthrough = np.concatenate([full, extra])[["uid", "blob/path", "blob/idx", "blob/shape", "blob/psize_A"]]
+    _save(job / "J42_passthrough_particles.cs", passthrough[rng.permutation(len(passthrough))])
+    _save(job / "J41_passthrough_particles.cs", passthrough[:3])  # another job's: never picked
+    for kw, out in (({}, "auto"), ({"passthrough": [job / "J42_passthrough_particles.cs"]}, "given")):
+        ds = load_dataset(run(tmp_path, base, mp, out=out, **kw))
+        np.testing.assert_array_equal(np.asarray(ds.images), np.asarray(ref.images))
+        assert_same_angles(ds.rotations, ref.rotations, tol=0)
+        np.testing.assert_array_equal(ds.shifts_angstrom, ref.shifts_angstrom)
+        ds.close()
+    ref.close()
+    with pytest.raises(InputError, match="have no row"):
+        run(tmp_path, base, mp, out="wrong", passthrough=[job / "J41_passthrough_particles.cs"])
+    with pytest.raises(InputError, match="file not found"):
+        run(tmp_path, base, mp, out="missing", passthrough=[job / "nothing.cs"])
+    with pytest.raises(InputError, match="blob/path"):  # no passthrough beside it: the missing field is named
+        run(tmp_path, _save(tmp_path / "alone" / "J7_particles.cs", full[own]), mp, out="alone_ds")
+
+
+def _save(path, cs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cryosparc.write_cs(path, cs)
+    return path

@@ -78,6 +78,7 @@ class PreprocessConfig:
     poses: Path | None = None
     ctf: Path | None = None
     datadir: Path | None = None
+    passthrough: list[Path] | None = None  # cryoSPARC: other .cs files joined to the particles by uid
     invert: bool | None = None  # None: decided from the data
     chunk: int | None = None
     drop_bad: bool = False
@@ -152,6 +153,11 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
     datadir = Path(cfg.datadir) if cfg.datadir is not None else None
     if datadir is not None and not datadir.is_dir():
         raise InputError(f"--datadir {datadir} is not a folder")
+    if cfg.passthrough and suffix != ".cs":
+        raise InputError(f"--passthrough joins cryoSPARC .cs files; {path.name} is not one")
+    for extra in cfg.passthrough or []:
+        if not Path(extra).is_file():
+            raise InputError(f"--passthrough: file not found: {extra}")
     if suffix in (".star", ".cs") and (cfg.poses is not None or cfg.ctf is not None):
         raise InputError(f"--poses/--ctf apply to .mrcs/.txt stacks; {path.name} carries its own poses and CTF")
     if suffix == ".star":
@@ -164,7 +170,7 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
         rotation, shift = star.poses(df, apix, path)
         return SourceData(f"relion-{st.version}", path, images, apix, rotation, shift, star.ctf(df, path))
     if suffix == ".cs":
-        cs = cryosparc.read_cs(path)
+        cs = cryosparc.read_cs_with_passthrough(path, cfg.passthrough)
         index, names = cryosparc.blob_paths(cs, path)
         images = ParticleImages.from_names(names, index, path, datadir)
         apix = _pixel_sizes_or_header(cryosparc.pixel_size(cs), images, cfg.input_apix, path)

@@ -31,6 +31,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "GaussianEM poses.npy (N×5 rot,tilt,psi,x,y px or N×11)")
     parser.add_argument("--ctf", type=Path, help="CTF of a .mrcs/.txt stack: cryoDRGN ctf .pkl or ctf.npy (N×9)")
     parser.add_argument("--datadir", type=Path, help="folder the star/cs image paths are relative to")
+    parser.add_argument("--passthrough", type=Path, action="append", metavar="PASSTHROUGH.cs",
+                        help="cryoSPARC: a .cs whose fields (blob, ctf, alignments3D, ...) the particles' .cs lacks, "
+                        "joined by uid (repeatable; default: the job's *_passthrough_particles.cs beside it when "
+                        "fields are missing)")
     sign = parser.add_mutually_exclusive_group()
     sign.add_argument("--invert", dest="invert", action="store_true", default=None,
                       help="the particles are dark: flip them (default: decided from the data)")
@@ -49,7 +53,8 @@ def main(args: argparse.Namespace) -> int:
     cfg = PreprocessConfig(
         particles=args.particles, outdir=args.outdir, map_path=args.map_path, threshold=args.threshold,
         gaussian_interval=args.gaussian_interval, max_gaussians=args.max_gaussians,
-        box=args.box, apix=args.apix, poses=args.poses, ctf=args.ctf, datadir=args.datadir, invert=args.invert,
+        box=args.box, apix=args.apix, poses=args.poses, ctf=args.ctf, datadir=args.datadir,
+        passthrough=args.passthrough, invert=args.invert,
         chunk=args.chunk, drop_bad=args.drop_bad, overwrite=args.overwrite, input_apix=args.input_apix,
         n_check=args.n_check, device=args.device, command_line=getattr(args, "command_line", ""),
     )

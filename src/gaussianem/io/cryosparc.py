@@ -59,6 +59,79 @@ def require_fields(cs: np.ndarray, fields, path: Path | str, what: str) -> None:
         raise InputError(f"{path}: {what} needs field(s) {', '.join(missing)}, absent from the .cs file")
 
 
+# what preprocess needs from a .cs; a job's particles.cs may leave some to its passthrough file
+NEEDED_FIELDS = ("blob/path", "blob/idx", POSE, SHIFT, "ctf/df1_A")
+
+
+def merge_cs(base: np.ndarray, others: list[tuple[np.ndarray, Path | str]], path: Path | str) -> np.ndarray:
+    """Join other .cs tables (a job's ``*_passthrough_particles.cs``) into ``base`` by ``uid``.
+
+    ``base`` keeps its rows, their order and its own fields; each other table contributes only the fields the result
+    does not yet have. Every ``uid`` of ``base`` must have a row in each other table (a clear error otherwise).
+
+    Args:
+        base: the particles' structured array (N,); others: (table (M,), its path) pairs; path: base's path.
+    Returns:
+        (N,) structured array with the union of the fields.
+    """
+    out = base
+    for other, other_path in others:
+        for name, arr in (("", out), (other_path, other)):
+            if "uid" not in arr.dtype.names:
+                raise InputError(f"{name or path}: no uid field: cannot join {Path(other_path).name} to "
+                                 f"{Path(path).name}")
+        new = [f for f in other.dtype.names if f not in out.dtype.names]
+        if not new:
+            continue
+        order = np.argsort(other["uid"], kind="stable")
+        sorted_uid = other["uid"][order]
+        pos = np.clip(np.searchsorted(sorted_uid, out["uid"]), 0, len(sorted_uid) - 1)
+        found = sorted_uid[pos] == out["uid"]
+        if not found.all():
+            raise InputError(f"{other_path}: {int((~found).sum())} of the {len(out)} particles of "
+                             f"{Path(path).name} have no row (by uid) in it: not its passthrough file")
+        rows = other[order[pos]]
+        dtype = np.dtype(out.dtype.descr + [d for d in other.dtype.descr if d[0] in new])
+        merged = np.empty(len(out), dtype=dtype)
+        for f in out.dtype.names:
+            merged[f] = out[f]
+        for f in new:
+            merged[f] = rows[f]
+        log.info("%s: took %d field(s) from %s (%s)", Path(path).name, len(new), Path(other_path).name,
+                 ", ".join(sorted({f.split("/")[0] for f in new})))
+        out = merged
+    return out
+
+
+def passthrough_candidates(path: Path | str) -> list[Path]:
+    """``*passthrough_particles*.cs`` files beside ``path`` whose job prefix (``J42_``, ``P3_J42_``) is path's."""
+    path = Path(path)
+    job = path.name.split("_particles")[0].split("_passthrough")[0]
+    prefix = "_".join(p for p in job.split("_") if not p.isdigit() or len(p) < 3)  # J42_008 -> J42
+    return sorted(p for p in path.parent.glob("*passthrough_particles*.cs")
+                  if p != path and (not prefix or p.name.startswith(prefix + "_")))
+
+
+def read_cs_with_passthrough(path: Path | str, passthrough: list[Path] | None = None) -> np.ndarray:
+    """Read a .cs and join its passthrough file(s): the ones given, else, when fields that preprocess needs are
+    missing, the job's ``*_passthrough_particles.cs`` beside it (cryoSPARC keeps inherited fields there)."""
+    cs = read_cs(path)
+    if passthrough:
+        return merge_cs(cs, [(read_cs(p), p) for p in passthrough], path)
+    missing = [f for f in NEEDED_FIELDS if f not in cs.dtype.names]
+    if not missing or "uid" not in cs.dtype.names:
+        return cs
+    for cand in passthrough_candidates(path):
+        try:
+            other = read_cs(cand)
+            if any(f in other.dtype.names for f in missing):
+                log.info("%s lacks %s: joining %s by uid", Path(path).name, ", ".join(missing), cand.name)
+                return merge_cs(cs, [(other, cand)], path)
+        except InputError as exc:
+            log.warning("passthrough candidate %s not used: %s", cand, exc)
+    return cs
+
+
 def blob_paths(cs: np.ndarray, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     """(0-based image index (N,), stack path strings (N,) with any leading '>' removed)."""
     require_fields(cs, ["blob/path", "blob/idx"], path, "reading images")
