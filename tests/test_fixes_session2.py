@@ -218,3 +218,31 @@ def test_read_volume_follows_start_indices_and_axis_order(tmp_path):
     assert voxel == 2.0
     np.testing.assert_array_equal(data, vol_zyx)
     assert origin == (-6.0, 8.0, 10.0)  # x = -3·2, y = 4·2, z = 5·2
+
+
+def test_rln_ctf_scalefactor_scales_the_ctf(tmp_path):
+    """rlnCtfScalefactor ≠ 1 reaches ctf.npz (with a zero B-factor beside it) and multiplies the CTF, in the
+    training batches too; a column of ones changes nothing."""
+    from gaussianem.training.data import ParticleBatchDataset, ctf_dict
+
+    sim = simulate(16, 32, 2.0, seed=7)
+    star_path = write_relion31(tmp_path / "proj", sim, n_stacks=1)
+    scale = np.linspace(0.5, 1.5, 16)
+    _add_star_column(star_path, "rlnCtfScalefactor", scale)
+    ds_dir = run(tmp_path, star_path, write_map(tmp_path / "map.mrc", sim))
+    with np.load(ds_dir / "ctf.npz") as f:
+        np.testing.assert_allclose(f["scale"], scale, atol=1e-9)
+        np.testing.assert_array_equal(f["bfactor"], np.zeros(16))
+    ds = load_dataset(ds_dir)
+    batch = ds.ctf_batch(np.array([0, 15]), dtype=torch.float64)
+    scaled = ctf_rfft2(32, 2.0, batch, dtype=torch.float64)
+    plain = ctf_rfft2(32, 2.0, {k: v for k, v in batch.items() if k != "scale"}, dtype=torch.float64)
+    torch.testing.assert_close(scaled, plain * torch.tensor([0.5, 1.5], dtype=torch.float64)[:, None, None])
+    packed = ParticleBatchDataset(ds_dir, ds)[np.array([0, 15])]["ctf"]
+    assert packed.shape == (2, 9)
+    np.testing.assert_allclose(ctf_dict(packed)["scale"].numpy(), [0.5, 1.5])
+    ds.close()
+    star2 = write_relion31(tmp_path / "proj2", sim, n_stacks=1)
+    _add_star_column(star2, "rlnCtfScalefactor", np.ones(16))
+    with np.load(run(tmp_path, star2, write_map(tmp_path / "map2.mrc", sim), out="ones") / "ctf.npz") as f:
+        assert "scale" not in f.files and "bfactor" not in f.files

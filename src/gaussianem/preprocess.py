@@ -585,6 +585,11 @@ def preprocess(cfg: PreprocessConfig) -> Path:
         if not np.isfinite(b).all():
             raise InputError(f"{src.path}: the CTF B-factors hold non-finite values")
         log.info("CTF B-factors from the input kept in ctf.npz (%.4g to %.4g Å²)", float(b.min()), float(b.max()))
+    if src.ctf is not None and "scale" in src.ctf:
+        sc = src.ctf["scale"]
+        if not (np.isfinite(sc).all() and (sc > 0).all()):
+            raise InputError(f"{src.path}: the CTF scale factors must be finite and positive")
+        log.info("CTF scale factors from the input kept in ctf.npz (%.4g to %.4g)", float(sc.min()), float(sc.max()))
     if not np.isfinite(src.rotation).all() or not np.isfinite(src.shift_angstrom).all():
         raise InputError(f"{src.path}: poses hold non-finite values")
     geometry = plan_geometry(src.images.box_sizes, src.pixel_size, cfg.box, cfg.apix)

@@ -12,7 +12,9 @@ Layout::
     ctf.npz               defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, voltage_kv, cs_mm,
                           amplitude_contrast, phase_shift_deg: each (N,)   (absent for data without CTF);
                           optionally bfactor (N,) Å², the CTF envelope exp(-B s²/4) (only when the input had one:
-                          RELION rlnCtfBfactor, cryoSPARC ctf/bfactor)
+                          RELION rlnCtfBfactor, cryoSPARC ctf/bfactor), and scale (N,), a factor on the CTF
+                          (RELION rlnCtfScalefactor, kept only when some value differs from 1; bfactor is then
+                          written too, 0 where the input had none)
     source_index.npy      (N,) row of every particle in the input file, for ``select``
     gaussians_init.ply    the initial Gaussian cloud
 """
@@ -40,7 +42,7 @@ CTF_FIELDS = (
 )
 
 # written only when the input has them; readers must treat them as optional
-OPTIONAL_CTF_FIELDS = ("bfactor",)
+OPTIONAL_CTF_FIELDS = ("bfactor", "scale")
 
 MANIFEST = "dataset.json"
 PARTICLES = "particles.mrcs"

@@ -201,6 +201,9 @@ def ctf(df: pd.DataFrame, path: Path | str) -> dict[str, np.ndarray] | None:
     }
     if "rlnCtfBfactor" in df.columns:  # Å², envelope exp(-B s²/4) (RELION's CTF::getCTF); absent: no key
         out["bfactor"] = f("rlnCtfBfactor")
+    if "rlnCtfScalefactor" in df.columns and not np.all(f("rlnCtfScalefactor") == 1.0):
+        out["scale"] = f("rlnCtfScalefactor")  # RELION's CTF::getCTF multiplies the CTF by it
+        out.setdefault("bfactor", np.zeros(len(df)))  # optional CTF fields are packed in order
     return out
 
 

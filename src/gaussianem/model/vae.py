@@ -148,7 +148,8 @@ class GaussianVAE(nn.Module):
         """CTF on the rfft2 grid for a batch of parameters (each (B,)) -> (B, D, D//2+1) float32."""
         return ctf_values(self.freq_y, self.freq_x, params["defocus_u_angstrom"], params["defocus_v_angstrom"],
                           params["defocus_angle_deg"], params["voltage_kv"], params["cs_mm"],
-                          params["amplitude_contrast"], params.get("phase_shift_deg"), params.get("bfactor"))
+                          params["amplitude_contrast"], params.get("phase_shift_deg"), params.get("bfactor"),
+                          params.get("scale"))
 
     def render(self, positions: Tensor, widths: Tensor, amplitudes: Tensor, rotations: Tensor,
                shifts_angstrom: Tensor | None, ctf_params: dict[str, Tensor] | None) -> Tensor:

@@ -35,8 +35,12 @@ def ctf_values(
     amplitude_contrast: Tensor,
     phase_shift_deg: Tensor | None = None,
     bfactor: Tensor | None = None,
+    scale: Tensor | None = None,
 ) -> Tensor:
-    """CTF at frequencies (fy, fx) in 1/Å (any shape S) for a batch of parameters (B,) -> (B, *S)."""
+    """CTF at frequencies (fy, fx) in 1/Å (any shape S) for a batch of parameters (B,) -> (B, *S).
+
+    ``bfactor`` (Å²) multiplies by the envelope exp(-B s²/4), ``scale`` by a constant (RELION's
+    rlnCtfScalefactor); both optional."""
     def col(t):
         t = torch.as_tensor(t, dtype=fx.dtype, device=fx.device)
         return t.reshape(-1, *([1] * fx.ndim))
@@ -55,6 +59,8 @@ def ctf_values(
     ctf = torch.sin(chi)
     if bfactor is not None:
         ctf = ctf * torch.exp(-col(bfactor) * s2 / 4)
+    if scale is not None:
+        ctf = ctf * col(scale)
     return ctf
 
 
@@ -67,11 +73,11 @@ def ctf_rfft2(
 ) -> Tensor:
     """CTF on the rfft2 grid for a batch: params holds (B,) tensors named as in ``ctf.npz``
     (defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, voltage_kv, cs_mm, amplitude_contrast and
-    optionally phase_shift_deg, bfactor). Returns (B, D, D//2+1)."""
+    optionally phase_shift_deg, bfactor, scale). Returns (B, D, D//2+1)."""
     fy, fx = rfft2_frequencies(box_size, pixel_size_angstrom, device=device, dtype=dtype)
     return ctf_values(
         fy, fx,
         params["defocus_u_angstrom"], params["defocus_v_angstrom"], params["defocus_angle_deg"],
         params["voltage_kv"], params["cs_mm"], params["amplitude_contrast"],
-        params.get("phase_shift_deg"), params.get("bfactor"),
+        params.get("phase_shift_deg"), params.get("bfactor"), params.get("scale"),
     )
