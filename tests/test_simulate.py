@@ -266,3 +266,21 @@ def test_simulated_star_preprocesses(tmp_path, contrast):
     sign = -1.0 if contrast == "dark" else 1.0
     np.testing.assert_allclose(np.asarray(data.images, np.float64), sign * raw, atol=1e-4 * np.abs(raw).max())
     data.close()
+
+
+def test_bin_representative_follows_frame_weights():
+    """A trajectory bin's ground-truth volume is drawn at the frame its particles come from: the middle frame
+    without weights, the weighted median with them (one-hot weights on frame 7, one bin -> frame 7)."""
+    from gaussianem.simulate.ensemble import Ensemble
+
+    f = 20
+    ens = Ensemble(base=np.zeros((2, 3)), weights=np.ones(2), sigma=1.0, keep=np.ones((1, 2), bool),
+                   state_names=["s"], state_probabilities=np.ones(1), n_bins=1, frames=np.zeros((f, 2, 3)))
+    assert ens.bin_coordinates()[0] == pytest.approx(10 / (f - 1))
+    ens.frame_weights = np.eye(f)[7]
+    assert ens.bin_coordinates()[0] == pytest.approx(7 / (f - 1))
+    ens.n_bins = 4  # bins of 5 frames; weights only in the first bin, uniform over its frames 0-4
+    ens.frame_weights = np.r_[np.ones(5), np.zeros(15)] / 5
+    np.testing.assert_allclose(ens.bin_coordinates() * (f - 1), [2, 7, 12, 17])
+    rng = np.random.default_rng(0)
+    assert set(ens.frame_of(ens.sample_coordinates(200, rng))) <= set(range(5))

@@ -101,12 +101,21 @@ class Ensemble:
         return np.clip(np.floor(coordinate * self.n_bins), 0, self.n_bins - 1).astype(np.int64)
 
     def bin_coordinates(self) -> np.ndarray:
-        """(n_bins,) representative coordinate of every bin (a trajectory: the middle frame of the bin)."""
+        """(n_bins,) representative coordinate of every bin. A trajectory: the middle frame of the bin, or with
+        ``frame_weights`` the weighted median of the bin's frames (where its particles are: one-hot weights on frame
+        k make frame k the representative of its bin)."""
         if self.motion == "trajectory":
             f = self.frames.shape[0]
             bins = (np.arange(f) * self.n_bins) // f
-            reps = [np.nonzero(bins == b)[0] for b in range(self.n_bins)]
-            return np.array([r[len(r) // 2] for r in reps], dtype=np.float64) / max(f - 1, 1)
+            reps = []
+            for b in range(self.n_bins):
+                r = np.nonzero(bins == b)[0]
+                w = None if self.frame_weights is None else self.frame_weights[r]
+                if w is None or w.sum() <= 0:
+                    reps.append(r[len(r) // 2])
+                else:
+                    reps.append(r[int(np.searchsorted(np.cumsum(w), 0.5 * w.sum()))])
+            return np.array(reps, dtype=np.float64) / max(f - 1, 1)
         if self.motion == "hinge":
             return (np.arange(self.n_bins) + 0.5) / self.n_bins
         return np.zeros(1)
