@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -227,6 +228,23 @@ def test_warp_identity_and_translation():
                                atol=1e-9)
 
 
+def test_warp_does_not_extrapolate_far_outside_the_cloud():
+    """A cloud turned rigidly by 15° about z: a point 80 Å out on x moves about as much as the cloud's Gaussians
+    do (≤ 5.1 Å), not by the rotation extrapolated to 80 Å (20.9 Å); atoms inside still follow the rotation."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(400, 3)) * 5
+    rot = Rotation.from_euler("z", 15, degrees=True).as_matrix()
+    moved = base @ rot.T
+    far = np.array([[80.0, 0.0, 0.0]])
+    shift = np.linalg.norm(atomic.warp_points(far, base, moved) - far)
+    largest = np.linalg.norm(moved - base, axis=1).max()
+    assert np.linalg.norm(far @ rot.T - far) > 20 and shift < largest, (shift, largest)
+    inside = rng.normal(size=(50, 3)) * 3
+    np.testing.assert_allclose(atomic.warp_points(inside, base, moved), inside @ rot.T, atol=0.05)
+
+
 def _write_atomic_model(path: Path, xyz: np.ndarray) -> None:
     """A toy protein: residues of N, CA, C, O atoms at the given positions (4 per residue), two chains."""
     st = gemmi.Structure()
@@ -306,6 +324,23 @@ def analyzed(tmp_path_factory):
         rc = main(["analyze", str(rundir), "--ksample", "3", "--pc", "2", "--flex-sample", "120", "--no-umap",
                    "--atomic-model", str(tmp_path / "user.pdb")])
     return rc, tmp_path, rundir, model, truth
+
+
+def test_misplaced_atomic_model_is_not_warped(tmp_path, monkeypatch):
+    """A model 200 Å away from every Gaussian (not in the map's frame): analyze still finishes, writes no warped
+    models and says why in summary.json and the report."""
+    from gaussianem.cli import main
+
+    rundir, model, _ = _fake_run(tmp_path, monkeypatch, n=120)
+    base_pos = volumes.base_cloud_arrays(model)[0]
+    _write_atomic_model(tmp_path / "far.pdb", base_pos[:40] + 32.0 + 200.0)
+    out = tmp_path / "out"
+    assert main(["analyze", str(rundir), "--ksample", "2", "--pc", "1", "--flex-sample", "30", "--no-umap",
+                 "--atomic-model", str(tmp_path / "far.pdb"), "-o", str(out)]) == 0
+    assert not list(out.rglob("atomic_*"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["warped_files"] == [] and "not in the consensus map's frame" in summary["warp_skipped"]
+    assert "Not written" in (out / "report.html").read_text()
 
 
 def test_analyze_command_end_to_end(analyzed):

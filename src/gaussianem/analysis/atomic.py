@@ -169,7 +169,8 @@ def warp_points(
     the weighted mean displacement. ``mode="affine"`` (default): moving least squares of first order, i.e. a
     weighted affine fit of the displacements around the point evaluated at the point; it reproduces any affine
     field (hence small rigid rotations of a domain) exactly and falls back to the mean where the fit is
-    ill-conditioned (ridge-regularised gradient).
+    ill-conditioned (ridge-regularised gradient); points more than 3 s from their neighbours' centre take the affine
+    term at 3 s (no extrapolation far outside the cloud).
 
     Args:
         points: (M, 3) Å, Gaussian frame.  base: (G, 3) base positions.  moved: (G, 3) positions in the state.
@@ -206,7 +207,13 @@ def warp_points(
     scale = np.trace(cov, axis1=1, axis2=2)[:, None, None] / 3.0
     reg = cov + (ridge * scale + 1e-12) * np.eye(3)
     jac = np.linalg.solve(reg, cross)  # d ≈ mean_d + (x - mean_x) @ jac
-    return pts + mean_d + np.einsum("mi,mij->mj", pts - mean_x, jac)
+    # the affine fit holds near its Gaussians: beyond 3 s from their weighted centre its lever arm is capped, so a
+    # point far outside the cloud (a tail beyond the contour, a misplaced model) moves with the nearby Gaussians
+    # instead of by an extrapolated rotation that grows with the distance
+    lever = pts - mean_x
+    reach = np.linalg.norm(lever, axis=1, keepdims=True)
+    lever = lever * np.minimum(1.0, 3 * s / np.maximum(reach, 1e-12))
+    return pts + mean_d + np.einsum("mi,mij->mj", lever, jac)
 
 
 def best_reference(atoms: np.ndarray, candidates: list[np.ndarray]) -> tuple[int, np.ndarray]:

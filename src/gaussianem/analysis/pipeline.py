@@ -264,6 +264,7 @@ def run_analysis(
     # ---- warping the user's atomic model
     warped_files: list[str] = []
     warp_reference = None
+    warp_skipped = None
     if opts.atomic_model is not None:
         user = read_structure(opts.atomic_model)
         ext = _atomic_suffix(Path(opts.atomic_model))
@@ -273,11 +274,17 @@ def run_analysis(
         log.info("%s fits the consensus cloud with an RMS atom-to-nearest-Gaussian distance of %.2f Å; the best "
                  "fit is %s (%.2f Å): displacements are taken from there", Path(opts.atomic_model).name, fit[0],
                  "the consensus" if ref_i == 0 else f"class {ref_i - 1}", fit[ref_i])
-        if fit[ref_i] > 3 * max(grid.pixel_size_angstrom, 1.0):
+        unit = max(grid.pixel_size_angstrom, 1.0)
+        if fit[ref_i] > 10 * unit:
+            warp_skipped = (f"{Path(opts.atomic_model).name} lies {fit[ref_i]:.1f} Å (RMS) from the nearest Gaussians: "
+                            "it is not in the consensus map's frame, so no warped models were written (fit it into "
+                            "the consensus map first, e.g. ChimeraX 'fitmap', and save it relative to that map)")
+            log.error("%s", warp_skipped)
+        elif fit[ref_i] > 3 * unit:
             log.warning("the atomic model lies far from the Gaussians (%.1f Å RMS): is it fitted to the consensus "
                         "map (same origin and voxel size)?", fit[ref_i])
         warp_reference = "consensus" if ref_i == 0 else f"class {ref_i - 1}"
-        for s in [classes, *trajs]:
+        for s in [] if warp_skipped else [classes, *trajs]:
             warped = atomic.warp_structure_states(user, reference, s.positions, grid.centre_angstrom)
             names = volumes.state_names(len(warped), "atomic", ext)
             traj_name = f"atomic_traj{ext}" if s is not classes else None
@@ -300,7 +307,7 @@ def run_analysis(
         "trajectory_fsc_low_res_vs_consensus": {s.label: [round(v, 4) for v in s.fsc_low] for s in trajs},
         "flexibility": {"n_particles": len(sample), "rmsf_mean": float(flex["rmsf"].mean()),
                         "rmsf_max": float(flex["rmsf"].max())},
-        "warped_files": warped_files, "warp_reference": warp_reference,
+        "warped_files": warped_files, "warp_reference": warp_reference, "warp_skipped": warp_skipped,
         "options": {k: str(v) for k, v in asdict(opts).items()},
     }
     cxc = _write_cxc(out, cons_level, classes, trajs)
@@ -399,6 +406,9 @@ def _write_report(
         r.heading("Warped atomic model")
         r.paragraph(f"{opts.atomic_model} carried to every class centre and trajectory point: "
                     f"{len(summary['warped_files'])} files (atomic_XXX, atomic_traj in each folder).")
+    elif summary.get("warp_skipped"):
+        r.heading("Warped atomic model")
+        r.paragraph(f"Not written: {summary['warp_skipped']}.")
     if rundir is not None and (rundir / "log.jsonl").is_file():
         png = report.plot_loss_curves(report.read_log(rundir / "log.jsonl"))
         if png:

@@ -8,8 +8,6 @@ the encoder; renders are divided by the same number, so the render loss compares
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import Tensor, nn
 
@@ -17,38 +15,10 @@ from gaussianem.gaussians import GaussianCloud, amplitude_activation, width_acti
 from gaussianem.model.decoder import Decoder
 from gaussianem.model.gaussian_encoder import GaussianEncoder
 from gaussianem.model.image_encoder import ImageEncoder
+from gaussianem.model.spec import ModelSpec
 from gaussianem.physics.ctf import ctf_values
 from gaussianem.physics.fourier import apply_filter_rfft2, rfft2_frequencies, soft_circular_mask
 from gaussianem.physics.projection import project_gaussians
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild a :class:`GaussianVAE` (sizes, geometry); saved in every checkpoint."""
-
-    box_size: int
-    pixel_size_angstrom: float
-    n_gaussians: int
-    width_min: float
-    width_max: float
-    image_std: float = 1.0
-    zdim: int = 10
-    encoder_hidden: int = 1024
-    encoder_layers: int = 3
-    gaussian_hidden: int = 128
-    gaussian_layers: int = 3
-    embedding_dim: int = 32
-    decoder_hidden: int = 128
-    decoder_layers: int = 2
-    decoder_features: int = 256
-    predict_width: bool = False
-    position_scale_angstrom: float = 3.0
-    window_radius: float = 0.85
-    window_edge: float = 0.15
-    projection_chunk: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class GaussianVAE(nn.Module):

@@ -12,6 +12,7 @@ import yaml
 from gaussianem import __version__
 from gaussianem.io.atomic import atomic_path
 from gaussianem.io.mrc import InputError
+from gaussianem.model.spec import LAYER_DEFAULTS as _SPEC
 
 CONFIG = "config.yaml"
 
@@ -28,7 +29,7 @@ class TrainConfig:
     gaussians: str | None = None
     epochs: int = 20
     batch_size: int = 32
-    zdim: int = 10
+    zdim: int = _SPEC["zdim"]
     lr: float = 1e-4
     weight_decay: float = 0.01
     lr_schedule: str = "constant"  # constant | cosine
@@ -38,23 +39,23 @@ class TrainConfig:
     num_workers: int = 2
     load: str | None = None
     train_base: bool = False
-    predict_width: bool = False
+    predict_width: bool = _SPEC["predict_width"]
     compile: bool | None = None  # None: on with CUDA, off on the CPU
     cudagraphs: bool | None = None  # None: on with CUDA + compile in one process
     preload: str = "auto"  # particles in device memory: auto (CUDA, stack <= 30 % of the GPU), on, off
-    # layer sizes
-    encoder_hidden: int = 1024
-    encoder_layers: int = 3
-    gaussian_hidden: int = 128
-    gaussian_layers: int = 3
-    embedding_dim: int = 32
-    decoder_hidden: int = 128
-    decoder_layers: int = 2
-    decoder_features: int = 256
-    position_scale_angstrom: float = 3.0
-    window_radius: float = 0.85
-    window_edge: float = 0.15
-    projection_chunk: int | None = None
+    # layer sizes and geometry of the model: ModelSpec's defaults
+    encoder_hidden: int = _SPEC["encoder_hidden"]
+    encoder_layers: int = _SPEC["encoder_layers"]
+    gaussian_hidden: int = _SPEC["gaussian_hidden"]
+    gaussian_layers: int = _SPEC["gaussian_layers"]
+    embedding_dim: int = _SPEC["embedding_dim"]
+    decoder_hidden: int = _SPEC["decoder_hidden"]
+    decoder_layers: int = _SPEC["decoder_layers"]
+    decoder_features: int = _SPEC["decoder_features"]
+    position_scale_angstrom: float = _SPEC["position_scale_angstrom"]
+    window_radius: float = _SPEC["window_radius"]
+    window_edge: float = _SPEC["window_edge"]
+    projection_chunk: int | None = _SPEC["projection_chunk"]
     # loss weights (relative to the render L1)
     kl_weight: float = 1 / 5e4
     knn_weight: float = 1 / 1e6
