@@ -182,7 +182,7 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda" or None)
     stepper = Stepper(wrapped, opt, None, n_particles, cfg.zdim, device, 0, b, rank, world, compile=cfg.compile,
-                      cudagraphs=cfg.cudagraphs)
+                      cudagraphs=cfg.cudagraphs, autotune=args.autotune)
     stepper.bank.normal_(generator=torch.Generator(device).manual_seed(2))  # the same bank on every rank
     stepper.bank_filled.fill_(True)
     stepper.refresh_bank()
@@ -232,7 +232,7 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
         floor = (flops["decoder"] + flops["encoders"]) / (mlp_peak * 1e12) + flops["projection"] / (fp32_peak * 1e12)
     return {
         "device": name, "gaussians": g, "box": d, "world": world, "batch": b, "zdim": args.zdim, "amp": args.amp,
-        "compile": stepper.compiled, "cudagraphs": stepper.cudagraphs,
+        "compile": stepper.compiled, "cudagraphs": stepper.cudagraphs, "autotune": args.autotune,
         "deferred_check": stepper.deferred, "loader": args.with_loader, "step_ms": dt * 1e3,
         "host_wait_ms": wait * 1e3,
         "particles_per_s": world * b / dt,
@@ -259,6 +259,7 @@ def main() -> None:
                    help="torch.compile the step (default: as gaussianem train, on with CUDA)")
     p.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None,
                    help="CUDA-graph replay of the compiled step (default: as gaussianem train, on with CUDA)")
+    p.add_argument("--autotune", action="store_true", help="compile with max-autotune (as train --autotune)")
     p.add_argument("--predict-width", action="store_true")
     p.add_argument("--chunk", type=int, default=None, help="projection chunk (Gaussians)")
     p.add_argument("--steps", type=int, default=50)
@@ -294,7 +295,8 @@ def print_table(rows: list[dict], parallel: str) -> None:
     print(f"# training throughput — {r0['device']}, torch {torch.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='minutes')}\n")
     print(f"box {r0['box']}, zdim {r0['zdim']}, DESIGN layer sizes; amp {r0['amp']}, compile {r0['compile']}, "
-          f"CUDA graphs {r0['cudagraphs']}, deferred check {r0['deferred_check']}, loader {r0['loader']}; "
+          f"CUDA graphs {r0['cudagraphs']}, autotune {r0['autotune']}, deferred check {r0['deferred_check']}, "
+          f"loader {r0['loader']}; "
           f"{parallel}. Per process: batch, peak memory, GFLOP, floor and its fraction; particles/s and TFLOP/s "
           "are of all processes together. 'host wait' = time per step the host spent waiting for the device "
           "(near 0: the step is bound by the host's Python and launches, not by the GPU)\n")

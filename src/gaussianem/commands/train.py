@@ -88,6 +88,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None,
                         help="replay the compiled step as CUDA graphs (default: on with CUDA and --compile in one "
                         "process)")
+    parser.add_argument("--autotune", action="store_true",
+                        help="compile the step with max-autotune (benchmarks Triton matrix kernels with fused "
+                        "epilogues first: minutes more compilation, maybe a faster step; CUDA)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--gpus", type=int, default=1, help="data-parallel processes on this node (launches "
                         "torchrun; --batch-size is per process); under torchrun the process group is joined "

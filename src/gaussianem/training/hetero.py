@@ -191,6 +191,13 @@ def build_graphs(cloud: GaussianCloud, cfg: TrainConfig, device) -> tuple[L.Radi
     return g1, g2, cfg.repulsion_fraction * mean_nn
 
 
+def compile_mode(cudagraphs: bool, autotune: bool = False) -> str | None:
+    """torch.compile mode of the training step: CUDA graphs or not, autotuned GEMMs (max-autotune) or not."""
+    if autotune:
+        return "max-autotune" if cudagraphs else "max-autotune-no-cudagraphs"
+    return "reduce-overhead" if cudagraphs else None
+
+
 class StepResult(NamedTuple):
     """One finished training step: its number, epoch, global batch size and [total, *LOSS_TERMS] (global means)."""
 
@@ -217,7 +224,8 @@ class Stepper:
     def __init__(self, objective: nn.Module, optimizer: torch.optim.Optimizer, scheduler, n_particles: int,
                  zdim: int, device: torch.device, seed: int, batch_size: int, rank: int = 0,
                  world_size: int = 1, compile: bool | None = None, cudagraphs: bool | None = None,
-                 deferred_check: bool | None = None, amplitude_start_epoch: int = 0) -> None:
+                 deferred_check: bool | None = None, amplitude_start_epoch: int = 0,
+                 autotune: bool = False) -> None:
         self.objective = objective
         self.amplitude_start_epoch = int(amplitude_start_epoch)
         use_compile = device.type == "cuda" if compile is None else compile
@@ -225,7 +233,7 @@ class Stepper:
             cudagraphs = device.type == "cuda" and world_size == 1
         self.cudagraphs = bool(use_compile and cudagraphs and device.type == "cuda")
         if use_compile:
-            self.forward = torch.compile(objective, mode="reduce-overhead" if self.cudagraphs else None)
+            self.forward = torch.compile(objective, mode=compile_mode(self.cudagraphs, autotune))
         else:
             self.forward = objective
         self.compiled = bool(use_compile)
@@ -619,7 +627,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     stepper = Stepper(wrapped, opt, sched, ds.n, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
-                      cfg.compile, cfg.cudagraphs, amplitude_start_epoch=cfg.amplitude_start_epoch)
+                      cfg.compile, cfg.cudagraphs, amplitude_start_epoch=cfg.amplitude_start_epoch,
+                      autotune=cfg.autotune)
     first_epoch = 1
     if ckpt is not None:
         stepper.load_state(ckpt["trainer"])
