@@ -16,8 +16,9 @@
 #
 # Settings (environment): N_PARTICLES=20000 BOX=64 SNR=0.05 EPOCHS=5 BATCH=32 ZDIM=10 N_IMAGES=1000 FIT_EPOCHS=2
 #   SEED=0 TOOLS="gaussianem cryodrgn" WORK=/tmp/gaussianem-bench RESULTS=benchmarks/results DEVICE=cuda
-#   SIM_ARGS / GEM_PREPROCESS_ARGS / GEM_TRAIN_ARGS / CRYODRGN_TRAIN_ARGS: extra flags for simulate, GaussianEM's
-#   preprocess (e.g. "--gaussian-interval 2": ~8x fewer Gaussians) and the two training commands;
+#   SIM_ARGS / GEM_PREPROCESS_ARGS / GEM_FIT_ARGS / GEM_TRAIN_ARGS / CRYODRGN_TRAIN_ARGS: extra flags for simulate,
+#   GaussianEM's preprocess (e.g. "--gaussian-interval 2": ~8x fewer Gaussians, or "--max-gaussians 2500"), its fit
+#   (e.g. "--densify") and the two training commands;
 #   STEP_TIMEOUT=S stops any one step after S seconds (0 = never), so one stuck tool cannot eat the whole call;
 #   INSTALL_WHEELS=0 skips installing .whl/ (a machine that has the packages); PYTHON=python3 picks the interpreter.
 # Sizing (the GPU budget is ~15 min for all three presets and both tools, one 10-minute call at most per preset):
@@ -50,6 +51,7 @@ SIM_ARGS=${SIM_ARGS:-}
 STEP_TIMEOUT=${STEP_TIMEOUT:-0}
 GEM_TRAIN_ARGS=${GEM_TRAIN_ARGS:-}
 GEM_PREPROCESS_ARGS=${GEM_PREPROCESS_ARGS:-}
+GEM_FIT_ARGS=${GEM_FIT_ARGS:-}
 CRYODRGN_TRAIN_ARGS=${CRYODRGN_TRAIN_ARGS:-}
 PRESETS=("$@")
 [ ${#PRESETS[@]} -eq 0 ] && PRESETS=(adk tcr-compositional tcr-mixed)
@@ -142,8 +144,9 @@ for P in "${PRESETS[@]}"; do
     if step "$P gaussianem preprocess" "$L/preprocess.log" gem preprocess "$W/sim/particles.star" \
         --map "$W/sim/consensus.mrc" -o "$W/dataset" --device "$DEVICE" $GEM_PREPROCESS_ARGS; then
       PRE_S=$STEP_SECONDS
+      # shellcheck disable=SC2086
       if step "$P gaussianem fit" "$L/fit.log" gem fit "$W/dataset" --epochs "$FIT_EPOCHS" --batch-size "$BATCH" \
-          --device "$DEVICE" --no-progress; then
+          --device "$DEVICE" --no-progress $GEM_FIT_ARGS; then
         FIT_S=$STEP_SECONDS
         # shellcheck disable=SC2086
         if step "$P gaussianem train" "$L/train_gaussianem.log" gem train "$W/dataset" -o "$W/gaussianem" \
@@ -207,7 +210,7 @@ print(f"{fsc_auc_pair(a, b, spherical_mask(a.shape[-1])):.4f}")' "$W/cryodrgn/ba
     "$PY" benchmarks/collect_results.py "$W/bench/metrics.json" --preset "$P" --device "${GPU:-unknown}" \
       --setting "n_particles=$N_PARTICLES" "box=$BOX" "snr=$SNR" "epochs=$EPOCHS" "batch=$BATCH" "zdim=$ZDIM" \
       "n_images=$N_IMAGES" "fit_epochs=$FIT_EPOCHS" "seed=$SEED" "cryodrgn_backprojection_fsc_auc=$BP_AUC" \
-      "gem_preprocess_args=$GEM_PREPROCESS_ARGS" "gem_train_args=$GEM_TRAIN_ARGS" \
+      "gem_preprocess_args=$GEM_PREPROCESS_ARGS" "gem_fit_args=$GEM_FIT_ARGS" "gem_train_args=$GEM_TRAIN_ARGS" \
       --timing "simulate_s=$SIM_S" "preprocess_s=$PRE_S" "fit_s=$FIT_S" "cryodrgn_eval_s=$EVAL_S" \
       --gem-log "$W/gaussianem/log.jsonl" --cryodrgn-log "$L/train_cryodrgn.log" \
       --tsv "$RESULTS/results.tsv" --jsonl "$RESULTS/results.jsonl" 2>&1 | tee -a "$LOG" >&2
