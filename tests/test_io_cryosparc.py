@@ -155,3 +155,19 @@ def _save(path, cs):
     path.parent.mkdir(parents=True, exist_ok=True)
     cryosparc.write_cs(path, cs)
     return path
+
+
+def test_merge_cs_keeps_order_and_handles_padded_dtypes():
+    """The join keeps the base's rows and order, takes only new fields, and accepts aligned (padded) dtypes."""
+    base = np.zeros(3, dtype=np.dtype({"names": ["uid", "x"], "formats": ["<u8", "<f4"], "offsets": [0, 12],
+                                       "itemsize": 24}))
+    base["uid"], base["x"] = [5, 6, 7], [0.5, 0.6, 0.7]
+    other = np.zeros(4, dtype=[("uid", "<u8"), ("x", "<f4"), ("blob/path", "S8"), ("alignments3D/pose", "<f4", (3,))])
+    other["uid"], other["x"] = [7, 5, 6, 9], -1.0
+    other["blob/path"] = [b"c", b"a", b"b", b"z"]
+    other["alignments3D/pose"][:, 0] = [3, 1, 2, 9]
+    m = cryosparc.merge_cs(base, [(other, "p.cs")], "b.cs")
+    assert m.dtype.names == ("uid", "x", "blob/path", "alignments3D/pose")
+    np.testing.assert_array_equal(m["x"], base["x"])  # the base's own values win
+    assert m["blob/path"].tolist() == [b"a", b"b", b"c"]
+    np.testing.assert_array_equal(m["alignments3D/pose"][:, 0], [1, 2, 3])

@@ -91,7 +91,8 @@ def merge_cs(base: np.ndarray, others: list[tuple[np.ndarray, Path | str]], path
             raise InputError(f"{other_path}: {int((~found).sum())} of the {len(out)} particles of "
                              f"{Path(path).name} have no row (by uid) in it: not its passthrough file")
         rows = other[order[pos]]
-        dtype = np.dtype(out.dtype.descr + [d for d in other.dtype.descr if d[0] in new])
+        dtype = np.dtype([(f, out.dtype.fields[f][0]) for f in out.dtype.names]
+                         + [(f, other.dtype.fields[f][0]) for f in new])  # names and types only: no padding
         merged = np.empty(len(out), dtype=dtype)
         for f in out.dtype.names:
             merged[f] = out[f]
