@@ -45,3 +45,15 @@ def test_tiny_demo_runs_every_stage(tmp_path, capsys):
 
 def test_bad_demo_input_is_refused(tmp_path):
     assert main(["demo", "-o", str(tmp_path / "x"), "--box", "33"]) == 2
+
+
+def test_help_does_not_import_torch():
+    """`gaussianem --help` and every command's --help build without importing torch (a fraction of a second, not
+    the several seconds torch and pandas take): commands import their library code inside main()."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gaussianem.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'pandas', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

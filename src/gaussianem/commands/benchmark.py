@@ -14,8 +14,6 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-
 from gaussianem.io.mrc import InputError
 
 log = logging.getLogger(__name__)
@@ -65,6 +63,8 @@ def _throughput(result: dict, seconds: float | None, particle_epochs: float | No
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
     from gaussianem.benchmark.external import load_latents, load_rows, score_external, write_eval_inputs
     from gaussianem.benchmark.metrics import ScoreConfig
     from gaussianem.benchmark.suite import load_truth_checked, score_gaussianem_run, write_outputs

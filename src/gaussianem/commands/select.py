@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 from gaussianem.io.mrc import InputError
-from gaussianem.select import read_integers, select
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +23,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from gaussianem.select import read_integers, select
+
     classes = None
     if args.classes:
         try:

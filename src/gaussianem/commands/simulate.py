@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from gaussianem.io.mrc import InputError
 
 
@@ -35,6 +33,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
     from gaussianem.simulate.presets import preset_dict
     from gaussianem.simulate.simulator import simulate
     from gaussianem.simulate.spec import load_spec, spec_from_dict
