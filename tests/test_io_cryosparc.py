@@ -127,6 +127,7 @@ def test_passthrough_file_joined_by_uid(tmp_path, sim):
     full = make_cs(sim, ["s.mrcs"] * n, np.arange(n), sim["apix"])
     mp = write_map(tmp_path / "map.mrc", sim)
     ref = load_dataset(run(tmp_path, _save(tmp_path / "full" / "particles.cs", full), mp, out="ref"))
+    assert "source_passthrough" not in ref.manifest
     job = tmp_path / "J42"
     own = [f for f in full.dtype.names if not f.startswith("blob/")]
     base = _save(job / "J42_008_particles.cs", full[own])
@@ -138,6 +139,7 @@ def test_passthrough_file_joined_by_uid(tmp_path, sim):
     _save(job / "J41_passthrough_particles.cs", passthrough[:3])  # another job's: never picked
     for kw, out in (({}, "auto"), ({"passthrough": [job / "J42_passthrough_particles.cs"]}, "given")):
         ds = load_dataset(run(tmp_path, base, mp, out=out, **kw))
+        assert ds.manifest["source_passthrough"] == [str((job / "J42_passthrough_particles.cs").resolve())]
         np.testing.assert_array_equal(np.asarray(ds.images), np.asarray(ref.images))
         assert_same_angles(ds.rotations, ref.rotations, tol=0)
         np.testing.assert_array_equal(ds.shifts_angstrom, ref.shifts_angstrom)

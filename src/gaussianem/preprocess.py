@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mrcfile
@@ -101,6 +101,7 @@ class SourceData:
     rotation: np.ndarray  # (N, 3, 3) RELION A
     shift_angstrom: np.ndarray  # (N, 2) RELION origins in Å
     ctf: dict[str, np.ndarray] | None  # each (N,)
+    passthrough: list[str] = field(default_factory=list)  # cryoSPARC files joined to the source by uid
 
     @property
     def n(self) -> int:
@@ -170,12 +171,13 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
         rotation, shift = star.poses(df, apix, path)
         return SourceData(f"relion-{st.version}", path, images, apix, rotation, shift, star.ctf(df, path))
     if suffix == ".cs":
-        cs = cryosparc.read_cs_with_passthrough(path, cfg.passthrough)
+        cs, joined = cryosparc.read_cs_with_passthrough(path, cfg.passthrough)
         index, names = cryosparc.blob_paths(cs, path)
         images = ParticleImages.from_names(names, index, path, datadir)
         apix = _pixel_sizes_or_header(cryosparc.pixel_size(cs), images, cfg.input_apix, path)
         rotation, shift = cryosparc.poses(cs, path)
-        return SourceData("cryosparc", path, images, apix, rotation, shift, cryosparc.ctf(cs, path))
+        return SourceData("cryosparc", path, images, apix, rotation, shift, cryosparc.ctf(cs, path),
+                          [str(Path(j).resolve()) for j in joined])
     if suffix in (".mrcs", ".mrc", ".txt"):
         files = cryodrgn.read_txt_list(path) if suffix == ".txt" else [path]
         images = ParticleImages.from_stacks(files)
@@ -635,6 +637,7 @@ def preprocess(cfg: PreprocessConfig) -> Path:
             "input_groups": groups, "contrast": check["decision"], "image_std": stats["std"],
             "image_mean": stats["mean"], "image_stats_over": "all particles",
             "source_path": str(src.path.resolve()), "source_kind": src.kind, "n_source_rows": src.n,
+            **({"source_passthrough": src.passthrough} if src.passthrough else {}),
             "has_ctf": src.ctf is not None, "pose_check": check, "map": map_info, **map_frame(map_info, geometry),
             "dropped": {"n": n_bad, "reason": "non-finite pixels",
                         "source_rows": np.nonzero(~finite)[0].tolist()[:10000]},

@@ -113,24 +113,27 @@ def passthrough_candidates(path: Path | str) -> list[Path]:
                   if p != path and (not prefix or p.name.startswith(prefix + "_")))
 
 
-def read_cs_with_passthrough(path: Path | str, passthrough: list[Path] | None = None) -> np.ndarray:
+def read_cs_with_passthrough(path: Path | str, passthrough: list[Path] | None = None
+                              ) -> tuple[np.ndarray, list[Path]]:
     """Read a .cs and join its passthrough file(s): the ones given, else, when fields that preprocess needs are
-    missing, the job's ``*_passthrough_particles.cs`` beside it (cryoSPARC keeps inherited fields there)."""
+    missing, the job's ``*_passthrough_particles.cs`` beside it (cryoSPARC keeps inherited fields there).
+
+    Returns (the joined table, the passthrough files joined)."""
     cs = read_cs(path)
     if passthrough:
-        return merge_cs(cs, [(read_cs(p), p) for p in passthrough], path)
+        return merge_cs(cs, [(read_cs(p), p) for p in passthrough], path), [Path(p) for p in passthrough]
     missing = [f for f in NEEDED_FIELDS if f not in cs.dtype.names]
     if not missing or "uid" not in cs.dtype.names:
-        return cs
+        return cs, []
     for cand in passthrough_candidates(path):
         try:
             other = read_cs(cand)
             if any(f in other.dtype.names for f in missing):
                 log.info("%s lacks %s: joining %s by uid", Path(path).name, ", ".join(missing), cand.name)
-                return merge_cs(cs, [(other, cand)], path)
+                return merge_cs(cs, [(other, cand)], path), [cand]
         except InputError as exc:
             log.warning("passthrough candidate %s not used: %s", cand, exc)
-    return cs
+    return cs, []
 
 
 def blob_paths(cs: np.ndarray, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
