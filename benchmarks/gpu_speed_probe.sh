@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Where does a training step's time go on the GPU, as a function of the number of Gaussians? One device call (≈ 4-6 min):
+#
+#   OUT=/path/for/logs bash benchmarks/gpu_speed_probe.sh            (on the GPU machine; OUT defaults to /tmp/probe)
+#
+# At the benchmark's geometry (box 64, 2 Å/px, batch 32; also batch 128) for G = 739 (preprocess --gaussian-interval 2),
+# 2,500 (--max-gaussians 2500) and 5,850 (the default cloud of the adk preset): step ms, host-wait ms (near 0: the
+# host's Python and launches bound the step, not the GPU), particles/s; the same with --autotune (max-autotune); then
+# a torch.profiler view of the default cloud (kernels per step, device-busy time, top kernels). Logs: $OUT/*.log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/probe}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+G=${GAUSSIANS:-"739 2500 5850"}
+# shellcheck disable=SC2086
+"$PY" benchmarks/train_throughput.py --device cuda --box 64 --apix 2 --gaussians $G --batch-size 32 128 \
+  --steps 60 --warmup 15 2>&1 | tee "$OUT/throughput.log"
+# shellcheck disable=SC2086
+"$PY" benchmarks/train_throughput.py --device cuda --box 64 --apix 2 --gaussians $G --batch-size 32 --autotune \
+  --steps 60 --warmup 15 2>&1 | tee "$OUT/throughput_autotune.log"
+"$PY" benchmarks/profile_train_step.py --device cuda --box 64 --apix 2 --gaussians 5850 --batch-size 32 --steps 20 \
+  2>&1 | tee "$OUT/profile.log" | tail -n 45
+grep -h "^| " "$OUT/throughput.log" "$OUT/throughput_autotune.log"
