@@ -5,7 +5,8 @@
 #
 # At the benchmark's geometry (box 64, 2 Å/px, batch 32; also batch 128) for G = 739 (preprocess --gaussian-interval 2),
 # 2,500 (--max-gaussians 2500) and 5,850 (the default cloud of the adk preset): step ms, host-wait ms (near 0: the
-# host's Python and launches bound the step, not the GPU), particles/s; the same with --autotune (max-autotune); then
+# host's Python and launches bound the step, not the GPU), particles/s; with --autotune (max-autotune, G = 5,850,
+# at most 5 min); then
 # a torch.profiler view of the default cloud (kernels per step, device-busy time, top kernels). Logs: $OUT/*.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,11 +15,12 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 G=${GAUSSIANS:-"739 2500 5850"}
+GA=${AUTOTUNE_GAUSSIANS:-5850}  # max-autotune compiles for minutes: one cloud size by default
 # shellcheck disable=SC2086
 "$PY" benchmarks/train_throughput.py --device cuda --box 64 --apix 2 --gaussians $G --batch-size 32 128 \
   --steps 60 --warmup 15 2>&1 | tee "$OUT/throughput.log"
 # shellcheck disable=SC2086
-"$PY" benchmarks/train_throughput.py --device cuda --box 64 --apix 2 --gaussians $G --batch-size 32 --autotune \
+timeout 300 "$PY" benchmarks/train_throughput.py --device cuda --box 64 --apix 2 --gaussians $GA --batch-size 32 --autotune \
   --steps 60 --warmup 15 2>&1 | tee "$OUT/throughput_autotune.log"
 "$PY" benchmarks/profile_train_step.py --device cuda --box 64 --apix 2 --gaussians 5850 --batch-size 32 --steps 20 \
   2>&1 | tee "$OUT/profile.log" | tail -n 45
