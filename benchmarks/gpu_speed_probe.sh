@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where does a training step's time go on the GPU, as a function of the number of Gaussians? One device call (≈ 4-6 min):
 #
-#   OUT=/path/for/logs bash benchmarks/gpu_speed_probe.sh            (on the GPU machine; OUT defaults to /tmp/probe)
+#   OUT=/path/for/logs bash benchmarks/gpu_speed_probe.sh     (on the GPU machine, carrying .whl; OUT defaults to /tmp/probe)
 #
 # At the benchmark's geometry (box 64, 2 Å/px, batch 32; also batch 128) for G = 739 (preprocess --gaussian-interval 2),
 # 2,500 (--max-gaussians 2500) and 5,850 (the default cloud of the adk preset): step ms, host-wait ms (near 0: the
@@ -13,6 +13,12 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/probe}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
+# wheels carried as .whl/ (bash benchmarks/fetch_wheels.sh, here): mrcfile, starfile, gemmi, plyfile are not on the image
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 && [ ! -f /tmp/site/.installed ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && touch /tmp/site/.installed
+fi
+[ -d /tmp/site ] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 G=${GAUSSIANS:-"739 2500 5850"}
 GA=${AUTOTUNE_GAUSSIANS:-5850}  # max-autotune compiles for minutes: one cloud size by default
