@@ -12,6 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/probe}
 PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-60} WARMUP=${WARMUP:-15}
 mkdir -p "$OUT"
 # wheels carried as .whl/ (bash benchmarks/fetch_wheels.sh, here): mrcfile, starfile, gemmi, plyfile are not on the image
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 && [ ! -f /tmp/site/.installed ]; then
@@ -23,11 +24,11 @@ export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 G=${GAUSSIANS:-"739 2500 5850"}
 GA=${AUTOTUNE_GAUSSIANS:-5850}  # max-autotune compiles for minutes: one cloud size by default
 # shellcheck disable=SC2086
-"$PY" benchmarks/train_throughput.py --device cuda --box 64 --apix 2 --gaussians $G --batch-size 32 128 \
-  --steps 60 --warmup 15 2>&1 | tee "$OUT/throughput.log"
+"$PY" benchmarks/train_throughput.py --device "$DEVICE" --box 64 --apix 2 --gaussians $G --batch-size 32 128 \
+  --steps "$STEPS" --warmup "$WARMUP" 2>&1 | tee "$OUT/throughput.log"
 # shellcheck disable=SC2086
-timeout 300 "$PY" benchmarks/train_throughput.py --device cuda --box 64 --apix 2 --gaussians $GA --batch-size 32 --autotune \
-  --steps 60 --warmup 15 2>&1 | tee "$OUT/throughput_autotune.log"
-"$PY" benchmarks/profile_train_step.py --device cuda --box 64 --apix 2 --gaussians 5850 --batch-size 32 --steps 20 \
+timeout 300 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --box 64 --apix 2 --gaussians $GA --batch-size 32 --autotune \
+  --steps "$STEPS" --warmup "$WARMUP" 2>&1 | tee "$OUT/throughput_autotune.log"
+"$PY" benchmarks/profile_train_step.py --device "$DEVICE" --box 64 --apix 2 --gaussians 5850 --batch-size 32 --steps "$STEPS" \
   2>&1 | tee "$OUT/profile.log" | tail -n 45
 grep -h "^| " "$OUT/throughput.log" "$OUT/throughput_autotune.log"
