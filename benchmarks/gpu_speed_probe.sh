@@ -5,9 +5,9 @@
 #
 # At the benchmark's geometry (box 64, 2 Å/px, batch 32; also batch 128) for G = 739 (preprocess --gaussian-interval 2),
 # 2,500 (--max-gaussians 2500) and 5,850 (the default cloud of the adk preset): step ms, host-wait ms (near 0: the
-# host's Python and launches bound the step, not the GPU), particles/s; with --autotune (max-autotune, G = 5,850,
-# at most 5 min); then
-# a torch.profiler view of the default cloud (kernels per step, device-busy time, top kernels). Logs: $OUT/*.log.
+# host's Python and launches bound the step, not the GPU), particles/s;
+# a torch.profiler view of the default cloud (kernels per step, device-busy time, top kernels); then
+# with --autotune (max-autotune, G = 5,850, at most AUTOTUNE_TIMEOUT=300 s; AUTOTUNE_TIMEOUT=0 skips it). Logs: $OUT/*.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/probe}
@@ -26,9 +26,9 @@ GA=${AUTOTUNE_GAUSSIANS:-5850}  # max-autotune compiles for minutes: one cloud s
 # shellcheck disable=SC2086
 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --box 64 --apix 2 --gaussians $G --batch-size 32 128 \
   --steps "$STEPS" --warmup "$WARMUP" 2>&1 | tee "$OUT/throughput.log"
-# shellcheck disable=SC2086
-timeout 300 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --box 64 --apix 2 --gaussians $GA --batch-size 32 --autotune \
-  --steps "$STEPS" --warmup "$WARMUP" 2>&1 | tee "$OUT/throughput_autotune.log"
-"$PY" benchmarks/profile_train_step.py --device "$DEVICE" --box 64 --apix 2 --gaussians 5850 --batch-size 32 --steps "$STEPS" \
+"$PY" benchmarks/profile_train_step.py --device "$DEVICE" --box 64 --apix 2 --gaussians 5850 --batch-size 32 --steps 20 \
   2>&1 | tee "$OUT/profile.log" | tail -n 45
+# shellcheck disable=SC2086
+[ "${AUTOTUNE_TIMEOUT:-300}" != 0 ] && timeout "${AUTOTUNE_TIMEOUT:-300}" "$PY" benchmarks/train_throughput.py --device "$DEVICE" --box 64 --apix 2 --gaussians $GA --batch-size 32 --autotune \
+  --steps "$STEPS" --warmup "$WARMUP" 2>&1 | tee "$OUT/throughput_autotune.log"
 grep -h "^| " "$OUT/throughput.log" "$OUT/throughput_autotune.log"
