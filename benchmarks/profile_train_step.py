@@ -36,11 +36,13 @@ def main() -> None:
     ap.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--autotune", action="store_true")
+    ap.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None)
     args = ap.parse_args()
     tt = _load_throughput()
     targs = argparse.Namespace(device=args.device, batch_size=args.batch_size, gaussians=args.gaussians,
                                box=args.box, apix=args.apix, zdim=10, amp=True, compile=args.compile,
                                cudagraphs=args.cudagraphs, predict_width=False, autotune=args.autotune,
+                               step_graph=args.step_graph,
                                chunk=None, steps=args.steps, warmup=5, particles=20000, with_loader=False,
                                num_workers=0, peak_bf16_tflops=None, peak_fp32_tflops=None)
     captured = {}

@@ -182,7 +182,8 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda" or None)
     stepper = Stepper(wrapped, opt, None, n_particles, cfg.zdim, device, 0, b, rank, world, compile=cfg.compile,
-                      cudagraphs=cfg.cudagraphs, autotune=args.autotune)
+                      cudagraphs=cfg.cudagraphs, autotune=args.autotune,
+                      step_graph=getattr(args, "step_graph", None))
     stepper.bank.normal_(generator=torch.Generator(device).manual_seed(2))  # the same bank on every rank
     stepper.bank_filled.fill_(True)
     stepper.refresh_bank()
@@ -232,7 +233,8 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
         floor = (flops["decoder"] + flops["encoders"]) / (mlp_peak * 1e12) + flops["projection"] / (fp32_peak * 1e12)
     return {
         "device": name, "gaussians": g, "box": d, "world": world, "batch": b, "zdim": args.zdim, "amp": args.amp,
-        "compile": stepper.compiled, "cudagraphs": stepper.cudagraphs, "autotune": args.autotune,
+        "compile": stepper.compiled, "cudagraphs": stepper.cudagraphs,
+        "step_graph": stepper.step_graph, "autotune": args.autotune,
         "deferred_check": stepper.deferred, "loader": args.with_loader, "step_ms": dt * 1e3,
         "host_wait_ms": wait * 1e3,
         "particles_per_s": world * b / dt,
@@ -260,6 +262,8 @@ def main() -> None:
     p.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None,
                    help="CUDA-graph replay of the compiled step (default: as gaussianem train, on with CUDA)")
     p.add_argument("--autotune", action="store_true", help="compile with max-autotune (as train --autotune)")
+    p.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
+                   help="the whole step as one CUDA graph (as train --step-graph; default on with CUDA graphs)")
     p.add_argument("--predict-width", action="store_true")
     p.add_argument("--chunk", type=int, default=None, help="projection chunk (Gaussians)")
     p.add_argument("--steps", type=int, default=50)
@@ -295,7 +299,8 @@ def print_table(rows: list[dict], parallel: str) -> None:
     print(f"# training throughput — {r0['device']}, torch {torch.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='minutes')}\n")
     print(f"box {r0['box']}, zdim {r0['zdim']}, DESIGN layer sizes; amp {r0['amp']}, compile {r0['compile']}, "
-          f"CUDA graphs {r0['cudagraphs']}, autotune {r0['autotune']}, deferred check {r0['deferred_check']}, "
+          f"CUDA graphs {r0['cudagraphs']}, "
+          f"whole-step graph {r0['step_graph']}, autotune {r0['autotune']}, deferred check {r0['deferred_check']}, "
           f"loader {r0['loader']}; "
           f"{parallel}. Per process: batch, peak memory, GFLOP, floor and its fraction; particles/s and TFLOP/s "
           "are of all processes together. 'host wait' = time per step the host spent waiting for the device "

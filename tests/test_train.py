@@ -321,7 +321,8 @@ def test_deferred_finiteness_check_skips_the_bad_step(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_steps_match_eager_steps():
-    """The compiled, CUDA-graph-replayed step computes the eager step's numbers (up to float order)."""
+    """The compiled, CUDA-graph-replayed step and the whole step captured as one CUDA graph compute the eager
+    step's numbers (up to float order): losses, weights after the AdamW updates under an lr schedule, bank."""
     from gaussianem.gaussians import GaussianCloud
     from gaussianem.model import losses as L
     from gaussianem.model.vae import GaussianVAE
@@ -337,7 +338,7 @@ def test_cuda_graph_steps_match_eager_steps():
                 "rotation": random_rotations(16, gen, dtype=torch.float32), "shift": torch.randn(16, 2, generator=gen),
                 "ctf": torch.tensor([[1.2e4, 1.1e4, 30.0, 300.0, 2.7, 0.1, 0.0]]).repeat(16, 1)} for i in range(4)]
     runs = []
-    for graphs in (False, True):
+    for graphs, whole in ((False, False), (True, False), (True, True)):
         torch.manual_seed(0)
         cloud = GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0)
         model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0)).to(dev)
@@ -345,9 +346,10 @@ def test_cuda_graph_steps_match_eager_steps():
         g1, g2, rep = build_graphs(model.base_cloud, cfg, dev)
         obj = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False, L.knn_counts(64)).to(dev)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
-        st = Stepper(obj, opt, None, 64, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs,
-                     amplitude_start_epoch=1)
-        assert st.cudagraphs == graphs and st.deferred
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + s))  # the graph must see each lr
+        st = Stepper(obj, opt, sched, 64, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs,
+                     amplitude_start_epoch=1, step_graph=whole)
+        assert st.cudagraphs == graphs and st.deferred and st.step_graph == whole
         out = []
         for i, b in enumerate(batches * 2):
             if i == 4:  # epoch 2: the kNN loss and the amplitude changes switch on, with no second compilation
@@ -356,11 +358,22 @@ def test_cuda_graph_steps_match_eager_steps():
             with torch._dynamo.config.patch(error_on_recompile=i >= 4):
                 out += st.step(b, knn_active=i >= 4)
         out += st.flush()
-        runs.append(np.array([r.values for r in out]))
-    eager, graphed = runs
-    assert eager.shape == graphed.shape == (8, 10)
+        if whole:  # steps 1-3 warm up, step 4 is captured, steps 5-8 replay the one graph
+            assert st._graph is not None and not st._graph_failed
+            saved = st.state()["optimizer"]["param_groups"][0]  # a checkpoint holds plain settings
+            assert isinstance(saved["lr"], float) and saved["capturable"] is False
+            assert saved["lr"] == pytest.approx(1e-3 / 9)
+        runs.append((np.array([r.values for r in out]), model.state_dict(), st.bank.clone()))
+    (eager, w_eager, bank_eager), (graphed, _, _), (whole_step, w_whole, bank_whole) = runs
+    assert eager.shape == graphed.shape == whole_step.shape == (8, 10)
     assert np.all(graphed[4:, 3] > 0)  # the kNN loss was on in the last four steps
     np.testing.assert_allclose(graphed, eager, rtol=2e-3, atol=1e-5)
+    # the whole-step graph: the same losses, the same weights after 8 AdamW updates, the same memory bank
+    np.testing.assert_allclose(whole_step, eager, rtol=2e-3, atol=1e-5)
+    for k, v in w_eager.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(w_whole[k], v, rtol=2e-3, atol=1e-4, msg=k)
+    torch.testing.assert_close(bank_whole, bank_eager, rtol=2e-3, atol=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

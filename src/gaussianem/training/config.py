@@ -17,7 +17,7 @@ from gaussianem.model.spec import LAYER_DEFAULTS as _SPEC
 CONFIG = "config.yaml"
 
 # fields a --resume may change (they do not change the numbers of the run)
-RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune")
+RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class TrainConfig:
     predict_width: bool = _SPEC["predict_width"]
     compile: bool | None = None  # None: on with CUDA, off on the CPU
     cudagraphs: bool | None = None  # None: on with CUDA + compile in one process
+    step_graph: bool | None = None  # None: with CUDA graphs on, capture the whole step (AdamW too) as one graph
     autotune: bool = False  # compile with max-autotune (Triton GEMMs with fused epilogues; minutes of compilation)
     preload: str = "auto"  # particles in device memory: auto (CUDA, stack <= 30 % of the GPU), on, off
     # layer sizes and geometry of the model: ModelSpec's defaults

@@ -225,18 +225,32 @@ class Stepper:
                  zdim: int, device: torch.device, seed: int, batch_size: int, rank: int = 0,
                  world_size: int = 1, compile: bool | None = None, cudagraphs: bool | None = None,
                  deferred_check: bool | None = None, amplitude_start_epoch: int = 0,
-                 autotune: bool = False) -> None:
+                 autotune: bool = False, step_graph: bool | None = None) -> None:
         self.objective = objective
         self.amplitude_start_epoch = int(amplitude_start_epoch)
         use_compile = device.type == "cuda" if compile is None else compile
         if cudagraphs is None:
             cudagraphs = device.type == "cuda" and world_size == 1
         self.cudagraphs = bool(use_compile and cudagraphs and device.type == "cuda")
+        fused = any(bool(g.get("fused")) for g in optimizer.param_groups)
+        if deferred_check is None:
+            deferred_check = device.type == "cuda"
+        self.deferred = bool(deferred_check and fused)
+        # the whole step (forward, backward, finiteness check, AdamW, bank update) as one CUDA graph: one launch
+        # per step, so the host's Python and autograd no longer bound the step (needs one process, the fused
+        # AdamW and the deferred check); otherwise forward and backward replay as torch.compile's CUDA graphs
+        if step_graph is None:
+            step_graph = True
+        self.step_graph = bool(step_graph and self.cudagraphs and self.deferred and world_size == 1)
         if use_compile:
-            self.forward = torch.compile(objective, mode=compile_mode(self.cudagraphs, autotune))
+            tree_graphs = self.cudagraphs and not self.step_graph
+            self.forward = torch.compile(objective, mode=compile_mode(tree_graphs, autotune))
         else:
             self.forward = objective
         self.compiled = bool(use_compile)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_warm = 0  # real steps run (on a side stream) before the capture
+        self._graph_failed = False
         # on/off switches of the compiled step: one tensor per argument, never the same object for two arguments
         # (an aliased pair of inputs makes torch.compile guard on it, recompile and drop the CUDA graphs)
         self._one = torch.ones((), device=device)
@@ -244,10 +258,6 @@ class Stepper:
         self._amp_one = torch.ones((), device=device)
         self._amp_zero = torch.zeros((), device=device)
         self.optimizer, self.scheduler = optimizer, scheduler
-        fused = any(bool(g.get("fused")) for g in optimizer.param_groups)
-        if deferred_check is None:
-            deferred_check = device.type == "cuda"
-        self.deferred = bool(deferred_check and fused)
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.pending: tuple | None = None
         self.device = device
@@ -317,11 +327,31 @@ class Stepper:
             n_sample, n_near, n_far = self.knn_counts
             s = L.placeholder_knn_samples(n_near, n_far, n_sample, b, self.bank.shape[1], dev)
             knn = (s.cand, s.pick, s.uniform, self._zero)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
         amp_on = self._amp_one if self.epoch > self.amplitude_start_epoch else self._amp_zero
-        total, terms, mu = self.forward(images, rotations, shifts, ctf, eps, *knn, amplitude_on=amp_on)
+        args = (images, rotations, shifts, ctf, eps, *knn, amp_on)
+        self.step_count += 1
+        info = (self.step_count, self.epoch, global_b, batch["index"])
+        if self.step_graph and not self._graph_failed and b == self.batch_size:
+            if self._graph is not None or self._graph_warm >= self.GRAPH_WARMUP:
+                return self._graph_step(args, index, info)
+            self._graph_warm += 1
+            main = torch.cuda.current_stream(dev)
+            side = torch.cuda.Stream(dev)
+            side.wait_stream(main)
+            with torch.cuda.stream(side):  # warm-up steps, real ones, on a side stream as capture wants
+                done = self._eager_step(args, index, info, b, global_b)
+            main.wait_stream(side)
+            return done
+        return self._eager_step(args, index, info, b, global_b)
+
+    GRAPH_WARMUP = 3
+
+    def _forward_backward(self, args: tuple, b: int, global_b: int) -> tuple[Tensor, Tensor]:
+        """Forward and backward of one step -> ([total, *terms] (1 + n_terms,), mu (B, zdim)); gradients in .grad."""
+        *tensors, amp_on = args
+        if self.cudagraphs and not self.step_graph:
+            torch.compiler.cudagraph_mark_step_begin()
+        total, terms, mu = self.forward(*tensors, amplitude_on=amp_on)
         if self.world_size > 1 and b * self.world_size != global_b:
             # DDP averages the ranks' gradients with equal weights: weight this shard's mean by its share of an
             # uneven global batch, so the update is the single process's gradient of the global-batch mean
@@ -334,26 +364,95 @@ class Stepper:
 
             values_t = values_t * (b / global_b)
             dist.all_reduce(values_t)
-        self.step_count += 1
-        info = (self.step_count, self.epoch, global_b, batch["index"])
+        return values_t, mu
+
+    def _nonfinite(self, values_t: Tensor) -> Tensor:
+        """() bool on the device: a loss term or any gradient is not finite."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        bad = ~torch.isfinite(values_t).all()
+        if grads:
+            bad = bad | ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        return bad
+
+    def _eager_step(self, args: tuple, index: Tensor, info: tuple, b: int, global_b: int) -> list[StepResult]:
+        self.optimizer.zero_grad(set_to_none=True)
+        values_t, mu = self._forward_backward(args, b, global_b)
         if not self.deferred:
             values = values_t.tolist()
             result = self._check(info, values)
             self._apply(index, mu)
             return [result]
-        grads = [p.grad for p in self.params if p.grad is not None]
-        bad = ~torch.isfinite(values_t).all()
-        if grads:
-            bad = bad | ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        bad = self._nonfinite(values_t)
         self.optimizer.found_inf = bad.float().reshape(())  # the fused AdamW skips a non-finite step on the device
+        return self._defer(values_t, bad, info, lambda: self._apply(index, mu))
+
+    def _defer(self, values_t: Tensor, bad: Tensor, info: tuple, launch) -> list[StepResult]:
+        """Queue the host copy of this step's values, run ``launch`` (the update), check the previous step."""
         host = torch.cat([values_t, bad.float().reshape(1)]).to("cpu", non_blocking=True)
-        event = torch.cuda.Event() if dev.type == "cuda" else None
+        event = torch.cuda.Event() if self.device.type == "cuda" else None
         if event is not None:
             event.record()
-        self._apply(index, mu)
+        launch()
         done = self.flush()
         self.pending = (event, host, info)
         return done
+
+    def _graph_step(self, args: tuple, index: Tensor, info: tuple) -> list[StepResult]:
+        """One step as a replay of the captured whole-step CUDA graph (captured on the first call)."""
+        if self._graph is None:
+            try:
+                self._capture(args, index)
+            except Exception as exc:  # a capture that fails leaves the per-part path, slower but the same step
+                log.warning("the whole training step could not be captured as one CUDA graph (%s: %s); "
+                            "continuing without it", type(exc).__name__, exc)
+                self._graph, self._graph_failed = None, True
+                for g in self.optimizer.param_groups:
+                    g["capturable"] = False
+                torch.cuda.synchronize(self.device)
+                return self._eager_step(args, index, info, self.batch_size, self.batch_size)
+        else:
+            for static, a in zip(self._static_args, args, strict=True):
+                if static is not None:
+                    static.copy_(a, non_blocking=True)
+            self._static_index.copy_(index, non_blocking=True)
+        self._graph.replay()
+        values_t, bad = self._static_out
+        return self._defer(values_t, bad, info, self._schedule)
+
+    def _schedule(self) -> None:
+        """The scheduler's step after a replay: it fills the device lr tensors that the graph reads, in place."""
+        if self.scheduler is None:
+            return
+        self.scheduler.step()
+        for g, lr in zip(self.optimizer.param_groups, self._lr, strict=True):
+            if g["lr"] is not lr:  # a scheduler that assigned a float: copy it into the tensor the graph reads
+                lr.fill_(float(g["lr"]))
+                g["lr"] = lr
+
+    def _capture(self, args: tuple, index: Tensor) -> None:
+        dev = self.device
+        opt = self.optimizer
+        for g in opt.param_groups:  # the fused AdamW reads its step counts and the lr from the device
+            g["capturable"] = True
+            if not isinstance(g["lr"], Tensor):
+                g["lr"] = torch.tensor(float(g["lr"]), dtype=torch.float32, device=dev)
+        self._lr = [g["lr"] for g in opt.param_groups]
+        self._static_args = tuple(a.clone() if isinstance(a, Tensor) else a for a in args)
+        self._static_index = index.clone()
+        found_inf = torch.zeros((), device=dev)
+        opt.found_inf = found_inf
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize(dev)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            values_t, mu = self._forward_backward(self._static_args, self.batch_size, self.batch_size)
+            bad = self._nonfinite(values_t)
+            found_inf.copy_(bad.float().reshape(()))
+            opt.step()
+            self.update_bank(self._static_index, mu.detach())
+        self._graph, self._static_out = graph, (values_t, bad)
+        self._graph_grads = [p.grad for p in self.params]  # the graph's own gradient buffers, kept alive
+        log.info("training step captured as one CUDA graph (batch %d)", self.batch_size)
 
     def _apply(self, index: Tensor, mu: Tensor) -> None:
         self.optimizer.step()
@@ -401,7 +500,13 @@ class Stepper:
         self.bank_filled[index] = True
 
     def state(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(),
+        opt = self.optimizer.state_dict()
+        for g in opt["param_groups"]:  # as plain settings: a checkpoint of a graphed step resumes anywhere
+            if isinstance(g.get("lr"), Tensor):
+                g["lr"] = float(g["lr"])
+            if "capturable" in g:
+                g["capturable"] = False
+        return {"optimizer": opt,
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                 "bank": self.bank.cpu(), "bank_filled": self.bank_filled.cpu(), "step": self.step_count,
                 "generator": self.generator.get_state()}
@@ -628,7 +733,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     stepper = Stepper(wrapped, opt, sched, ds.n, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
                       cfg.compile, cfg.cudagraphs, amplitude_start_epoch=cfg.amplitude_start_epoch,
-                      autotune=cfg.autotune)
+                      autotune=cfg.autotune, step_graph=cfg.step_graph)
     first_epoch = 1
     if ckpt is not None:
         stepper.load_state(ckpt["trainer"])
