@@ -359,7 +359,7 @@ def test_cuda_graph_steps_match_eager_steps():
                 out += st.step(b, knn_active=i >= 4)
         out += st.flush()
         if whole:  # steps 1-3 warm up, step 4 is captured, steps 5-8 replay the one graph
-            assert st._graph is not None and not st._graph_failed
+            assert st._graph is not None and not st._graph_failed, st.graph_error
             saved = st.state()["optimizer"]["param_groups"][0]  # a checkpoint holds plain settings
             assert isinstance(saved["lr"], float) and saved["capturable"] is False
             assert saved["lr"] == pytest.approx(1e-3 / 9)

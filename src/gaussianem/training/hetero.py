@@ -251,6 +251,7 @@ class Stepper:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_warm = 0  # real steps run (on a side stream) before the capture
         self._graph_failed = False
+        self.graph_error: str | None = None
         # on/off switches of the compiled step: one tensor per argument, never the same object for two arguments
         # (an aliased pair of inputs makes torch.compile guard on it, recompile and drop the CUDA graphs)
         self._one = torch.ones((), device=device)
@@ -336,15 +337,22 @@ class Stepper:
                 return self._graph_step(args, index, info)
             self._graph_warm += 1
             main = torch.cuda.current_stream(dev)
-            side = torch.cuda.Stream(dev)
+            side = self._capture_stream()
             side.wait_stream(main)
-            with torch.cuda.stream(side):  # warm-up steps, real ones, on a side stream as capture wants
+            # warm-up steps, real ones, on the stream the capture will use: autograd's gradient accumulators
+            # remember the stream they were made on, and one made on another stream breaks the capture
+            with torch.cuda.stream(side):
                 done = self._eager_step(args, index, info, b, global_b)
             main.wait_stream(side)
             return done
         return self._eager_step(args, index, info, b, global_b)
 
     GRAPH_WARMUP = 3
+
+    def _capture_stream(self) -> torch.cuda.Stream:
+        if getattr(self, "_side", None) is None:
+            self._side = torch.cuda.Stream(self.device)
+        return self._side
 
     def _forward_backward(self, args: tuple, b: int, global_b: int) -> tuple[Tensor, Tensor]:
         """Forward and backward of one step -> ([total, *terms] (1 + n_terms,), mu (B, zdim)); gradients in .grad."""
@@ -406,6 +414,7 @@ class Stepper:
                 log.warning("the whole training step could not be captured as one CUDA graph (%s: %s); "
                             "continuing without it", type(exc).__name__, exc)
                 self._graph, self._graph_failed = None, True
+                self.graph_error = f"{type(exc).__name__}: {exc}"
                 for g in self.optimizer.param_groups:
                     g["capturable"] = False
                 torch.cuda.synchronize(self.device)
@@ -442,9 +451,11 @@ class Stepper:
         found_inf = torch.zeros((), device=dev)
         opt.found_inf = found_inf
         opt.zero_grad(set_to_none=True)
+        side = self._capture_stream()
+        side.wait_stream(torch.cuda.current_stream(dev))
         torch.cuda.synchronize(dev)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             values_t, mu = self._forward_backward(self._static_args, self.batch_size, self.batch_size)
             bad = self._nonfinite(values_t)
             found_inf.copy_(bad.float().reshape(()))
