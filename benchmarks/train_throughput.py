@@ -263,7 +263,7 @@ def main() -> None:
                    help="CUDA-graph replay of the compiled step (default: as gaussianem train, on with CUDA)")
     p.add_argument("--autotune", action="store_true", help="compile with max-autotune (as train --autotune)")
     p.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
-                   help="the whole step as one CUDA graph (as train --step-graph; default on with CUDA graphs)")
+                   help="the whole step as one CUDA graph (as train --step-graph; experimental, default off)")
     p.add_argument("--predict-width", action="store_true")
     p.add_argument("--chunk", type=int, default=None, help="projection chunk (Gaussians)")
     p.add_argument("--steps", type=int, default=50)

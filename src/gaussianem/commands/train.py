@@ -90,8 +90,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "process)")
     parser.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
                         help="with --cudagraphs, capture the whole step (forward, backward, AdamW, memory bank) as one "
-                        "CUDA graph: one launch per step (default: on; --no-step-graph replays only forward and "
-                        "backward as graphs)")
+                        "CUDA graph: one launch per step (experimental, default off: forward and backward replay as "
+                        "torch.compile's CUDA graphs)")
     parser.add_argument("--autotune", action="store_true",
                         help="compile the step with max-autotune (benchmarks Triton matrix kernels with fused "
                         "epilogues first: minutes more compilation, maybe a faster step; CUDA)")

@@ -239,8 +239,8 @@ class Stepper:
         # the whole step (forward, backward, finiteness check, AdamW, bank update) as one CUDA graph: one launch
         # per step, so the host's Python and autograd no longer bound the step (needs one process, the fused
         # AdamW and the deferred check); otherwise forward and backward replay as torch.compile's CUDA graphs
-        if step_graph is None:
-            step_graph = True
+        if step_graph is None:  # opt-in until a GPU run has checked the capture in `train` (see RESULTS.md)
+            step_graph = False
         self.step_graph = bool(step_graph and self.cudagraphs and self.deferred and world_size == 1)
         if use_compile:
             tree_graphs = self.cudagraphs and not self.step_graph
