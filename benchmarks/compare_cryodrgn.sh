@@ -88,32 +88,12 @@ step() {
 }
 
 # --- environment: wheels carried as .whl/, the package from src/ --------------------------------------------------
-INSTALL_WHEELS=${INSTALL_WHEELS:-auto}
-if [ "$INSTALL_WHEELS" != 0 ] && [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  if [ ! -f /tmp/site/.installed ]; then
-    step "install wheels" "$RESULTS/install.log" \
-      "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-      && touch /tmp/site/.installed
-  fi
-  export PYTHONPATH=/tmp/site:$ROOT/.whl/mdatests:$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
-else
-  export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
-fi
-gem() { "$PY" -m gaussianem "$@"; }
-# cryoDRGN's own entry point imports every command module (its dashboard needs flask, plotly, ...): run the one
-# command module asked for, exactly as the entry point would (its add_args + main)
-CRYODRGN_RUNNER='import argparse, logging, sys
-from importlib import import_module
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-cmd = sys.argv[1]
-module = import_module("cryodrgn.commands." + cmd)
-parser = argparse.ArgumentParser(prog="cryodrgn " + cmd)
-module.add_args(parser)
-module.main(parser.parse_args(sys.argv[2:]))'
-cryodrgn() { "$PY" -c "$CRYODRGN_RUNNER" "$@"; }
+# shellcheck source=benchmarks/gpu_env.sh
+. "$ROOT/benchmarks/gpu_env.sh"
+log "environment: .whl/ installed into /tmp/site when carried"
+GPU_ENV_LOG=$RESULTS/install.log gpu_env || log "FAILED install wheels (see $RESULTS/install.log)"
 export -f gem cryodrgn
 export PY CRYODRGN_RUNNER
-export PYTHONUNBUFFERED=1
 
 GPU=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")' 2>/dev/null)
 log "device: ${GPU:-unknown}; presets: ${PRESETS[*]}; tools: $TOOLS; N=$N_PARTICLES box=$BOX snr=$SNR epochs=$EPOCHS" \

@@ -14,13 +14,9 @@ OUT=${OUT:-/tmp/probe}
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-60} WARMUP=${WARMUP:-15}
 mkdir -p "$OUT"
-# wheels carried as .whl/ (bash benchmarks/fetch_wheels.sh, here): mrcfile, starfile, gemmi, plyfile are not on the image
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 && [ ! -f /tmp/site/.installed ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && touch /tmp/site/.installed
-fi
-[ -d /tmp/site ] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# shellcheck source=benchmarks/gpu_env.sh
+. benchmarks/gpu_env.sh
+gpu_env || echo "installing .whl/ failed" >&2
 G=${GAUSSIANS:-"739 2500 5850"}
 GA=${AUTOTUNE_GAUSSIANS:-5850}  # max-autotune compiles for minutes: one cloud size by default
 # shellcheck disable=SC2086

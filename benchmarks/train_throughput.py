@@ -55,7 +55,14 @@ from gaussianem.model.vae import GaussianVAE
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.training.config import TrainConfig
 from gaussianem.training.distributed import convert_batchnorm, init_process_group
-from gaussianem.training.hetero import LossWeights, Stepper, TrainingObjective, build_graphs, model_spec
+from gaussianem.training.hetero import (
+    LossWeights,
+    Stepper,
+    TrainingObjective,
+    build_graphs,
+    model_spec,
+    tf32_matmuls,
+)
 
 PEAKS = {"H100 PCIe": (756.0, 51.0), "H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
 
@@ -234,7 +241,9 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     return {
         "device": name, "gaussians": g, "box": d, "world": world, "batch": b, "zdim": args.zdim, "amp": args.amp,
         "compile": stepper.compiled, "cudagraphs": stepper.cudagraphs,
-        "step_graph": stepper.step_graph, "autotune": args.autotune,
+        "step_graph": stepper.step_graph, "graph_error": stepper.graph_error,
+        "graph_traceback": stepper.graph_traceback, "tf32": bool(getattr(args, "tf32", False)),
+        "autotune": args.autotune,
         "deferred_check": stepper.deferred, "loader": args.with_loader, "step_ms": dt * 1e3,
         "host_wait_ms": wait * 1e3,
         "particles_per_s": world * b / dt,
@@ -262,8 +271,10 @@ def main() -> None:
     p.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None,
                    help="CUDA-graph replay of the compiled step (default: as gaussianem train, on with CUDA)")
     p.add_argument("--autotune", action="store_true", help="compile with max-autotune (as train --autotune)")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=False,
+                   help="float32 matrix products on TF32 tensor cores (as train --tf32)")
     p.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
-                   help="the whole step as one CUDA graph (as train --step-graph; experimental, default off)")
+                   help="the whole step as one CUDA graph (as train --step-graph; default on with CUDA graphs)")
     p.add_argument("--predict-width", action="store_true")
     p.add_argument("--chunk", type=int, default=None, help="projection chunk (Gaussians)")
     p.add_argument("--steps", type=int, default=50)
@@ -283,13 +294,18 @@ def main() -> None:
         for g in args.gaussians:
             for bs in args.batch_size:
                 a = argparse.Namespace(**{**vars(args), "batch_size": bs, "gaussians": g})
-                rows.append(run(a, rank, world))
+                with tf32_matmuls(args.tf32):
+                    rows.append(run(a, rank, world))
     finally:
         if world > 1:
             import torch.distributed as dist
 
             backend = dist.get_backend()
             dist.destroy_process_group()
+    for r in rows:
+        if r["graph_error"]:
+            print(f"G {r['gaussians']}, batch {r['batch']}: the whole-step capture failed: {r['graph_error']}\n"
+                  f"{r['graph_traceback']}")
     if rank == 0:
         print_table(rows, f"DDP over {world} processes ({backend})" if world > 1 else "one process")
 
@@ -300,7 +316,8 @@ def print_table(rows: list[dict], parallel: str) -> None:
           f"{datetime.datetime.now().isoformat(timespec='minutes')}\n")
     print(f"box {r0['box']}, zdim {r0['zdim']}, DESIGN layer sizes; amp {r0['amp']}, compile {r0['compile']}, "
           f"CUDA graphs {r0['cudagraphs']}, "
-          f"whole-step graph {r0['step_graph']}, autotune {r0['autotune']}, deferred check {r0['deferred_check']}, "
+          f"whole-step graph {r0['step_graph']}, TF32 {r0['tf32']}, autotune {r0['autotune']}, "
+          f"deferred check {r0['deferred_check']}, "
           f"loader {r0['loader']}; "
           f"{parallel}. Per process: batch, peak memory, GFLOP, floor and its fraction; particles/s and TFLOP/s "
           "are of all processes together. 'host wait' = time per step the host spent waiting for the device "

@@ -29,14 +29,9 @@ PY=${PYTHON:-python3}
 [ $# -eq 0 ] && { echo "usage: $0 NAME:FLAGS [NAME:FLAGS ...]" >&2; exit 2; }
 mkdir -p "$WORK" "$RESULTS/variants"
 OUTD=$(cd "$RESULTS/variants" && pwd)
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  [ -f /tmp/site/.installed ] || { "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-      --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 && touch /tmp/site/.installed; }
-  export PYTHONPATH=/tmp/site:$ROOT/.whl/mdatests:$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
-else
-  export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1
+# shellcheck source=benchmarks/gpu_env.sh
+. "$ROOT/benchmarks/gpu_env.sh"
+gpu_env || echo "installing .whl/ failed" >&2
 run() {  # run NAME LOG CMD...: timed, output kept in LOG
   local name=$1 out=$2 t0 rc
   shift 2

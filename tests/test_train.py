@@ -359,7 +359,7 @@ def test_cuda_graph_steps_match_eager_steps():
                 out += st.step(b, knn_active=i >= 4)
         out += st.flush()
         if whole:  # steps 1-3 warm up, step 4 is captured, steps 5-8 replay the one graph
-            assert st._graph is not None and not st._graph_failed, st.graph_error
+            assert st._graph is not None and not st._graph_failed, st.graph_traceback
             saved = st.state()["optimizer"]["param_groups"][0]  # a checkpoint holds plain settings
             assert isinstance(saved["lr"], float) and saved["capturable"] is False
             assert saved["lr"] == pytest.approx(1e-3 / 9)
@@ -509,3 +509,41 @@ def test_amplitude_gate_and_penalty(dataset, tmp_path):
     _, _, amp = model.decode(z)
     base = model.base_cloud.amplitudes.detach()
     assert not torch.allclose(amp, base.expand_as(amp))
+
+
+def test_tf32_switch_is_scoped_and_reaches_the_config():
+    """`train --tf32` lands in the run's config (default off), and the switch is set only inside the run."""
+    from gaussianem.cli import build_parser
+    from gaussianem.commands.train import config_from_args
+    from gaussianem.training.hetero import tf32_matmuls
+
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["train", "ds", "-o", "run"])).tf32 is False
+    assert config_from_args(parser.parse_args(["train", "ds", "-o", "run", "--tf32"])).tf32 is True
+    before = torch.backends.cuda.matmul.allow_tf32
+    with tf32_matmuls(not before):
+        assert torch.backends.cuda.matmul.allow_tf32 is (not before)
+    assert torch.backends.cuda.matmul.allow_tf32 is before
+    with pytest.raises(KeyError), tf32_matmuls(not before):
+        raise KeyError("a failing run")
+    assert torch.backends.cuda.matmul.allow_tf32 is before
+
+
+def test_step_graph_is_the_default_only_where_it_can_run():
+    """The whole-step CUDA graph is on by default with CUDA graphs (one process, fused AdamW), never on the CPU."""
+    from gaussianem.training.hetero import Stepper
+
+    model = torch.nn.Linear(2, 2)
+    model.knn_counts = (8, 2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    st = Stepper(model, opt, None, 10, 2, torch.device("cpu"), 0, 4, step_graph=None)
+    assert not st.cudagraphs and not st.step_graph
+    st = Stepper(model, opt, None, 10, 2, torch.device("cpu"), 0, 4, compile=False, step_graph=True)
+    assert not st.step_graph  # asked for, but there is no CUDA graph to put the step in
+    if torch.cuda.is_available():
+        dev = torch.device("cuda")
+        model = model.to(dev)
+        fused = torch.optim.AdamW(model.parameters(), fused=True)
+        assert Stepper(model, fused, None, 10, 2, dev, 0, 4).step_graph
+        assert not Stepper(model, fused, None, 10, 2, dev, 0, 4, step_graph=False).step_graph
+        assert not Stepper(model, torch.optim.AdamW(model.parameters()), None, 10, 2, dev, 0, 4).step_graph

@@ -90,8 +90,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "process)")
     parser.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
                         help="with --cudagraphs, capture the whole step (forward, backward, AdamW, memory bank) as one "
-                        "CUDA graph: one launch per step (experimental, default off: forward and backward replay as "
-                        "torch.compile's CUDA graphs)")
+                        "CUDA graph: one launch per step (default on; --no-step-graph: forward and backward replay "
+                        "as torch.compile's CUDA graphs, AdamW outside them)")
+    parser.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=d["tf32"],
+                        help="float32 matrix products (the projection's sums over Gaussians) on TF32 tensor cores: "
+                        "inputs rounded to 10-bit mantissas, sums in float32 (CUDA)")
     parser.add_argument("--autotune", action="store_true",
                         help="compile the step with max-autotune (benchmarks Triton matrix kernels with fused "
                         "epilogues first: minutes more compilation, maybe a faster step; CUDA)")

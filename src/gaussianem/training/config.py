@@ -42,7 +42,8 @@ class TrainConfig:
     predict_width: bool = _SPEC["predict_width"]
     compile: bool | None = None  # None: on with CUDA, off on the CPU
     cudagraphs: bool | None = None  # None: on with CUDA + compile in one process
-    step_graph: bool | None = None  # True: the whole step (AdamW too) as one CUDA graph (experimental)
+    step_graph: bool | None = None  # None/True: with CUDA graphs, the whole step (AdamW too) as one CUDA graph
+    tf32: bool = False  # float32 matrix products (the projection's) on TF32 tensor cores (CUDA)
     autotune: bool = False  # compile with max-autotune (Triton GEMMs with fused epilogues; minutes of compilation)
     preload: str = "auto"  # particles in device memory: auto (CUDA, stack <= 30 % of the GPU), on, off
     # layer sizes and geometry of the model: ModelSpec's defaults

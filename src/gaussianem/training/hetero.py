@@ -20,12 +20,14 @@ held there (:class:`~gaussianem.training.data.ResidentParticles`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -191,6 +193,18 @@ def build_graphs(cloud: GaussianCloud, cfg: TrainConfig, device) -> tuple[L.Radi
     return g1, g2, cfg.repulsion_fraction * mean_nn
 
 
+@contextlib.contextmanager
+def tf32_matmuls(on: bool) -> Iterator[None]:
+    """Inside, float32 matrix products may run on TF32 tensor cores (inputs rounded to 10-bit mantissas, float32
+    accumulation; CUDA only) when ``on``, and may not when not; the previous setting is restored on exit."""
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = bool(on)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
 def compile_mode(cudagraphs: bool, autotune: bool = False) -> str | None:
     """torch.compile mode of the training step: CUDA graphs or not, autotuned GEMMs (max-autotune) or not."""
     if autotune:
@@ -216,9 +230,12 @@ class Stepper:
     to the fused AdamW as ``found_inf``, which then skips the update of a non-finite step (the weights keep their
     last finite values); the host reads the flag one step later and raises :class:`NonFiniteLossError` naming
     that step and its particles. ``flush()`` returns the result of the last pending step (call it at the end of
-    an epoch). With ``cudagraphs`` (CUDA, one process, compile on) the objective is compiled with
-    ``mode="reduce-overhead"``: forward and backward replay as CUDA graphs, a few launches per step instead of
-    hundreds.
+    an epoch). With ``cudagraphs`` (CUDA, one process, compile on) and ``step_graph`` (the default there) the
+    whole step -- forward, backward, finiteness check, fused AdamW, memory-bank update -- is captured as one CUDA
+    graph after ``GRAPH_WARMUP`` ordinary steps and replayed: one launch per step, so the host's Python and
+    autograd no longer bound it. A capture that fails falls back (with a warning, ``graph_error`` set) to compiled
+    steps without graphs. With ``step_graph=False`` the objective is compiled with ``mode="reduce-overhead"``:
+    forward and backward replay as torch.compile's CUDA graphs, the optimizer runs outside them.
     """
 
     def __init__(self, objective: nn.Module, optimizer: torch.optim.Optimizer, scheduler, n_particles: int,
@@ -239,8 +256,8 @@ class Stepper:
         # the whole step (forward, backward, finiteness check, AdamW, bank update) as one CUDA graph: one launch
         # per step, so the host's Python and autograd no longer bound the step (needs one process, the fused
         # AdamW and the deferred check); otherwise forward and backward replay as torch.compile's CUDA graphs
-        if step_graph is None:  # opt-in until a GPU run has checked the capture in `train` (see RESULTS.md)
-            step_graph = False
+        if step_graph is None:  # on wherever it can be (checked on an H200: benchmarks/RESULTS.md, 2026-12-03)
+            step_graph = True
         self.step_graph = bool(step_graph and self.cudagraphs and self.deferred and world_size == 1)
         if use_compile:
             tree_graphs = self.cudagraphs and not self.step_graph
@@ -252,6 +269,7 @@ class Stepper:
         self._graph_warm = 0  # real steps run (on a side stream) before the capture
         self._graph_failed = False
         self.graph_error: str | None = None
+        self.graph_traceback: str | None = None
         # on/off switches of the compiled step: one tensor per argument, never the same object for two arguments
         # (an aliased pair of inputs makes torch.compile guard on it, recompile and drop the CUDA graphs)
         self._one = torch.ones((), device=device)
@@ -415,6 +433,8 @@ class Stepper:
                             "continuing without it", type(exc).__name__, exc)
                 self._graph, self._graph_failed = None, True
                 self.graph_error = f"{type(exc).__name__}: {exc}"
+                self.graph_traceback = traceback.format_exc()
+                log.debug("whole-step capture:\n%s", self.graph_traceback)
                 for g in self.optimizer.param_groups:
                     g["capturable"] = False
                 torch.cuda.synchronize(self.device)
@@ -507,8 +527,10 @@ class Stepper:
             idx, m = torch.cat(idxs), torch.cat(ms)
             keep = idx >= 0
             index, mu = idx[keep], m[keep]
-        self.bank[index] = mu.float()
-        self.bank_filled[index] = True
+        # index_copy_/index_fill_ rather than ``bank[index] = ...``: assigning a Python scalar copies a CPU tensor to
+        # the device, which a CUDA graph capture refuses
+        self.bank.index_copy_(0, index, mu.float())
+        self.bank_filled.index_fill_(0, index, True)
 
     def state(self) -> dict:
         opt = self.optimizer.state_dict()
@@ -763,33 +785,36 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     log.info("training on %s: %d particles, %d Gaussians, box %d, batch %d, %d epochs, lr %g",
              device, ds.n, model.n_gaussians, ds.box_size, cfg.batch_size * world_size, cfg.epochs, cfg.lr)
     log_file = open(root / LOG, "a", buffering=1) if main_rank else None  # line-buffered: `tail -f` works
-    try:
-        for epoch in range(first_epoch, cfg.epochs + 1):
-            _train_epoch(cfg, epoch, stepper, sampler, data, device, log_file, main_rank, resident)
-            mu, lv = evaluate_latents(model, data, cfg.eval_batch_size, device, cfg.num_workers, cfg.amp,
-                                      cfg.progress and main_rank, rank, world_size, resident)
-            if not _all_finite(model):
-                raise TrainingError(f"the model holds non-finite weights after epoch {epoch}; no checkpoint written")
-            if main_rank:
-                save_npy_atomic(root / f"z.{epoch}.npy", mu)
-                save_npy_atomic(root / f"z_logvar.{epoch}.npy", lv)
-                save_checkpoint(weights_path(root, epoch), {
-                    "epoch": epoch, "spec": model.spec.to_dict(), "model": model.state_dict(),
-                    "trainer": stepper.state(), "sampler": {"epoch": epoch + 1, "position": 0},
-                    "rng": rng_state(), "config": cfg.to_dict()})
-                if cfg.train_base:
-                    model.base_cloud.to_ply(root / BASE_PLY)
-                log_file.flush()
-                plot_losses(root / LOG, root / "loss.png")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch)
-            if stop_after_epoch is not None and epoch >= stop_after_epoch:
-                break
-    except torch.cuda.OutOfMemoryError as exc:
-        raise TrainingError(_oom_message(cfg)) from exc
-    finally:
-        if log_file is not None:
-            log_file.close()
+    # the projection's float32 products on TF32 tensor cores or not, as the run asks (restored after)
+    with tf32_matmuls(cfg.tf32 and device.type == "cuda"):
+        try:
+            for epoch in range(first_epoch, cfg.epochs + 1):
+                _train_epoch(cfg, epoch, stepper, sampler, data, device, log_file, main_rank, resident)
+                mu, lv = evaluate_latents(model, data, cfg.eval_batch_size, device, cfg.num_workers, cfg.amp,
+                                          cfg.progress and main_rank, rank, world_size, resident)
+                if not _all_finite(model):
+                    raise TrainingError(f"the model holds non-finite weights after epoch {epoch}; "
+                                        "no checkpoint written")
+                if main_rank:
+                    save_npy_atomic(root / f"z.{epoch}.npy", mu)
+                    save_npy_atomic(root / f"z_logvar.{epoch}.npy", lv)
+                    save_checkpoint(weights_path(root, epoch), {
+                        "epoch": epoch, "spec": model.spec.to_dict(), "model": model.state_dict(),
+                        "trainer": stepper.state(), "sampler": {"epoch": epoch + 1, "position": 0},
+                        "rng": rng_state(), "config": cfg.to_dict()})
+                    if cfg.train_base:
+                        model.base_cloud.to_ply(root / BASE_PLY)
+                    log_file.flush()
+                    plot_losses(root / LOG, root / "loss.png")
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch)
+                if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                    break
+        except torch.cuda.OutOfMemoryError as exc:
+            raise TrainingError(_oom_message(cfg)) from exc
+        finally:
+            if log_file is not None:
+                log_file.close()
     if world_size > 1:
         import torch.distributed as dist
 
