@@ -319,10 +319,23 @@ def test_deferred_finiteness_check_skips_the_bad_step(tmp_path):
     assert info.value.step == 3 and 37 in info.value.indices.tolist()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graph_steps_match_eager_steps():
-    """The compiled, CUDA-graph-replayed step and the whole step captured as one CUDA graph compute the eager
-    step's numbers (up to float order): losses, weights after the AdamW updates under an lr schedule, bank."""
+def _graph_batches(sizes: list[int]) -> list[dict]:
+    """Training batches of the given sizes (consecutive particle indices from 0) for the CUDA-graph tests."""
+    gen = torch.Generator().manual_seed(5)
+    out, start = [], 0
+    for n in sizes:
+        out.append({"index": torch.arange(start, start + n), "image": torch.randn(n, BOX, BOX, generator=gen),
+                    "rotation": random_rotations(n, gen, dtype=torch.float32),
+                    "shift": torch.randn(n, 2, generator=gen),
+                    "ctf": torch.tensor([[1.2e4, 1.1e4, 30.0, 300.0, 2.7, 0.1, 0.0]]).repeat(n, 1)})
+        start += n
+    return out
+
+
+def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: set[int]):
+    """Two epochs of ``batches`` on CUDA (batch size 16, an lr schedule, the kNN loss and the amplitude changes on
+    in epoch 2) -> (Stepper, [total, *terms] per step (n_steps, 10), weights, bank). Steps in ``recompile_free``
+    must not compile again."""
     from gaussianem.gaussians import GaussianCloud
     from gaussianem.model import losses as L
     from gaussianem.model.vae import GaussianVAE
@@ -333,47 +346,75 @@ def test_cuda_graph_steps_match_eager_steps():
                                                    "amp": False})
     pos, wid, amp = tiny_cloud()
     t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-    gen = torch.Generator().manual_seed(5)
-    batches = [{"index": torch.arange(16 * i, 16 * (i + 1)), "image": torch.randn(16, BOX, BOX, generator=gen),
-                "rotation": random_rotations(16, gen, dtype=torch.float32), "shift": torch.randn(16, 2, generator=gen),
-                "ctf": torch.tensor([[1.2e4, 1.1e4, 30.0, 300.0, 2.7, 0.1, 0.0]]).repeat(16, 1)} for i in range(4)]
-    runs = []
-    for graphs, whole in ((False, False), (True, False), (True, True)):
-        torch.manual_seed(0)
-        cloud = GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0)
-        model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0)).to(dev)
-        model.set_base_trainable(False)
-        g1, g2, rep = build_graphs(model.base_cloud, cfg, dev)
-        obj = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False, L.knn_counts(64)).to(dev)
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + s))  # the graph must see each lr
-        st = Stepper(obj, opt, sched, 64, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs,
-                     amplitude_start_epoch=1, step_graph=whole)
-        assert st.cudagraphs == graphs and st.deferred and st.step_graph == whole
-        out = []
-        for i, b in enumerate(batches * 2):
-            if i == 4:  # epoch 2: the kNN loss and the amplitude changes switch on, with no second compilation
-                st.refresh_bank()
-                st.epoch = 2
-            with torch._dynamo.config.patch(error_on_recompile=i >= 4):
-                out += st.step(b, knn_active=i >= 4)
-        out += st.flush()
-        if whole:  # steps 1-3 warm up, step 4 is captured, steps 5-8 replay the one graph
-            assert st._graph is not None and not st._graph_failed, st.graph_traceback
-            saved = st.state()["optimizer"]["param_groups"][0]  # a checkpoint holds plain settings
-            assert isinstance(saved["lr"], float) and saved["capturable"] is False
-            assert saved["lr"] == pytest.approx(1e-3 / 9)
-        runs.append((np.array([r.values for r in out]), model.state_dict(), st.bank.clone()))
-    (eager, w_eager, bank_eager), (graphed, _, _), (whole_step, w_whole, bank_whole) = runs
-    assert eager.shape == graphed.shape == whole_step.shape == (8, 10)
-    assert np.all(graphed[4:, 3] > 0)  # the kNN loss was on in the last four steps
-    np.testing.assert_allclose(graphed, eager, rtol=2e-3, atol=1e-5)
-    # the whole-step graph: the same losses, the same weights after 8 AdamW updates, the same memory bank
-    np.testing.assert_allclose(whole_step, eager, rtol=2e-3, atol=1e-5)
-    for k, v in w_eager.items():
+    n_particles = sum(len(b["index"]) for b in batches)
+    torch.manual_seed(0)
+    cloud = GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0)
+    model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0)).to(dev)
+    model.set_base_trainable(False)
+    g1, g2, rep = build_graphs(model.base_cloud, cfg, dev)
+    obj = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False,
+                            L.knn_counts(n_particles)).to(dev)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + s))  # the graph must see each lr
+    st = Stepper(obj, opt, sched, n_particles, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs,
+                 amplitude_start_epoch=1, step_graph=whole)
+    assert st.cudagraphs == graphs and st.deferred and st.step_graph == whole
+    out = []
+    for i, b in enumerate(batches * 2):
+        if i == len(batches):  # epoch 2: the kNN loss and the amplitude changes switch on
+            out += st.flush()
+            st.refresh_bank()
+            st.epoch = 2
+        with torch._dynamo.config.patch(error_on_recompile=i in recompile_free):
+            out += st.step(b, knn_active=i >= len(batches))
+    out += st.flush()
+    return st, np.array([r.values for r in out]), model.state_dict(), st.bank.clone()
+
+
+def _assert_same_training(a, b) -> None:
+    """Two :func:`_graph_run` results: the same losses, weights after the AdamW updates, memory bank."""
+    (_, va, wa, ba), (_, vb, wb, bb) = a, b
+    assert va.shape == vb.shape
+    np.testing.assert_allclose(vb, va, rtol=2e-3, atol=1e-5)
+    for k, v in wa.items():
         if v.is_floating_point():
-            torch.testing.assert_close(w_whole[k], v, rtol=2e-3, atol=1e-4, msg=k)
-    torch.testing.assert_close(bank_whole, bank_eager, rtol=2e-3, atol=1e-4)
+            torch.testing.assert_close(wb[k], v, rtol=2e-3, atol=1e-4, msg=k)
+    torch.testing.assert_close(bb, ba, rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_steps_match_eager_steps():
+    """The compiled, CUDA-graph-replayed step and the whole step captured as one CUDA graph compute the eager
+    step's numbers (up to float order): losses, weights after the AdamW updates under an lr schedule, bank. The kNN
+    loss and the amplitude changes switch on in epoch 2 with no second compilation."""
+    batches = _graph_batches([16] * 4)
+    eager = _graph_run(batches, False, False, set())
+    graphed = _graph_run(batches, True, False, set(range(4, 8)))
+    whole = _graph_run(batches, True, True, set(range(4, 8)))
+    st = whole[0]  # steps 1-3 warm up, step 4 is captured, steps 5-8 replay the one graph
+    assert st._graph is not None and not st._graph_failed, st.graph_traceback
+    saved = st.state()["optimizer"]["param_groups"][0]  # a checkpoint holds plain settings
+    assert isinstance(saved["lr"], float) and saved["capturable"] is False
+    assert saved["lr"] == pytest.approx(1e-3 / 9)
+    assert eager[1].shape == (8, 10)
+    assert np.all(graphed[1][4:, 3] > 0)  # the kNN loss was on in the last four steps
+    np.testing.assert_allclose(graphed[1], eager[1], rtol=2e-3, atol=1e-5)
+    _assert_same_training(eager, whole)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_whole_step_graph_with_a_partial_last_batch():
+    """Epochs that end on a short batch (as when the particle count is not a multiple of the batch size): the
+    short batch runs outside the captured graph (compiled, on the same optimizer, schedule and bank) and the graph
+    replays after it; the run equals the eager one."""
+    batches = _graph_batches([16, 16, 16, 16, 8])
+    eager = _graph_run(batches, False, False, set())
+    whole = _graph_run(batches, True, True, {5, 6, 7, 8})
+    st = whole[0]
+    assert st._graph is not None and not st._graph_failed, st.graph_traceback
+    assert st.state()["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 11)
+    assert eager[1].shape == (10, 10)
+    _assert_same_training(eager, whole)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
