@@ -72,6 +72,24 @@ def loop_rates(epochs: list[float] | None, particle_epochs: float | None) -> dic
     return out
 
 
+def overhead_seconds(path: str | None) -> dict:
+    """GaussianEM's time outside its training steps, from log.jsonl's ``setup`` and ``epoch_outputs`` records:
+    {"setup_s", "evaluate_s", "save_s", "plot_s"} summed over the run ({} for logs without them)."""
+    if not path or not Path(path).is_file():
+        return {}
+    out: dict[str, float] = {}
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        row = json.loads(line)
+        if row.get("type") == "setup":
+            out["setup_s"] = out.get("setup_s", 0.0) + float(row["seconds"])
+        elif row.get("type") == "epoch_outputs":
+            for k in ("evaluate_s", "save_s", "plot_s"):
+                out[k] = out.get(k, 0.0) + float(row.get(k, 0.0))
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def _kv(items: list[str] | None) -> dict:
     out = {}
     for item in items or []:
@@ -130,6 +148,8 @@ def append(args: argparse.Namespace) -> None:
             row.update({"settings": settings, "timing": timing})
             epochs = epoch_seconds(row["tool"], args.gem_log if row["tool"] == "gaussianem" else args.cryodrgn_log)
             row.update(loop_rates(epochs, row.get("particle_epochs")))
+            if row["tool"] == "gaussianem":
+                row["outside_steps"] = overhead_seconds(args.gem_log)
             t.write("\t".join(_cell(row.get(k)) for k, _ in COLUMNS) + "\n")
             j.write(json.dumps(row) + "\n")
             print(f"{args.preset} {row['tool']}: per-image FSC-AUC {_cell(row['per_image_fsc_auc'])}, "

@@ -238,13 +238,17 @@ def test_command_on_perfect_fake_run(sim, fake_run, tmp_path):
     collect = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(collect)
     log = tmp_path / "log.jsonl"
-    log.write_text('{"type": "epoch", "seconds": 4.0}\n{"type": "step"}\n{"type": "epoch", "seconds": 6.0}\n')
+    log.write_text('{"type": "setup", "epoch": 0, "seconds": 3.5}\n{"type": "epoch", "seconds": 4.0}\n'
+                   '{"type": "epoch_outputs", "epoch": 1, "evaluate_s": 0.5, "save_s": 0.25, "plot_s": 1.0}\n'
+                   '{"type": "step"}\n{"type": "epoch", "seconds": 6.0}\n'
+                   '{"type": "epoch_outputs", "epoch": 2, "evaluate_s": 0.75, "save_s": 0.5, "plot_s": 2.0}\n')
     tsv, jsonl = tmp_path / "r.tsv", tmp_path / "r.jsonl"
     assert collect.main([str(out / "metrics.json"), "--preset", "fake", "--tsv", str(tsv), "--jsonl", str(jsonl),
                          "--gem-log", str(log)]) == 0
     row = json.loads(jsonl.read_text())
     assert row["loop_seconds"] == 10.0 and row["loop_particles_per_second"] == pytest.approx(60.0)
     assert row["steady_particles_per_second"] == pytest.approx(50.0)  # 300 particles in the 6 s of epoch 2
+    assert row["outside_steps"] == {"setup_s": 3.5, "evaluate_s": 1.25, "save_s": 0.75, "plot_s": 3.0}
     cd_log = tmp_path / "cryodrgn.log"
     cd_log.write_text("(INFO) Epoch: 0 Average loss = 0.9; Finished in 0:01:05.5\nnoise\n"
                       "(INFO) Epoch: 1 Average loss = 0.8; Finished in 0:00:20.0\n")

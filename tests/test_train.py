@@ -126,6 +126,12 @@ def test_two_epochs_outputs_and_loss_goes_down(dataset, finished_run):
     ep = _epochs(run)
     assert [r["epoch"] for r in ep] == [1, 2] and ep[1]["render"] < ep[0]["render"]
     assert ep[0]["knn"] == 0.0 and ep[1]["knn"] > 0.0  # the kNN term starts after knn_start_epoch
+    # where the time outside the steps goes: one setup record, then latents / checkpoint / plot seconds per epoch
+    setup = [r for r in records if r["type"] == "setup"]
+    assert len(setup) == 1 and records[0] is setup[0] and setup[0]["seconds"] > 0
+    outputs = [r for r in records if r["type"] == "epoch_outputs"]
+    assert [r["epoch"] for r in outputs] == [1, 2]
+    assert all(r[k] > 0 for r in outputs for k in ("evaluate_s", "save_s", "plot_s"))
     import yaml
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())

@@ -678,6 +678,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
           stop_after_epoch: int | None = None, rank: int = 0, world_size: int = 1,
           on_epoch_end: Callable[[int], None] | None = None) -> Path:
     """Train (or resume) a run; returns the run folder. ``stop_after_epoch`` ends early (a test hook)."""
+    t_start = time.perf_counter()
     cfg.validate()
     main_rank = rank == 0
     root = Path(cfg.rundir)
@@ -785,16 +786,20 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     log.info("training on %s: %d particles, %d Gaussians, box %d, batch %d, %d epochs, lr %g",
              device, ds.n, model.n_gaussians, ds.box_size, cfg.batch_size * world_size, cfg.epochs, cfg.lr)
     log_file = open(root / LOG, "a", buffering=1) if main_rank else None  # line-buffered: `tail -f` works
+    _log_record(log_file, {"type": "setup", "epoch": first_epoch - 1,
+                           "seconds": round(time.perf_counter() - t_start, 3)})
     # the projection's float32 products on TF32 tensor cores or not, as the run asks (restored after)
     with tf32_matmuls(cfg.tf32 and device.type == "cuda"):
         try:
             for epoch in range(first_epoch, cfg.epochs + 1):
                 _train_epoch(cfg, epoch, stepper, sampler, data, device, log_file, main_rank, resident)
+                t_eval = time.perf_counter()
                 mu, lv = evaluate_latents(model, data, cfg.eval_batch_size, device, cfg.num_workers, cfg.amp,
                                           cfg.progress and main_rank, rank, world_size, resident)
                 if not _all_finite(model):
                     raise TrainingError(f"the model holds non-finite weights after epoch {epoch}; "
                                         "no checkpoint written")
+                t_save = time.perf_counter()
                 if main_rank:
                     save_npy_atomic(root / f"z.{epoch}.npy", mu)
                     save_npy_atomic(root / f"z_logvar.{epoch}.npy", lv)
@@ -805,7 +810,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
                     if cfg.train_base:
                         model.base_cloud.to_ply(root / BASE_PLY)
                     log_file.flush()
+                    t_plot = time.perf_counter()
                     plot_losses(root / LOG, root / "loss.png")
+                    # where an epoch's time outside its steps goes: latents, checkpoint, loss plot
+                    _log_record(log_file, {"type": "epoch_outputs", "epoch": epoch,
+                                           "evaluate_s": round(t_save - t_eval, 3),
+                                           "save_s": round(t_plot - t_save, 3),
+                                           "plot_s": round(time.perf_counter() - t_plot, 3)})
                 if on_epoch_end is not None:
                     on_epoch_end(epoch)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -820,6 +831,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
 
         dist.barrier()
     return root
+
+
+def _log_record(log_file, record: dict) -> None:
+    """One JSON line in the run's log.jsonl (nothing on ranks that do not write it)."""
+    if log_file is not None:
+        log_file.write(json.dumps(record) + "\n")
 
 
 def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: ResumableBatchSampler,
@@ -844,10 +861,8 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
         for r in results:
             n_seen += r.batch
             sums += np.asarray(r.values) * r.batch
-            if log_file is not None:
-                rec = {"type": "step", "epoch": r.epoch, "step": r.step, "batch": r.batch,
-                       **dict(zip(("loss",) + LOSS_TERMS, r.values, strict=True))}
-                log_file.write(json.dumps(rec) + "\n")
+            _log_record(log_file, {"type": "step", "epoch": r.epoch, "step": r.step, "batch": r.batch,
+                                   **dict(zip(("loss",) + LOSS_TERMS, r.values, strict=True))})
         if results:
             v = results[-1].values
             rate = n_seen / max(time.perf_counter() - t0, 1e-9)
@@ -863,8 +878,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
            "seconds": round(elapsed, 3), "particles_per_s": round(n_seen / max(elapsed, 1e-9), 1),
            "host_wait_s": round(stepper.host_wait_s - wait0, 3),
            **dict(zip(("loss",) + LOSS_TERMS, means.tolist(), strict=True))}
-    if log_file is not None:
-        log_file.write(json.dumps(rec) + "\n")
+    _log_record(log_file, rec)
     if main_rank:
         log.info("epoch %d: loss %.5f render %.5f kl %.3f knn %.3f (%.0f particles/s)", epoch, means[0], means[1],
                  means[2], means[3], rec["particles_per_s"])
