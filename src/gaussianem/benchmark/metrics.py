@@ -188,7 +188,7 @@ def fsc_auc_series(volumes: Iterable[Tensor], reference_indices: np.ndarray, tru
     """FSC-AUC of each generated volume (D, D, D) against ground-truth volume ``reference_indices[i]`` -> (n,)."""
     out = np.empty(len(reference_indices), dtype=np.float64)
     it = iter(volumes)
-    for i, ref in enumerate(tqdm(reference_indices, desc=desc, unit="vol", leave=False)):
+    for i, ref in enumerate(tqdm(reference_indices, desc=desc, unit="vol", leave=False, disable=None)):
         try:
             vol = next(it)
         except StopIteration as exc:
