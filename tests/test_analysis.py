@@ -107,7 +107,7 @@ def test_volume_frame(box, apix, device):
 
 
 def test_output_grid_rejects_bad_values():
-    from gaussianem.io.mrc import InputError
+    from gaussianem.errors import InputError
 
     with pytest.raises(InputError):
         volumes.output_grid(volumes.working_grid(CONFIG), box=-4)

@@ -13,7 +13,7 @@ import yaml
 from gaussianem.analysis import pipeline, volumes
 from gaussianem.analysis.fakes import HingeFadeModel
 from gaussianem.cli import main
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 
 CONFIG = {"box_size": 24, "pixel_size_angstrom": 2.5}
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud, cloud_from_map
 from gaussianem.io.dataset import (
     GAUSSIANS_INIT,
@@ -20,7 +21,7 @@ from gaussianem.io.dataset import (
     write_json_atomic,
     write_poses,
 )
-from gaussianem.io.mrc import InputError, read_volume, write_volume
+from gaussianem.io.mrc import read_volume, write_volume
 from gaussianem.physics.fourier import lowpass_volume
 from gaussianem.physics.fsc import fsc, fsc_auc
 from gaussianem.physics.projection import voxelize_gaussians

@@ -52,7 +52,7 @@ def test_cloud_from_map_reproduces_the_map():
 def test_atomic_outputs_get_umask_permissions(tmp_path):
     import os
 
-    from gaussianem.io.atomic import atomic_path
+    from gaussianem.io.writes import atomic_path
 
     with atomic_path(tmp_path / "a.txt") as tmp:
         tmp.write_text("x")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_preprocess import assert_same_angles, run, simulate, write_map, write_stack
 
+from gaussianem.errors import InputError
 from gaussianem.io import cryodrgn
 from gaussianem.io.dataset import load_dataset
-from gaussianem.io.mrc import InputError
 
 
 def r_from_relion(rot: float, tilt: float, psi: float) -> np.ndarray:

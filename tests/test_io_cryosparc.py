@@ -8,9 +8,9 @@ import torch
 from scipy.spatial.transform import Rotation
 from test_preprocess import assert_same_angles, run, simulate, write_map, write_relion31, write_stack
 
+from gaussianem.errors import InputError
 from gaussianem.io import cryosparc
 from gaussianem.io.dataset import load_dataset
-from gaussianem.io.mrc import InputError
 from gaussianem.physics.rotation import rotvec_to_matrix
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import starfile
 
+from gaussianem.errors import InputError
 from gaussianem.io import star
-from gaussianem.io.mrc import InputError
 from gaussianem.io.particles import ParticleImages, resolve_path
 
 

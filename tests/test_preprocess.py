@@ -15,8 +15,9 @@ import starfile
 import torch
 
 from gaussianem.cli import main as cli_main
+from gaussianem.errors import InputError
 from gaussianem.io.dataset import load_dataset
-from gaussianem.io.mrc import InputError, write_volume
+from gaussianem.io.mrc import write_volume
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2
 from gaussianem.physics.projection import project_gaussians, voxelize_gaussians

@@ -11,9 +11,9 @@ from test_io_cryosparc import make_cs
 from test_preprocess import run, simulate, write_map, write_relion31
 
 from gaussianem.cli import main as cli_main
+from gaussianem.errors import InputError
 from gaussianem.io import cryosparc
 from gaussianem.io.dataset import load_dataset
-from gaussianem.io.mrc import InputError
 from gaussianem.select import select
 
 

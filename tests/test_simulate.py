@@ -12,7 +12,7 @@ import starfile
 import torch
 
 from gaussianem.cli import main as cli_main
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2, lowpass_volume
 from gaussianem.physics.projection import project_gaussians

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from gaussianem.errors import InputError
 from gaussianem.gaussians import write_gaussians_ply
 from gaussianem.io.dataset import write_ctf, write_json_atomic, write_poses
-from gaussianem.io.mrc import InputError
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2
 from gaussianem.physics.projection import project_gaussians

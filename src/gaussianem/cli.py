@@ -4,37 +4,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 
 from gaussianem import __version__
 
-# name -> (module, one-line help). Commands appear here as they land.
-COMMANDS: dict[str, tuple[str, str]] = {}
-
-
-def register(name: str, module: str, help_text: str) -> None:
-    COMMANDS[name] = (module, help_text)
-
-
-register("preprocess", "gaussianem.commands.preprocess", "RELION/cryoSPARC/cryoDRGN inputs -> dataset folder")
-register("fit", "gaussianem.commands.fit", "homogeneous refinement of the Gaussian cloud")
-register("train", "gaussianem.commands.train", "train the heterogeneity VAE")
-register("analyze", "gaussianem.commands.analyze", "latent analysis: volumes, trajectories, models, report")
-register("eval-vol", "gaussianem.commands.eval_vol", "volumes / Gaussian clouds / PDBs at latent points")
-register("select", "gaussianem.commands.select", "write a particle subset back as RELION star / cryoSPARC cs")
-register("simulate", "gaussianem.commands.simulate", "synthetic datasets with ground truth")
-register("demo", "gaussianem.commands.demo", "the embedded default: a small simulated dataset through the pipeline")
-register("benchmark", "gaussianem.commands.benchmark", "accuracy metrics against ground truth")
-
-
-def _available() -> dict[str, tuple[str, str]]:
-    found = {}
-    for name, (module, help_text) in COMMANDS.items():
-        if importlib.util.find_spec(module) is not None:
-            found[name] = (module, help_text)
-    return found
+# name -> (module, one-line help); each module has ``add_args(parser)`` and ``main(args)``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "preprocess": ("gaussianem.commands.preprocess", "RELION/cryoSPARC/cryoDRGN inputs -> dataset folder"),
+    "fit": ("gaussianem.commands.fit", "homogeneous refinement of the Gaussian cloud"),
+    "train": ("gaussianem.commands.train", "train the heterogeneity VAE"),
+    "analyze": ("gaussianem.commands.analyze", "latent analysis: volumes, trajectories, models, report"),
+    "eval-vol": ("gaussianem.commands.eval_vol", "volumes / Gaussian clouds / PDBs at latent points"),
+    "select": ("gaussianem.commands.select", "write a particle subset back as RELION star / cryoSPARC cs"),
+    "simulate": ("gaussianem.commands.simulate", "synthetic datasets with ground truth"),
+    "demo": ("gaussianem.commands.demo", "the embedded default: a small simulated dataset through the pipeline"),
+    "benchmark": ("gaussianem.commands.benchmark", "accuracy metrics against ground truth"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gaussianem {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in _available().items():
+    for name, (module, help_text) in COMMANDS.items():
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip().splitlines()[0])
         mod.add_args(p)
@@ -53,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gaussianem.io.mrc import InputError
+    from gaussianem.errors import GaussianEMRuntimeError, InputError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, FileNotFoundError) as exc:
         sys.stderr.write(f"gaussianem {args.command}: error: {exc}\n")
         return 2
+    except GaussianEMRuntimeError as exc:
+        sys.stderr.write(f"gaussianem {args.command}: error: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"gaussianem {args.command}: interrupted\n")
         return 130

@@ -103,7 +103,7 @@ def write_gaussians_ply(
     """Gaussians to a binary little-endian PLY (one vertex per Gaussian), atomically."""
     from plyfile import PlyData, PlyElement
 
-    from gaussianem.io.atomic import atomic_path
+    from gaussianem.io.writes import atomic_path
 
     n = positions.shape[0]
     arr = np.empty(n, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("sigma", "f4"), ("amplitude", "f4")])

@@ -37,6 +37,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gaussianem import __version__
+from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud, automatic_threshold, cloud_from_map
 from gaussianem.io import cryodrgn, cryosparc, star
 from gaussianem.io.dataset import (
@@ -48,7 +49,7 @@ from gaussianem.io.dataset import (
     write_json_atomic,
     write_poses,
 )
-from gaussianem.io.mrc import InputError, header_origin_angstrom, read_volume
+from gaussianem.io.mrc import header_origin_angstrom, read_volume
 from gaussianem.io.particles import ParticleImages
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2, fourier_crop, fourier_pad, soft_circular_mask

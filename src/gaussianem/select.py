@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gaussianem.errors import InputError
 from gaussianem.io import cryosparc, star
 from gaussianem.io.dataset import MANIFEST, SOURCE_INDEX
-from gaussianem.io.mrc import InputError
 
 log = logging.getLogger(__name__)
 

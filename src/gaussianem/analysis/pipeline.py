@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from gaussianem import __version__
 from gaussianem.analysis import atomic, latent, report, volumes
 from gaussianem.analysis.volumes import VolumeGrid
+from gaussianem.errors import InputError
 from gaussianem.gaussians import automatic_threshold, write_gaussians_ply
 from gaussianem.io.dataset import write_json_atomic
-from gaussianem.io.mrc import InputError, write_volume
+from gaussianem.io.mrc import write_volume
 from gaussianem.io.pdb import CIF_SUFFIXES, read_structure, structure_positions, write_structure
 from gaussianem.physics.fsc import fsc
 
@@ -321,7 +322,7 @@ def run_analysis(
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    from gaussianem.io.atomic import atomic_path
+    from gaussianem.io.writes import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -329,7 +330,7 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 
 def _write_counts(path: Path, counts: np.ndarray, centers_ind: np.ndarray, fsc_low: list[float]) -> None:
-    from gaussianem.io.atomic import atomic_path
+    from gaussianem.io.writes import atomic_path
 
     total = counts.sum()
     lines = ["# class  particles  fraction  centre_particle_index  low_res_FSC_vs_consensus"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaussianem.io.atomic import atomic_path
+from gaussianem.io.writes import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 from gaussianem.physics.projection import voxelize_gaussians
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,8 @@ from gaussianem.benchmark.metrics import (
     state_groups,
     state_latents,
 )
-from gaussianem.io.mrc import InputError, read_volume
+from gaussianem.errors import InputError
+from gaussianem.io.mrc import read_volume
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def load_rows(path: str | Path) -> np.ndarray:
 
 
 def _write_lines(path: Path, array: np.ndarray, fmt: str) -> None:
-    from gaussianem.io.atomic import atomic_path
+    from gaussianem.io.writes import atomic_path
 
     with atomic_path(path) as tmp:
         np.savetxt(tmp, array, fmt=fmt)

@@ -37,7 +37,8 @@ from scipy.stats import spearmanr
 from torch import Tensor
 from tqdm import tqdm
 
-from gaussianem.io.mrc import InputError, read_volume
+from gaussianem.errors import InputError
+from gaussianem.io.mrc import read_volume
 from gaussianem.physics.fourier import fourier_crop, soft_circular_mask
 from gaussianem.physics.fsc import fsc, fsc_auc
 

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 
 from gaussianem.benchmark.metrics import ScoreConfig, Truth, VolumeGenerator, load_truth, score
-from gaussianem.io.atomic import atomic_path
+from gaussianem.errors import InputError
 from gaussianem.io.dataset import SOURCE_INDEX, write_json_atomic
-from gaussianem.io.mrc import InputError, read_volume
+from gaussianem.io.mrc import read_volume
+from gaussianem.io.writes import atomic_path
 from gaussianem.physics.projection import voxelize_gaussians
 
 log = logging.getLogger(__name__)

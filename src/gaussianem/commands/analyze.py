@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaussianem.devices import resolve_device
+
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("rundir", type=Path, help="run folder written by 'gaussianem train'")
@@ -32,6 +34,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from gaussianem.analysis.pipeline import AnalysisOptions, load_run, run_analysis
 
+    args.device = str(resolve_device(args.device))
     model, config, epoch, z = load_run(args.rundir, args.epoch, args.device)
     outdir = args.outdir or args.rundir / f"analyze.{epoch}"
     opts = AnalysisOptions(

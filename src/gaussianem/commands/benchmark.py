@@ -14,7 +14,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from gaussianem.io.mrc import InputError
+from gaussianem.devices import resolve_device
+from gaussianem.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ def _throughput(result: dict, seconds: float | None, particle_epochs: float | No
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
 
     from gaussianem.benchmark.external import load_latents, load_rows, score_external, write_eval_inputs
     from gaussianem.benchmark.metrics import ScoreConfig
@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("give a run folder, or another tool's --external-z (and --external-volumes)")
     if args.external_z is not None and args.external_volumes is None and args.write_eval_z is None:
         raise InputError("--external-z needs --external-volumes DIR (or --write-eval-z DIR to prepare them)")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     config = ScoreConfig(n_images=args.n_images, seed=args.seed, mask_radius_fraction=args.mask_radius,
                          max_states=args.max_states, knn_k=args.knn_k, knn_sample=args.knn_sample)
     truth = load_truth_checked(args.truth)

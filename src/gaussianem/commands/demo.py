@@ -152,7 +152,7 @@ def run_demo(outdir: str | Path, settings: DemoSettings) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gaussianem.io.mrc import InputError
+    from gaussianem.errors import InputError
 
     if args.n_particles < 10:
         raise InputError("--n-particles must be at least 10")

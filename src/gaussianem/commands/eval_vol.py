@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaussianem.devices import resolve_device
+
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("rundir", type=Path, help="run folder written by 'gaussianem train'")
@@ -35,6 +37,7 @@ def main(args: argparse.Namespace) -> int:
         read_z_file,
     )
 
+    args.device = str(resolve_device(args.device))
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
     model, config, epoch, z_all = load_run(args.rundir, args.epoch, args.device)
     zdim = z_all.shape[1]

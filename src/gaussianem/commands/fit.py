@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +69,11 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
+    from gaussianem.devices import resolve_device
     from gaussianem.training.fit import run_fit
 
     config = config_from_args(args)
-    try:
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as exc:
-        raise InputError(f"--device {args.device!r}: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but CUDA is not available")
+    device = resolve_device(args.device)
     summary = run_fit(args.dataset, args.out, config, device=device, map_path=args.map,
                       reference_path=args.reference, resume=args.resume, progress=not args.no_progress,
                       command_line=getattr(args, "command_line", None))

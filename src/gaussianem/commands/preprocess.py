@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaussianem.devices import resolve_device
+
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("particles", type=Path, help="particles: RELION .star, cryoSPARC .cs, or a .mrcs/.txt stack")
@@ -50,6 +52,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from gaussianem.preprocess import PreprocessConfig, preprocess
 
+    args.device = str(resolve_device(args.device))
     cfg = PreprocessConfig(
         particles=args.particles, outdir=args.outdir, map_path=args.map_path, threshold=args.threshold,
         gaussian_interval=args.gaussian_interval, max_gaussians=args.max_gaussians,

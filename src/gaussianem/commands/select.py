@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from gaussianem.io.mrc import InputError
+from gaussianem.devices import resolve_device
+from gaussianem.errors import InputError
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
 
     from gaussianem.simulate.presets import preset_dict
     from gaussianem.simulate.simulator import simulate
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         spec.snr = None if args.snr == float("inf") else args.snr
     if args.dark:
         spec.contrast = "dark"
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     summary = simulate(spec, args.outdir, device=device)
     auc = summary["fsc_auc_extremes"]
     between = "" if auc["min_between"] is None else f", FSC-AUC between extremes >= {auc['min_between']:.3f}"

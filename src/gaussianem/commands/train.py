@@ -132,7 +132,7 @@ def _argv_without_gpus(command_line: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gaussianem.io.mrc import InputError
+    from gaussianem.errors import InputError
     from gaussianem.training import distributed
     from gaussianem.training.hetero import TrainingError, train
 

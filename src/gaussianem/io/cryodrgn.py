@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gaussianem.io.atomic import atomic_path
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
+from gaussianem.io.writes import atomic_path
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gaussianem.io.atomic import atomic_path
-from gaussianem.io.mrc import InputError, open_stack
+from gaussianem.errors import InputError
+from gaussianem.io.mrc import open_stack
+from gaussianem.io.writes import atomic_path
 
 CTF_FIELDS = (
     "defocus_u_angstrom",

@@ -8,13 +8,10 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from gaussianem.io.atomic import atomic_path
+from gaussianem.errors import InputError
+from gaussianem.io.writes import atomic_path
 
 log = logging.getLogger(__name__)
-
-
-class InputError(ValueError):
-    """Bad user input: the CLI reports it in one line and exits with code 2."""
 
 
 def _open(path: Path, mmap: bool):

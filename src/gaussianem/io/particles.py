@@ -21,7 +21,7 @@ import mrcfile
 import mrcfile.utils
 import numpy as np
 
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 
 log = logging.getLogger(__name__)
 

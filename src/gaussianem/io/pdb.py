@@ -14,8 +14,8 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-from gaussianem.io.atomic import atomic_path
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
+from gaussianem.io.writes import atomic_path
 
 log = logging.getLogger(__name__)
 

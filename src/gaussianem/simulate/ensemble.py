@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 from gaussianem.physics.projection import voxelize_gaussians
 from gaussianem.physics.rotation import rotvec_to_matrix
 from gaussianem.simulate.presets import resolve_data_path, toy_atoms

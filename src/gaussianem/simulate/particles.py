@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from gaussianem.io.atomic import atomic_path
+from gaussianem.io.writes import atomic_path
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2
 from gaussianem.physics.rotation import random_rotations

@@ -19,7 +19,7 @@ import copy
 
 import numpy as np
 
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 from gaussianem.simulate.structures import AtomSet
 
 ADK_CORE = "name CA and (resid 1-29 or resid 60-121 or resid 160-214)"

@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pandas as pd
 import starfile
 import torch
 
-from gaussianem.io.atomic import atomic_path
+from gaussianem.io.writes import atomic_path
 from gaussianem.physics.rotation import matrix_to_euler_relion
 
 

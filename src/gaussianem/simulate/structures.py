@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gaussianem.io.atomic import atomic_path
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
+from gaussianem.io.writes import atomic_path
 from gaussianem.model.vae import GaussianVAE, ModelSpec
 from gaussianem.training.config import read_config
 

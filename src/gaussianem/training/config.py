@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from gaussianem import __version__
-from gaussianem.io.atomic import atomic_path
-from gaussianem.io.mrc import InputError
+from gaussianem.errors import InputError
+from gaussianem.io.writes import atomic_path
 from gaussianem.model.spec import LAYER_DEFAULTS as _SPEC
 
 CONFIG = "config.yaml"

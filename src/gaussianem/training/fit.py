@@ -38,10 +38,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
-from gaussianem.io.atomic import atomic_path
 from gaussianem.io.dataset import ParticleDataset, write_json_atomic
-from gaussianem.io.mrc import InputError
+from gaussianem.io.writes import atomic_path
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2, soft_circular_mask
 from gaussianem.physics.projection import project_gaussians

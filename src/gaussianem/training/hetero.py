@@ -37,10 +37,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from gaussianem.devices import resolve_device
+from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
-from gaussianem.io.atomic import atomic_path
 from gaussianem.io.dataset import load_dataset
-from gaussianem.io.mrc import InputError
+from gaussianem.io.writes import atomic_path
 from gaussianem.model import losses as L
 from gaussianem.model.vae import GaussianVAE, ModelSpec
 from gaussianem.training.checkpoint import (
@@ -655,15 +656,6 @@ def _trim_log(path: Path, last_epoch: int) -> None:
         tmp.write_text("".join(k + "\n" for k in keep))
 
 
-def pick_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available (use --device cpu)")
-    return dev
-
-
 def _oom_message(cfg: TrainConfig) -> str:
     return (f"CUDA out of memory (batch {cfg.batch_size}, {cfg.n_gaussians} Gaussians, box {cfg.box_size}, "
             f"amp {'on' if cfg.amp else 'off'}): lower --batch-size, set a smaller --projection-chunk, "
@@ -698,7 +690,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         raise InputError(error)
     if not main_rank and resume:
         cfg = TrainConfig.from_dict(read_config(root)).replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS})
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())
     ds = load_dataset(cfg.dataset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gaussianem.io.atomic import atomic_path
+from gaussianem.io.writes import atomic_path
 
 
 def read_log(path: str | Path) -> list[dict]:
