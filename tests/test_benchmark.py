@@ -234,7 +234,7 @@ def test_command_on_perfect_fake_run(sim, fake_run, tmp_path):
     assert "| per-image FSC-AUC (mean ± sd, n=40) | 0.458 ± 0.000 |" in md
     assert "particles/s | 60.0 |" in md
     # the benchmark script's row collector
-    spec = importlib.util.spec_from_file_location("collect_results", ROOT / "benchmarks" / "collect_results.py")
+    spec = importlib.util.spec_from_file_location("collect_results", ROOT / "benchmarks" / "accuracy" / "collect_results.py")
     collect = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(collect)
     log = tmp_path / "log.jsonl"

@@ -1,6 +1,6 @@
 """Acceptance numbers of the analysis (issue 6) for a run trained on a simulated dataset.
 
-    python benchmarks/analysis_acceptance.py --run RUNDIR --sim SIMDIR [--epoch E] [--ksample 20] [--json OUT]
+    python benchmarks/accuracy/analysis_acceptance.py --run RUNDIR --sim SIMDIR [--epoch E] [--ksample 20] [--json OUT]
         [--analyze-dir RUNDIR/analyze.E]
 
 Depending on the simulation (its ``simulation.json``):

@@ -1,6 +1,6 @@
 """Build an analysis report from the known hinge + fading-subunit model and screenshot it with headless Chromium.
 
-    python benchmarks/analysis_report_demo.py --outdir /tmp/report_demo --screenshot docs/report.png
+    python benchmarks/report/analysis_report_demo.py --outdir /tmp/report_demo --screenshot docs/report.png
 
 The model (gaussianem.analysis.fakes.HingeFadeModel) has a domain that rotates with z1 and a subunit that fades
 with z2; z has three clusters (closed + subunit, open + subunit, open without it) and noise in z3.
