@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gaussianem.benchmark import external, metrics
+from gaussianem.evaluation import external, metrics
 from gaussianem.cli import main as cli_main
 from gaussianem.io.dataset import save_npz_atomic, write_json_atomic
 from gaussianem.io.mrc import write_volume
@@ -100,7 +100,7 @@ def fake_run(sim, tmp_path, monkeypatch) -> Path:
 
 
 def test_truth_rows_for_run(sim, tmp_path):
-    from gaussianem.benchmark.suite import truth_rows_for_run
+    from gaussianem.evaluation.suite import truth_rows_for_run
 
     truth = metrics.load_truth(sim)
     (tmp_path / "ds").mkdir()

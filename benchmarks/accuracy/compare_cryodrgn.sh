@@ -148,7 +148,7 @@ for P in "${PRESETS[@]}"; do
           --poses "$W/cryodrgn/pose.pkl" --ctf "$W/cryodrgn/ctf.pkl" -o "$W/cryodrgn/backproject" --first 5000 \
           --no-half-maps --no-fsc-vals; then
         BP_AUC=$("$PY" -c 'import sys, torch
-from gaussianem.benchmark.metrics import fsc_auc_pair, spherical_mask
+from gaussianem.evaluation.metrics import fsc_auc_pair, spherical_mask
 from gaussianem.io.mrc import read_volume
 a = torch.as_tensor(read_volume(sys.argv[1])[0], dtype=torch.float64)
 b = torch.as_tensor(read_volume(sys.argv[2])[0], dtype=torch.float64)
