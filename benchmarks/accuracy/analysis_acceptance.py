@@ -37,7 +37,8 @@ from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 
 from gaussianem.analysis import atomic, latent, volumes
-from gaussianem.analysis.pipeline import _low_res_fsc, load_run
+from gaussianem.analysis.inputs import load_run
+from gaussianem.analysis.states import low_res_fsc
 from gaussianem.io.mrc import read_volume
 from gaussianem.physics.fsc import fsc, fsc_auc
 
@@ -244,7 +245,7 @@ def check_analyze_dir(adir: Path) -> dict:
         with mrcfile.open(p) as m:
             ok = abs(float(m.voxel_size.x) - voxel) < 1e-4 and \
                 (float(m.header.origin.x), float(m.header.origin.y), float(m.header.origin.z)) == origin
-            f = _low_res_fsc(m.data.copy(), cons) if m.data.shape == cons.shape else float("nan")
+            f = low_res_fsc(m.data.copy(), cons) if m.data.shape == cons.shape else float("nan")
         worst = min(worst, f)
         if not ok or not f > 0.8:
             bad.append(str(p.relative_to(adir)))

@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from gaussianem.analysis.pipeline import AnalysisOptions, run_analysis
+from gaussianem.analysis.options import AnalysisOptions
+from gaussianem.analysis.pipeline import run_analysis
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.model.vae import GaussianVAE, ModelSpec
 

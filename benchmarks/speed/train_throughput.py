@@ -10,7 +10,8 @@ through ``training.distributed.init_process_group`` (NCCL on CUDA, gloo on the C
 steps are timed between barriers and rank 0 prints the table, whose ``world`` column is the number of processes and
 whose particles/s is the global rate (world × batch / step time). The two-GPU figure and its one-GPU reference:
 
-NCCL_NVLS_ENABLE=0 torchrun --standalone --nproc_per_node=2 benchmarks/speed/train_throughput.py --device cuda --batch-size 32
+    NCCL_NVLS_ENABLE=0 torchrun --standalone --nproc_per_node=2 benchmarks/speed/train_throughput.py \\
+        --device cuda --batch-size 32
     python benchmarks/speed/train_throughput.py --device cuda --batch-size 32
 
 and on the CPU (gloo, two processes; a smoke test):

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gaussianem.errors import InputError
 from gaussianem.evaluation.metrics import (
     ScoreConfig,
     Truth,
@@ -47,7 +48,6 @@ from gaussianem.evaluation.metrics import (
     state_groups,
     state_latents,
 )
-from gaussianem.errors import InputError
 from gaussianem.io.mrc import read_volume
 
 log = logging.getLogger(__name__)
