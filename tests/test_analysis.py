@@ -450,7 +450,7 @@ def test_decode_batches_cover_all_rows(device):
 def test_analyze_and_eval_vol_on_a_trained_run(tmp_path):
     """Integration with the real training code: one tiny epoch, then analyze and eval-vol through the CLI."""
     pytest.importorskip("gaussianem.training.hetero")
-    from test_train import SMALL, make_dataset  # the training tests' tiny dataset (tests/ is on sys.path)
+    from conftest import SMALL, make_dataset  # the training tests' tiny dataset
 
     from gaussianem.cli import main
     from gaussianem.training.config import TrainConfig
