@@ -1,4 +1,4 @@
-"""Acceptance numbers of the analysis (issue 6) for a run trained on a simulated dataset.
+"""Acceptance numbers of the analysis for a run trained on a simulated dataset.
 
     python benchmarks/accuracy/analysis_acceptance.py --run RUNDIR --sim SIMDIR [--epoch E] [--ksample 20] [--json OUT]
         [--analyze-dir RUNDIR/analyze.E]

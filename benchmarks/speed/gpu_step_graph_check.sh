@@ -8,7 +8,7 @@
 #    after AdamW under an lr schedule, memory bank);
 # 2. train_throughput.py at the benchmark's geometry (box 64, 2 Å/px, batch BATCH=32) for G in GAUSSIANS
 #    ("739 5850": the fast-mode and the default adk cloud): --no-step-graph (forward and backward as
-#    torch.compile's CUDA graphs, the default before 2026-12-03), --step-graph (the default now), --step-graph --tf32.
+#    torch.compile's CUDA graphs), --step-graph (the default), --step-graph --tf32.
 # 3. profile_train_step.py --step-graph at G 5,850 (kernels and device-busy time per step).
 # Logs: $OUT/test.log, $OUT/throughput.log, $OUT/profile.log; the tables are printed at the end.
 set -uo pipefail

@@ -4,7 +4,7 @@
     python benchmarks/speed/train_throughput.py --device cuda --batch-size 64 --compile
     python benchmarks/speed/train_throughput.py --device cpu --steps 3 --warmup 1 --gaussians 1000 --box 64
 
-Data parallel (DDP, issue 8): launched by ``torchrun`` (WORLD_SIZE > 1) every process joins the process group
+Data parallel (DDP): launched by ``torchrun`` (WORLD_SIZE > 1) every process joins the process group
 through ``training.distributed.init_process_group`` (NCCL on CUDA, gloo on the CPU), converts BatchNorm as
 ``gaussianem train`` does and wraps the objective in DistributedDataParallel; ``--batch-size`` is per process. The
 steps are timed between barriers and rank 0 prints the table, whose ``world`` column is the number of processes and
