@@ -38,7 +38,7 @@ CLASS_COLOURS = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377
 # ----------------------------------------------------------------------------------------------- run folders
 def _load_model(rundir: Path, epoch: int | None, device: Any):
     """The training engineer's loader (imported lazily so analysis works against any model-like object)."""
-    from gaussianem.training.checkpoint import load_model
+    from gaussianem.model.load import load_model
 
     return load_model(rundir, epoch=epoch, device=device)
 

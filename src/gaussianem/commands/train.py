@@ -134,7 +134,8 @@ def _argv_without_gpus(command_line: str) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     from gaussianem.errors import InputError
     from gaussianem.training import distributed
-    from gaussianem.training.hetero import TrainingError, train
+    from gaussianem.training.loop import train
+    from gaussianem.training.objective import TrainingError
 
     if args.gpus < 1:
         raise InputError("--gpus must be >= 1")

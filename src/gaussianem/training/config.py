@@ -12,24 +12,26 @@ import yaml
 from gaussianem import __version__
 from gaussianem.errors import InputError
 from gaussianem.io.writes import atomic_path
-from gaussianem.model.spec import LAYER_DEFAULTS as _SPEC
-
-CONFIG = "config.yaml"
+from gaussianem.model.runfiles import CONFIG
+from gaussianem.model.spec import ModelOptions
 
 # fields a --resume may change (they do not change the numbers of the run)
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """All settings of a heterogeneity training run (defaults: DESIGN.md "The model")."""
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(ModelOptions):
+    """All settings of a heterogeneity training run (defaults: docs/DESIGN.md "The model").
+
+    The model's layer sizes and geometry (``zdim``, ``encoder_hidden``, ... ``projection_chunk``) are the fields
+    of :class:`~gaussianem.model.spec.ModelOptions`, inherited with their defaults.
+    """
 
     dataset: str
     rundir: str
     gaussians: str | None = None
     epochs: int = 20
     batch_size: int = 32
-    zdim: int = _SPEC["zdim"]
     lr: float = 1e-4
     weight_decay: float = 0.01
     lr_schedule: str = "constant"  # constant | cosine
@@ -39,26 +41,12 @@ class TrainConfig:
     num_workers: int = 2
     load: str | None = None
     train_base: bool = False
-    predict_width: bool = _SPEC["predict_width"]
     compile: bool | None = None  # None: on with CUDA, off on the CPU
     cudagraphs: bool | None = None  # None: on with CUDA + compile in one process
     step_graph: bool | None = None  # None/True: with CUDA graphs, the whole step (AdamW too) as one CUDA graph
     tf32: bool = False  # float32 matrix products (the projection's) on TF32 tensor cores (CUDA)
     autotune: bool = False  # compile with max-autotune (Triton GEMMs with fused epilogues; minutes of compilation)
     preload: str = "auto"  # particles in device memory: auto (CUDA, stack <= 30 % of the GPU), on, off
-    # layer sizes and geometry of the model: ModelSpec's defaults
-    encoder_hidden: int = _SPEC["encoder_hidden"]
-    encoder_layers: int = _SPEC["encoder_layers"]
-    gaussian_hidden: int = _SPEC["gaussian_hidden"]
-    gaussian_layers: int = _SPEC["gaussian_layers"]
-    embedding_dim: int = _SPEC["embedding_dim"]
-    decoder_hidden: int = _SPEC["decoder_hidden"]
-    decoder_layers: int = _SPEC["decoder_layers"]
-    decoder_features: int = _SPEC["decoder_features"]
-    position_scale_angstrom: float = _SPEC["position_scale_angstrom"]
-    window_radius: float = _SPEC["window_radius"]
-    window_edge: float = _SPEC["window_edge"]
-    projection_chunk: int | None = _SPEC["projection_chunk"]
     # loss weights (relative to the render L1)
     kl_weight: float = 1 / 5e4
     knn_weight: float = 1 / 1e6
@@ -126,10 +114,3 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def read_config(rundir: str | Path) -> dict:
-    path = Path(rundir) / CONFIG
-    if not path.is_file():
-        raise InputError(f"{rundir} is not a GaussianEM run folder (no {CONFIG})")
-    return yaml.safe_load(path.read_text())
