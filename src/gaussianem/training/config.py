@@ -1,10 +1,13 @@
-"""The training configuration: one frozen dataclass, written to ``RUNDIR/config.yaml`` with the package version,
-the command line and the dataset's geometry."""
+"""The configurations of ``train`` and ``fit`` (no torch import: the command line takes its defaults from here).
+
+:class:`TrainConfig` is written to ``RUNDIR/config.yaml`` with the package version, the command line and the
+dataset's geometry; :class:`FitConfig` (with its :class:`StrategyConfig`) to ``fit.json`` and the fit checkpoint.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -114,3 +117,50 @@ class TrainConfig(ModelOptions):
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Settings of :class:`~gaussianem.training.strategy.DensifyPruneStrategy` (steps are optimizer steps)."""
+
+    densify: bool = False  # opt-in: on a cloud initialised from the consensus map it lowered the fit FSC
+    prune: bool = True
+    prune_every: int = 200
+    densify_every: int = 200
+    start_step: int = 100  # no change before this step (let the statistics settle)
+    stop_fraction: float = 0.75  # no densification in the last quarter of the run (the cloud settles)
+    prune_mass_fraction: float = 0.02  # prune when a·σ³ < fraction × median(a·σ³)
+    grad_factor: float = 2.5  # densify when the mean |∂L/∂μ| > factor × its median over the cloud
+    max_densify_fraction: float = 0.02  # at most this fraction of the cloud is densified per refinement
+    split_shrink: float = 0.8  # children of a split take width × shrink (clamped to the bounds)
+    max_gaussians: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of the homogeneous fit (written to ``fit.json`` and into the checkpoint)."""
+
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 5e-2  # Adam on raw amplitudes and widths, start (see "Learning rate" in training/fit.py)
+    lr_final: float = 5e-4  # ... and end of the exponential decay
+    position_lr_angstrom: float = 1e-2  # Adam on positions (Å per step scale) when train_positions
+    train_positions: bool = True  # measured: + 0.03 FSC-AUC on the adk fit acceptance (benchmarks/RESULTS.md)
+    train_widths: bool = True
+    window_radius_fraction: float = 0.85  # soft circular window: 1 inside this fraction of D/2
+    scale_batches: int = 4  # batches used for the least-squares amplitude scale
+    max_particles: int | None = None  # use only the first N particles (quick runs)
+    seed: int = 0
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitConfig:
+        d = dict(d)
+        d["strategy"] = StrategyConfig(**d.get("strategy", {}))
+        return cls(**d)
