@@ -266,9 +266,9 @@ def _save_epoch(cfg: TrainConfig, root: Path, epoch: int, model: GaussianVAE, st
     plot_losses(root / LOG, root / "loss.png")
     # where an epoch's time outside its steps goes: latents, checkpoint, loss plot
     log_record(log_file, {"type": "epoch_outputs", "epoch": epoch,
-                           "evaluate_s": round(t_save - t_eval, 3),
-                           "save_s": round(t_plot - t_save, 3),
-                           "plot_s": round(time.perf_counter() - t_plot, 3)})
+                          "evaluate_s": round(t_save - t_eval, 3),
+                          "save_s": round(t_plot - t_save, 3),
+                          "plot_s": round(time.perf_counter() - t_plot, 3)})
 
 
 def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: ResumableBatchSampler,
@@ -294,7 +294,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
             n_seen += r.batch
             sums += np.asarray(r.values) * r.batch
             log_record(log_file, {"type": "step", "epoch": r.epoch, "step": r.step, "batch": r.batch,
-                                   **dict(zip(("loss",) + LOSS_TERMS, r.values, strict=True))})
+                                  **dict(zip(("loss",) + LOSS_TERMS, r.values, strict=True))})
         if results:
             v = results[-1].values
             rate = n_seen / max(time.perf_counter() - t0, 1e-9)
