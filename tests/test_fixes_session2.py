@@ -120,7 +120,7 @@ def test_rln_ctf_bfactor_reaches_ctf_npz(tmp_path):
     batch = ds.ctf_batch(np.array([0, 23]), dtype=torch.float64)
     # the B-factor reaches the CTF: envelope exp(-B s²/4) at Nyquist (s = 1/(2·apix)) for B = 150 Å²
     with_b = ctf_rfft2(32, 2.0, batch, dtype=torch.float64)
-    without_b = ctf_rfft2(32, 2.0, {k: v for k, v in batch.items() if k != "bfactor"}, dtype=torch.float64)
+    without_b = ctf_rfft2(32, 2.0, batch._replace(bfactor=None), dtype=torch.float64)
     s2 = (1 / 4.0) ** 2
     assert with_b[1, 0, 16] / without_b[1, 0, 16] == pytest.approx(np.exp(-150.0 * s2 / 4), rel=1e-9)
     assert with_b[0, 0, 16] == pytest.approx(float(without_b[0, 0, 16]), rel=1e-12)  # B = 0
@@ -223,7 +223,8 @@ def test_read_volume_follows_start_indices_and_axis_order(tmp_path):
 def test_rln_ctf_scalefactor_scales_the_ctf(tmp_path):
     """rlnCtfScalefactor ≠ 1 reaches ctf.npz (with a zero B-factor beside it) and multiplies the CTF, in the
     training batches too; a column of ones changes nothing."""
-    from gaussianem.training.data import ParticleBatchDataset, ctf_dict
+    from gaussianem.physics.ctf import CTFParams
+    from gaussianem.training.data import ParticleBatchDataset
 
     sim = simulate(16, 32, 2.0, seed=7)
     star_path = write_relion31(tmp_path / "proj", sim, n_stacks=1)
@@ -236,11 +237,11 @@ def test_rln_ctf_scalefactor_scales_the_ctf(tmp_path):
     ds = load_dataset(ds_dir)
     batch = ds.ctf_batch(np.array([0, 15]), dtype=torch.float64)
     scaled = ctf_rfft2(32, 2.0, batch, dtype=torch.float64)
-    plain = ctf_rfft2(32, 2.0, {k: v for k, v in batch.items() if k != "scale"}, dtype=torch.float64)
+    plain = ctf_rfft2(32, 2.0, batch._replace(scale=None), dtype=torch.float64)
     torch.testing.assert_close(scaled, plain * torch.tensor([0.5, 1.5], dtype=torch.float64)[:, None, None])
     packed = ParticleBatchDataset(ds_dir, ds)[np.array([0, 15])]["ctf"]
     assert packed.shape == (2, 9)
-    np.testing.assert_allclose(ctf_dict(packed)["scale"].numpy(), [0.5, 1.5])
+    np.testing.assert_allclose(CTFParams.from_packed(packed).scale.numpy(), [0.5, 1.5])
     ds.close()
     star2 = write_relion31(tmp_path / "proj2", sim, n_stacks=1)
     _add_star_column(star2, "rlnCtfScalefactor", np.ones(16))

@@ -459,7 +459,8 @@ def test_run_records_the_consensus_map_frame(tmp_path):
 
 def test_ctf_bfactor_reaches_the_training_batches(tmp_path):
     from gaussianem.io.dataset import load_dataset
-    from gaussianem.training.data import ParticleBatchDataset, ctf_dict
+    from gaussianem.physics.ctf import CTFParams
+    from gaussianem.training.data import ParticleBatchDataset
 
     ds = tmp_path / "ds"
     make_dataset(ds, n=20, seed=4)
@@ -469,7 +470,7 @@ def test_ctf_bfactor_reaches_the_training_batches(tmp_path):
     ctf["bfactor"] = np.linspace(0, 190, 20)
     write_ctf(ds, ctf)
     batch = ParticleBatchDataset(ds, load_dataset(ds))[np.array([3, 19])]
-    d = ctf_dict(batch["ctf"])
+    d = CTFParams.from_packed(batch["ctf"])._asdict()
     assert batch["ctf"].shape == (2, 8)
     assert np.allclose(d["bfactor"].numpy(), [30.0, 190.0])
     assert np.allclose(d["defocus_u_angstrom"].numpy(), ctf["defocus_u_angstrom"][[3, 19]])

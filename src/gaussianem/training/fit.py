@@ -43,9 +43,9 @@ from tqdm.auto import tqdm
 from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.io.dataset import ParticleDataset
-from gaussianem.physics.ctf import ctf_rfft2
-from gaussianem.physics.fourier import apply_filter_rfft2, soft_circular_mask
-from gaussianem.physics.projection import project_gaussians
+from gaussianem.physics.ctf import CTFParams
+from gaussianem.physics.forward import render_images
+from gaussianem.physics.fourier import soft_circular_mask
 from gaussianem.training.checkpoint import save_checkpoint
 from gaussianem.training.config import FitConfig
 from gaussianem.training.strategy import DensifyPruneStrategy, RefineEvent
@@ -66,16 +66,12 @@ class FitResult:
 # --------------------------------------------------------------------------------------------------- rendering
 def render_batch(
     positions: Tensor, widths: Tensor, amplitudes: Tensor, rotations: Tensor, shifts_angstrom: Tensor,
-    ctf_params: dict[str, Tensor] | None, box_size: int, pixel_size_angstrom: float,
+    ctf_params: CTFParams | None, box_size: int, pixel_size_angstrom: float,
 ) -> Tensor:
     """CTF-filtered projections (B, D, D) of one shared cloud: positions (G, 3) Å, widths (G,), amplitudes (G,),
     rotations (B, 3, 3), shifts_angstrom (B, 2), CTF parameters (B,) each or None."""
-    img = project_gaussians(positions, widths, amplitudes, rotations, shifts_angstrom, box_size,
-                            pixel_size_angstrom)
-    if ctf_params is None:
-        return img
-    ctf = ctf_rfft2(box_size, pixel_size_angstrom, ctf_params, device=img.device, dtype=img.dtype)
-    return apply_filter_rfft2(img, ctf)
+    return render_images(positions, widths, amplitudes, rotations, shifts_angstrom, ctf_params, box_size,
+                         pixel_size_angstrom)
 
 
 class _Batches:
@@ -84,7 +80,7 @@ class _Batches:
     def __init__(self, dataset: ParticleDataset, n: int, device: torch.device, dtype: torch.dtype) -> None:
         self.ds, self.n, self.device, self.dtype = dataset, n, device, dtype
 
-    def get(self, index: np.ndarray) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor] | None]:
+    def get(self, index: np.ndarray) -> tuple[Tensor, Tensor, Tensor, CTFParams | None]:
         index = np.sort(index)
         t = lambda a: torch.as_tensor(np.asarray(a), dtype=self.dtype).to(self.device)  # noqa: E731
         images = t(self.ds.images[index])

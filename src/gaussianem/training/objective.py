@@ -21,8 +21,8 @@ from gaussianem.gaussians import GaussianCloud
 from gaussianem.model import losses as L
 from gaussianem.model.spec import ModelOptions, ModelSpec
 from gaussianem.model.vae import GaussianVAE
+from gaussianem.physics.ctf import CTFParams
 from gaussianem.training.config import TrainConfig
-from gaussianem.training.data import ctf_dict
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class TrainingObjective(nn.Module):
             deltas = torch.cat([deltas[..., :1] * amplitude_on, deltas[..., 1:]], dim=-1)
         positions, widths, amplitudes = model.apply_deltas(deltas)
         rendered = model.render(positions, widths, amplitudes, rotations, shifts,
-                                None if ctf is None else ctf_dict(ctf))
+                                None if ctf is None else CTFParams.from_packed(ctf))
         zero = x.new_zeros(())
         render = L.render_l1(rendered, x, model.window)
         kl = L.kl_divergence(mu, logvar)
