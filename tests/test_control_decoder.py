@@ -93,6 +93,33 @@ def test_fast_equals_reference_forward_and_gradients(predict_width):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+def test_fast_equals_reference_on_device(device):
+    dec, _ = make_decoder(n=2000, n_control=64, k=8, rank=16)
+    randomise_heads(dec)
+    dec = dec.to(device)
+    z = torch.randn(6, 4, device=device, requires_grad=True)
+    e = torch.randn(2000, 8, device=device, requires_grad=True)
+    out, ref = dec(z, e), dec.forward_reference(z, e)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    r = torch.randn(out.shape, device=device)
+    params = [z, e] + list(dec.parameters())
+    for a, b in zip(torch.autograd.grad((out * r).sum(), params), torch.autograd.grad((ref * r).sum(), params),
+                    strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_runs_under_bf16_autocast(device):
+    dec, _ = make_decoder()
+    randomise_heads(dec)
+    dec = dec.to(device)
+    z = torch.randn(3, 4, device=device)
+    e = torch.randn(300, 8, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        out = dec(z, e)
+    assert out.shape == (3, 300, 4) and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), dec(z, e), atol=0.05, rtol=0.05)
+
+
 def test_gradcheck_float64():
     dec, _ = make_decoder(n=16, n_control=5, k=3, rank=3, emb=4, dtype=torch.float64)
     randomise_heads(dec)

@@ -236,11 +236,14 @@ class ControlPointDecoder(nn.Module):
         return out * self.pool_norm.to(embedding.dtype)[:, None]
 
     def interpolate(self, control_out: Tensor) -> Tensor:
-        """Control-point outputs (B, K, n) -> per-Gaussian (B, G, n) by the sparse interpolation (embedding_bag)."""
+        """Control-point outputs (B, K, n) -> per-Gaussian (B, G, n) (float32 or float64) by the sparse
+        interpolation (one ``embedding_bag``: a weighted sum of k gathered rows per Gaussian)."""
         b, k, n = control_out.shape
-        table = control_out.permute(1, 0, 2).reshape(k, b * n)
-        out = F.embedding_bag(self.control_index, table, mode="sum",
-                              per_sample_weights=self.control_weight.to(table.dtype))
+        dtype = torch.promote_types(control_out.dtype, torch.float32)  # float32 under bf16 autocast
+        table = control_out.to(dtype).permute(1, 0, 2).reshape(k, b * n)
+        with torch.autocast(control_out.device.type, enabled=False):
+            out = F.embedding_bag(self.control_index, table, mode="sum",
+                                  per_sample_weights=self.control_weight.to(dtype))
         return out.reshape(-1, b, n).permute(1, 0, 2)
 
     def readout_weights(self, embedding: Tensor) -> Tensor:
@@ -268,7 +271,8 @@ class ControlPointDecoder(nn.Module):
         w = interpolation_matrix(self.control_index, self.control_weight.to(embedding.dtype), self.n_control)
         pooled = (w.T @ embedding) * self.pool_norm.to(embedding.dtype)[:, None]
         control_out = self.pair.forward_concat(z, pooled)
-        out = torch.einsum("gk,bkn->bgn", w.to(control_out.dtype), control_out)
+        dtype = torch.promote_types(control_out.dtype, torch.float32)
+        out = torch.einsum("gk,bkn->bgn", w.to(dtype), control_out.to(dtype))
         if self.sharp_channels:
             u = self.readout_vectors.to(embedding.dtype) + embedding @ self.readout_embed.weight.T
             h = self.readout_net(z).reshape(z.shape[0], self.rank, len(self.sharp_channels))

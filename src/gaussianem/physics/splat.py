@@ -150,11 +150,11 @@ def bin_gaussians(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile:
         nxg = nx[gid]
         tx = tx0.flatten()[gid] + slot % nxg
         ty = ty0.flatten()[gid] + slot // nxg
-        key = ((gid // n) * n_side + ty) * n_side + tx
+        key = (((gid // n) * n_side + ty) * n_side + tx).to(torch.int32)  # B·T² < 2³¹
         key_sorted, order = torch.sort(key, stable=True)
         ids = gid[order].to(torch.int32)
         starts = torch.zeros(n_tiles + 1, dtype=torch.int64, device=dev)
-        starts[1:] = torch.cumsum(torch.bincount(key_sorted, minlength=n_tiles), 0)
+        starts[1:] = torch.cumsum(torch.bincount(key_sorted.long(), minlength=n_tiles), 0)
         return ids, starts.to(torch.int32), n_side
 
 
@@ -245,36 +245,37 @@ class _SplatFunction(torch.autograd.Function):
     """Triton splat of pixel-frame Gaussians: ux, uy, inv2s2, w (B·G,) float32 + tile lists -> (B, D, D)."""
 
     @staticmethod
-    def forward(ctx, ux, uy, inv2s2, w, ids, starts, batch, box, n_side, tile, block_g, precision):
+    def forward(ctx, ux, uy, inv2s2, w, ids, starts, batch, box, n_side, tile, block_g, precision, num_warps):
         out = torch.empty(batch, box, box, dtype=torch.float32, device=ux.device)
         grid = (batch * n_side * n_side,)
         _splat_fwd_kernel[grid](ux, uy, inv2s2, w, ids, starts, out, box, n_side,
-                                TILE=tile, BLOCK_G=block_g, PRECISION=precision)
+                                TILE=tile, BLOCK_G=block_g, PRECISION=precision, num_warps=num_warps)
         ctx.save_for_backward(ux, uy, inv2s2, w, ids, starts)
-        ctx.config = (batch, box, n_side, tile, block_g, precision)
+        ctx.config = (batch, box, n_side, tile, block_g, precision, num_warps)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         ux, uy, inv2s2, w, ids, starts = ctx.saved_tensors
-        batch, box, n_side, tile, block_g, precision = ctx.config
+        batch, box, n_side, tile, block_g, precision, num_warps = ctx.config
         grad = grad.contiguous().float()
         gux, guy, ga, gw = (torch.zeros_like(ux) for _ in range(4))
         grid = (batch * n_side * n_side,)
         _splat_bwd_kernel[grid](ux, uy, inv2s2, w, ids, starts, grad, gux, guy, ga, gw, box, n_side,
-                                TILE=tile, BLOCK_G=block_g, PRECISION=precision)
-        return gux, guy, ga, gw, None, None, None, None, None, None, None, None
+                                TILE=tile, BLOCK_G=block_g, PRECISION=precision, num_warps=num_warps)
+        return gux, guy, ga, gw, None, None, None, None, None, None, None, None, None
 
 
 def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_size: int, pixel_size_angstrom: float,
                     cutoff_sigmas: float = DEFAULT_CUTOFF_SIGMAS, tile: int = DEFAULT_TILE, block_g: int = 16,
-                    precision: str = "ieee") -> Tensor:
+                    precision: str = "ieee", num_warps: int = 4) -> Tensor:
     """Footprint projection by the Triton kernels (CUDA, or Triton's interpreter): same maths as
     :func:`splat_reference`, float32 inside, differentiable wrt centres, widths and amplitudes.
 
     centres (B, G, 2) Å, widths (G,) or (B, G) Å, amplitudes (G,) or (B, G) -> images (B, D, D) in the centres'
     dtype. ``tile`` and ``block_g`` (Gaussians per inner step) are powers of two ≥ 16; ``precision`` is the
-    ``tl.dot`` input precision ("ieee": exact float32; "tf32x3" is close to it and uses tensor cores)."""
+    ``tl.dot`` input precision ("ieee": exact float32; "tf32x3" is close to it and uses tensor cores);
+    ``num_warps``: Triton warps per tile program."""
     if triton is None:
         raise RuntimeError("splat_gaussians needs Triton; use project_gaussians_splat for a fallback")
     if tile < 16 or tile & (tile - 1) or block_g < 16 or block_g & (block_g - 1):
@@ -285,7 +286,7 @@ def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_siz
     ids, starts, n_side = bin_gaussians(ux.detach(), uy.detach(), _sigma_px(widths.float(), batch,
                                         pixel_size_angstrom), box_size, tile, cutoff_sigmas)
     flat = [t.reshape(-1).contiguous() for t in (ux, uy, inv2s2, w)]
-    img = _SplatFunction.apply(*flat, ids, starts, batch, box_size, n_side, tile, block_g, precision)
+    img = _SplatFunction.apply(*flat, ids, starts, batch, box_size, n_side, tile, block_g, precision, num_warps)
     return img.to(centres.dtype)
 
 
