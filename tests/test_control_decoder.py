@@ -93,8 +93,9 @@ def test_fast_equals_reference_forward_and_gradients(predict_width):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_fast_equals_reference_on_device(device):
-    dec, _ = make_decoder(n=2000, n_control=64, k=8, rank=16)
+@pytest.mark.parametrize("interpolation", ["embedding_bag", "gather"])
+def test_fast_equals_reference_on_device(device, interpolation):
+    dec, _ = make_decoder(n=2000, n_control=64, k=8, rank=16, interpolation=interpolation)
     randomise_heads(dec)
     dec = dec.to(device)
     z = torch.randn(6, 4, device=device, requires_grad=True)

@@ -81,8 +81,9 @@ def test_bins_reproduce_reference():
     box, apix, tile = 40, 1.0, 16  # 40 is not a multiple of the tile
     centres, sig, amp = random_splat_inputs(2, 70, box, apix, seed=4)
     ux, uy, inv2s2, w = pixel_frame(centres, sig, amp, box, apix)
-    ids, starts, n_side = bin_gaussians(ux, uy, sig / apix, box, tile, 5.0)
+    ids, starts, n_side, longest = bin_gaussians(ux, uy, sig / apix, box, tile, 5.0)
     assert n_side == 3 and starts.shape == (2 * 9 + 1,) and int(starts[-1]) == ids.numel()
+    assert longest == int(starts.diff().max())
     img = torch.zeros(2, n_side * tile, n_side * tile, dtype=torch.float64)
     pix = torch.arange(tile, dtype=torch.float64)
     flat = [t.reshape(-1) for t in (ux, uy, inv2s2, w)]
@@ -124,14 +125,19 @@ def kernel_device():
 needs_kernel = pytest.mark.skipif(kernel_device() is None, reason="needs CUDA + Triton (or TRITON_INTERPRET=1)")
 
 
-def _kernel_case(batch, n, box, apix, seed, shared, tile=16, block_g=16, cutoff=5.0):
+def precisions():
+    dev = kernel_device()
+    return ["ieee", "tf32x3"] if dev is not None and dev.type == "cuda" else ["ieee"]
+
+
+def _kernel_case(batch, n, box, apix, seed, shared, tile=16, block_g=16, cutoff=5.0, precision="ieee", chunk=256):
     dev = kernel_device()
     centres, sig, amp = random_splat_inputs(batch, n, box, apix, seed, device=dev)
     if shared:
         sig, amp = sig[0].clone(), amp[0].clone()
     c32, s32, a32 = (t.float().requires_grad_(True) for t in (centres, sig, amp))
     c64, s64, a64 = (t.double().requires_grad_(True) for t in (centres, sig, amp))
-    out = splat_gaussians(c32, s32, a32, box, apix, cutoff, tile, block_g)
+    out = splat_gaussians(c32, s32, a32, box, apix, cutoff, tile, block_g, precision, chunk=chunk)
     ref = splat_reference(c64, s64, a64, box, apix, cutoff, tile)
     assert out.dtype == torch.float32 and out.shape == (batch, box, box)
     assert rel_err(out.double(), ref) < 1e-4, rel_err(out.double(), ref)
@@ -146,15 +152,19 @@ def _kernel_case(batch, n, box, apix, seed, shared, tile=16, block_g=16, cutoff=
 @pytest.mark.cuda
 @needs_kernel
 @pytest.mark.parametrize("shared", [False, True])
-def test_kernel_matches_reference(shared):
-    # box 72 (not a multiple of 16), centres up to ±0.6 D/2·… outside, widths 0.5–3 px
-    _kernel_case(3, 400, 72, 1.3, seed=10, shared=shared)
+@pytest.mark.parametrize("chunk", [16, 256])
+def test_kernel_matches_reference(shared, chunk):
+    # box 72 (not a multiple of 16), centres up to ±0.6·D Å·… so some are partly or wholly outside, widths 0.5–3 px;
+    # chunk 16 splits every tile's list over several programs (atomic partial tiles)
+    for precision in precisions():
+        _kernel_case(3, 400, 72, 1.3, seed=10, shared=shared, precision=precision, chunk=chunk)
 
 
 @pytest.mark.cuda
 @needs_kernel
 def test_kernel_tile32_block32():
-    _kernel_case(2, 300, 64, 1.0, seed=11, shared=False, tile=32, block_g=32)
+    for precision in precisions():
+        _kernel_case(2, 300, 64, 1.0, seed=11, shared=False, tile=32, block_g=32, precision=precision, chunk=64)
 
 
 @pytest.mark.cuda

@@ -58,6 +58,30 @@ def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats
     return statistics.median(times)
 
 
+def kernel_ms(fn: Callable[[], object], device: torch.device, iters: int = 5,
+              top: list | None = None) -> float | None:
+    """Summed GPU kernel time per call (ms) from the profiler: the step's cost once launch overhead is hidden
+    (CUDA graphs, torch.compile). None off CUDA. ``top``: append the 8 largest kernels as (name, ms per call)."""
+    if device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            fn()
+        sync(device)
+    events = prof.key_averages()
+    on_gpu = [e for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
+    events = on_gpu or events  # the kernels themselves, not the CPU ops that launched them
+    attr = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
+    times = sorted(((e.key, getattr(e, attr) / 1e3 / iters) for e in events), key=lambda kv: -kv[1])
+    if top is not None:
+        top.extend((name[:90], round(ms, 4)) for name, ms in times[:8])
+    return sum(ms for _, ms in times)
+
+
 def random_cloud(n: int, box: int, apix: float, seed: int, device: torch.device):
     """Gaussians in a ball of radius 0.35·D·apix (inside the box at any pose), widths 0.5–1.0 px (DESIGN)."""
     g = torch.Generator().manual_seed(seed)
@@ -82,12 +106,13 @@ def bench_size(n: int, args, device: torch.device) -> dict:
     graph = build_control_graph(pos, args.control_points, args.neighbours, seed=args.seed)
     sync(device)
     row["control_graph_s"] = time.perf_counter() - t0
-    new = ControlPointDecoder(args.zdim, graph, rank=args.rank).to(device)
+    new = ControlPointDecoder(args.zdim, graph, rank=args.rank, interpolation=args.interpolation[0]).to(device)
     with torch.no_grad():  # non-zero heads, so that the backward is the real one
         for dec in (old, new.pair):
             dec.head.weight.normal_(0, 0.01)
         if new.sharp_channels:
             new.readout_net[-1].weight.normal_(0, 0.01)
+    top = n == max(args.gaussians)
 
     def dec_step(dec):
         def run():
@@ -98,7 +123,17 @@ def bench_size(n: int, args, device: torch.device) -> dict:
 
     if not args.skip_old_decoder:
         row["old_decoder_ms"] = time_ms(dec_step(old), device, args.warmup, args.repeats)
-    row["new_decoder_ms"] = time_ms(dec_step(new), device, args.warmup, args.repeats)
+        row["old_decoder_kernel_ms"] = kernel_ms(dec_step(old), device)
+    for mode in args.interpolation:
+        new.interpolation = mode
+        row[f"new_decoder_{mode}_ms"] = time_ms(dec_step(new), device, args.warmup, args.repeats)
+        kernels = [] if top else None
+        row[f"new_decoder_{mode}_kernel_ms"] = kernel_ms(dec_step(new), device, top=kernels)
+        if kernels:
+            row[f"new_decoder_{mode}_top_kernels"] = kernels
+    row["new_decoder_ms"] = min(row[f"new_decoder_{m}_ms"] for m in args.interpolation)
+    kms = [row[f"new_decoder_{m}_kernel_ms"] for m in args.interpolation]
+    row["new_decoder_kernel_ms"] = None if None in kms else min(kms)
     row["old_decoder_gflop"] = pair_decoder_flops_per_particle(n, args.zdim, batch=batch) * batch / 1e9
     row["new_decoder_gflop"] = control_decoder_flops_per_particle(
         n, graph.n_control, graph.index.shape[1], args.rank, zdim=args.zdim, batch=batch) * batch / 1e9
@@ -126,6 +161,7 @@ def bench_size(n: int, args, device: torch.device) -> dict:
         sync(device)
         row["dense_compile_s"] = time.perf_counter() - t0
         row["dense_ms"] = time_ms(proj_step(dense), device, args.warmup, args.repeats)
+        row["dense_kernel_ms"] = kernel_ms(proj_step(dense), device)
     row["dense_eager_ms"] = time_ms(proj_step(dense_eager), device, args.warmup, args.repeats)
     row["dense_gflop"] = dense_projection_flops(batch, n, box) / 1e9
     if triton_available(device):
@@ -133,23 +169,29 @@ def bench_size(n: int, args, device: torch.device) -> dict:
             centres = projected_centres(positions, rot, shifts)
             ux, uy, _, _ = pixel_frame(centres, wid, amp_b, box, apix)
             sig_px = (wid / apix).expand(batch, -1)
-            ids, _, _ = bin_gaussians(ux, uy, sig_px, box, args.tile, args.cutoff)
+            ids, _, _, longest = bin_gaussians(ux, uy, sig_px, box, args.tile, args.cutoff)
+            row["splat_longest_tile_list"] = longest
             row["splat_pairs"] = int(ids.numel())
             row["splat_gflop"] = splat_flops(ids.numel(), args.tile) / 1e9
-            row["binning_ms"] = time_ms(lambda: bin_gaussians(ux, uy, sig_px, box, args.tile, args.cutoff),
-                                        device, args.warmup, args.repeats)
+            binning = lambda: bin_gaussians(ux, uy, sig_px, box, args.tile, args.cutoff)  # noqa: E731
+            row["binning_ms"] = time_ms(binning, device, args.warmup, args.repeats)
+            row["binning_kernel_ms"] = kernel_ms(binning, device)
             ref = project_gaussians(positions, wid, amp_b, rot, shifts, box, apix, compiled=False)
-        for tile, block, warps in args.splat_configs:
-            def splat(tile=tile, block=block, warps=warps):
+        for tile, block, warps, chunk in args.splat_configs:
+            def splat(tile=tile, block=block, warps=warps, chunk=chunk):
                 c = projected_centres(positions, rot, shifts)
                 return splat_gaussians(c, wid, amp_b, box, apix, args.cutoff, tile, block, args.splat_precision,
-                                       num_warps=warps)
-            name = f"splat_t{tile}_b{block}_w{warps}"
+                                       num_warps=warps, chunk=chunk)
+            name = f"splat_t{tile}_b{block}_w{warps}_c{chunk}"
             try:
                 with torch.no_grad():
                     err = float((splat() - ref).abs().max() / ref.abs().max())
                 row[f"{name}_fwd_ms"] = time_ms(lambda f=splat: f().sum(), device, args.warmup, args.repeats)
                 row[f"{name}_ms"] = time_ms(proj_step(splat), device, args.warmup, args.repeats)
+                kernels = [] if top else None
+                row[f"{name}_kernel_ms"] = kernel_ms(proj_step(splat), device, top=kernels)
+                if kernels:
+                    row[f"{name}_top_kernels"] = kernels
                 row[f"{name}_relerr"] = err
             except Exception as exc:  # keep the other rows of the table
                 log.exception("splat %s failed", name)
@@ -158,20 +200,22 @@ def bench_size(n: int, args, device: torch.device) -> dict:
 
 
 def markdown(rows: list[dict], args) -> str:
-    configs = [f"t{t}_b{b}_w{w}" for t, b, w in args.splat_configs]
-    head = ["G", "old dec ms", "new dec ms", "old dec GFLOP", "new dec GFLOP", "ratio",
+    """Two numbers per cell: wall ms per forward + backward (eager, synchronised) / summed GPU kernel ms."""
+    configs = [f"t{t}_b{b}_w{w}_c{c}" for t, b, w, c in args.splat_configs]
+    head = ["G", "old dec ms", "new dec ms", "old dec GFLOP", "new dec GFLOP", "FLOP ratio",
             "dense ms (compiled)", "dense ms (eager)", "dense GFLOP"]
     head += [f"splat {c} ms" for c in configs] + ["splat GFLOP", "pairs", "binning ms", "splat rel err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v, f="{:.2f}": "—" if v is None else f.format(v)  # noqa: E731
+    both = lambda r, key: f"{fmt(r.get(key + '_ms'))} / {fmt(r.get(key + '_kernel_ms'))}"  # noqa: E731
     for r in rows:
         ratio = r["old_decoder_gflop"] / r["new_decoder_gflop"]
-        cells = [f"{r['gaussians']:,}", fmt(r.get("old_decoder_ms")), fmt(r["new_decoder_ms"]),
+        cells = [f"{r['gaussians']:,}", both(r, "old_decoder"), both(r, "new_decoder"),
                  fmt(r["old_decoder_gflop"], "{:.1f}"), fmt(r["new_decoder_gflop"], "{:.2f}"), f"{ratio:.0f}×",
-                 fmt(r.get("dense_ms")), fmt(r.get("dense_eager_ms")), fmt(r["dense_gflop"], "{:.1f}")]
-        cells += [fmt(r.get(f"splat_{c}_ms")) for c in configs]
+                 both(r, "dense"), fmt(r.get("dense_eager_ms")), fmt(r["dense_gflop"], "{:.1f}")]
+        cells += [both(r, f"splat_{c}") for c in configs]
         errs = [r[f"splat_{c}_relerr"] for c in configs if f"splat_{c}_relerr" in r]
-        cells += [fmt(r.get("splat_gflop"), "{:.2f}"), fmt(r.get("splat_pairs"), "{:,}"), fmt(r.get("binning_ms")),
+        cells += [fmt(r.get("splat_gflop"), "{:.2f}"), fmt(r.get("splat_pairs"), "{:,}"), both(r, "binning"),
                   fmt(max(errs) if errs else None, "{:.1e}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -190,9 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--cutoff", type=float, default=5.0, help="footprint half-width in σ")
     p.add_argument("--tile", type=int, default=16, help="tile of the pair count / binning timing")
-    p.add_argument("--splat-configs", default="16x16x4,16x32x4,16x16x2,32x32x4",
-                   help="tile x block_g x num_warps triples to time")
-    p.add_argument("--splat-precision", default="ieee", help="tl.dot input precision: ieee or tf32x3")
+    p.add_argument("--splat-configs", default="16x32x4x100000,16x32x4x256,16x16x4x128,16x32x2x256,32x32x4x256",
+                   help="tile x block_g x num_warps x chunk to time (a chunk >= the longest list: one program a tile)")
+    p.add_argument("--interpolation", default="embedding_bag,gather", help="control decoder interpolation modes")
+    p.add_argument("--splat-precision", default=None, help="tl.dot input precision: ieee or tf32x3 (default: auto)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
@@ -202,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", default=None, help="write the rows here")
     args = p.parse_args(argv)
     args.splat_configs = [tuple(int(v) for v in c.split("x")) for c in args.splat_configs.split(",") if c]
+    args.interpolation = [m for m in args.interpolation.split(",") if m]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     device = torch.device(args.device)
     rows = []
@@ -210,10 +256,11 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(bench_size(n, args, device))
         log.info("%s", json.dumps(rows[-1]))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"\nbox {args.box}, batch {args.batch}, {name}, torch {torch.__version__}; ms per forward + backward; "
+    print(f"\nbox {args.box}, batch {args.batch}, {name}, torch {torch.__version__}; ms per forward + backward "
+          "(wall, eager and synchronised / summed GPU kernel time from the profiler); "
           f"decoders {'bf16 autocast' if device.type == 'cuda' and not args.no_amp else 'float32'}; "
           f"K = {args.control_points}, k = {args.neighbours}, rank = {args.rank}; cutoff {args.cutoff} σ, "
-          f"splat dot precision {args.splat_precision}\n")
+          f"splat dot precision {args.splat_precision or 'auto'}\n")
     print(markdown(rows, args))
     if args.json:
         with open(args.json, "w") as f:

@@ -14,6 +14,6 @@ echo "tests: $(( $(date +%s) - start )) s"
 python3 benchmarks/speed/decoder_projection.py --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt"
 echo "bench: $(( $(date +%s) - start )) s"
 python3 benchmarks/speed/decoder_projection.py --gaussians 60000 --skip-old-decoder --skip-compiled \
-    --splat-precision tf32x3 --splat-configs 16x16x4,16x32x4 --json "$OUT/bench_tf32x3.json" 2>&1 \
-    | tee "$OUT/bench_tf32x3.txt"
+    --splat-precision ieee --splat-configs 16x32x4x256,16x16x4x128 --json "$OUT/bench_ieee.json" 2>&1 \
+    | tee "$OUT/bench_ieee.txt"
 echo "total: $(( $(date +%s) - start )) s"

@@ -183,12 +183,18 @@ class ControlPointDecoder(nn.Module):
             buffers ``control_index`` (G, k) int64, ``control_weight`` (G, k), and ``control_positions`` (K, 3).
         rank: r of the per-Gaussian read-out (0 disables it); readout_hidden: width of h(z)'s hidden layer;
         sharp_channels: output channels that get the read-out (default: amplitude only, channel 0).
+        interpolation: "embedding_bag" (one fused weighted gather) or "gather" (k index_selects, summed); same
+            result, different kernels (the benchmark picks).
     """
 
     def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
                  n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
-                 readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0) -> None:
+                 readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
+                 interpolation: str = "embedding_bag") -> None:
         super().__init__()
+        if interpolation not in ("embedding_bag", "gather"):
+            raise ValueError(f"interpolation must be 'embedding_bag' or 'gather', not {interpolation!r}")
+        self.interpolation = interpolation
         self.pair = Decoder(zdim, embedding_dim, hidden, n_layers, features, predict_width)
         self.n_out = self.pair.n_out
         self.predict_width = predict_width
@@ -240,6 +246,13 @@ class ControlPointDecoder(nn.Module):
         interpolation (one ``embedding_bag``: a weighted sum of k gathered rows per Gaussian)."""
         b, k, n = control_out.shape
         dtype = torch.promote_types(control_out.dtype, torch.float32)  # float32 under bf16 autocast
+        if self.interpolation == "gather":
+            src = control_out.to(dtype)
+            w = self.control_weight.to(dtype)
+            out = src.index_select(1, self.control_index[:, 0]) * w[None, :, 0, None]
+            for j in range(1, self.control_index.shape[1]):
+                out = out + src.index_select(1, self.control_index[:, j]) * w[None, :, j, None]
+            return out
         table = control_out.to(dtype).permute(1, 0, 2).reshape(k, b * n)
         with torch.autocast(control_out.device.type, enabled=False):
             out = F.embedding_bag(self.control_index, table, mode="sum",

@@ -125,11 +125,12 @@ def splat_reference(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_siz
 
 # ---- binning ------------------------------------------------------------------------------------------------------
 def bin_gaussians(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile: int,
-                  cutoff_sigmas: float) -> tuple[Tensor, Tensor, int]:
+                  cutoff_sigmas: float) -> tuple[Tensor, Tensor, int, int]:
     """Per image, the list of Gaussians overlapping each tile (no gradient).
 
     ux, uy, sigma_px (B, G) -> (gaussian ids (P,) int32 as flat ``b·G + g``, grouped by tile and ascending
-    within a tile; tile starts (B·T² + 1,) int32 with T = ceil(D / tile) tiles a side; T). One host sync (P)."""
+    within a tile; tile starts (B·T² + 1,) int32 with T = ceil(D / tile) tiles a side; T; the longest tile list).
+    Two host syncs (P, then the longest list)."""
     with torch.no_grad():
         batch, n = ux.shape
         n_side = -(-box_size // tile)
@@ -142,7 +143,7 @@ def bin_gaussians(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile:
         n_tiles = batch * n_side * n_side
         if total == 0:
             return (torch.zeros(0, dtype=torch.int32, device=dev),
-                    torch.zeros(n_tiles + 1, dtype=torch.int32, device=dev), n_side)
+                    torch.zeros(n_tiles + 1, dtype=torch.int32, device=dev), n_side, 0)
         flat = torch.arange(batch * n, device=dev)
         gid = torch.repeat_interleave(flat, count, output_size=total)
         first = torch.cumsum(count, 0) - count
@@ -153,25 +154,29 @@ def bin_gaussians(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile:
         key = (((gid // n) * n_side + ty) * n_side + tx).to(torch.int32)  # B·T² < 2³¹
         key_sorted, order = torch.sort(key, stable=True)
         ids = gid[order].to(torch.int32)
+        per_tile = torch.bincount(key_sorted, minlength=n_tiles)
         starts = torch.zeros(n_tiles + 1, dtype=torch.int64, device=dev)
-        starts[1:] = torch.cumsum(torch.bincount(key_sorted.long(), minlength=n_tiles), 0)
-        return ids, starts.to(torch.int32), n_side
+        starts[1:] = torch.cumsum(per_tile, 0)
+        return ids, starts.to(torch.int32), n_side, int(per_tile.max())
 
 
 # ---- Triton kernels -------------------------------------------------------------------------------------------------
 if triton is not None:
 
     @triton.jit
-    def _splat_fwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, starts_ptr, out_ptr, box, n_side,
+    def _splat_fwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, starts_ptr, out_ptr, box, n_side, chunk,
                           TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr):
+        # program (tile, c) sums Gaussians [start + c·chunk, start + (c+1)·chunk) of its tile's list and adds the
+        # partial tile to the image (atomically: several programs may share a tile)
         pid = tl.program_id(0)
         per_image = n_side * n_side
         b = pid // per_image
         t = pid % per_image
         ty = t // n_side
         tx = t % n_side
-        start = tl.load(starts_ptr + pid)
-        end = tl.load(starts_ptr + pid + 1)
+        tile_end = tl.load(starts_ptr + pid + 1)
+        start = tl.load(starts_ptr + pid) + tl.program_id(1) * chunk
+        end = tl.minimum(tile_end, start + chunk)
         offs = tl.arange(0, TILE)
         px = (tx * TILE + offs).to(tl.float32)
         py = (ty * TILE + offs).to(tl.float32)
@@ -193,11 +198,11 @@ if triton is not None:
         iy = ty * TILE + offs
         ix = tx * TILE + offs
         ptrs = out_ptr + b * box * box + iy[:, None] * box + ix[None, :]
-        tl.store(ptrs, acc, mask=(iy[:, None] < box) & (ix[None, :] < box))
+        tl.atomic_add(ptrs, acc, mask=(iy[:, None] < box) & (ix[None, :] < box) & (start < end), sem="relaxed")
 
     @triton.jit
     def _splat_bwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, starts_ptr, grad_ptr,
-                          gux_ptr, guy_ptr, ga_ptr, gw_ptr, box, n_side,
+                          gux_ptr, guy_ptr, ga_ptr, gw_ptr, box, n_side, chunk,
                           TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr):
         pid = tl.program_id(0)
         per_image = n_side * n_side
@@ -205,8 +210,9 @@ if triton is not None:
         t = pid % per_image
         ty = t // n_side
         tx = t % n_side
-        start = tl.load(starts_ptr + pid)
-        end = tl.load(starts_ptr + pid + 1)
+        tile_end = tl.load(starts_ptr + pid + 1)
+        start = tl.load(starts_ptr + pid) + tl.program_id(1) * chunk
+        end = tl.minimum(tile_end, start + chunk)
         offs = tl.arange(0, TILE)
         iy = ty * TILE + offs
         ix = tx * TILE + offs
@@ -245,48 +251,63 @@ class _SplatFunction(torch.autograd.Function):
     """Triton splat of pixel-frame Gaussians: ux, uy, inv2s2, w (B·G,) float32 + tile lists -> (B, D, D)."""
 
     @staticmethod
-    def forward(ctx, ux, uy, inv2s2, w, ids, starts, batch, box, n_side, tile, block_g, precision, num_warps):
-        out = torch.empty(batch, box, box, dtype=torch.float32, device=ux.device)
-        grid = (batch * n_side * n_side,)
-        _splat_fwd_kernel[grid](ux, uy, inv2s2, w, ids, starts, out, box, n_side,
+    def forward(ctx, ux, uy, inv2s2, w, ids, starts, config):
+        batch, box, n_side, tile, block_g, precision, num_warps, chunk, n_chunks = config
+        out = torch.zeros(batch, box, box, dtype=torch.float32, device=ux.device)
+        grid = (batch * n_side * n_side, n_chunks)
+        _splat_fwd_kernel[grid](ux, uy, inv2s2, w, ids, starts, out, box, n_side, chunk,
                                 TILE=tile, BLOCK_G=block_g, PRECISION=precision, num_warps=num_warps)
         ctx.save_for_backward(ux, uy, inv2s2, w, ids, starts)
-        ctx.config = (batch, box, n_side, tile, block_g, precision, num_warps)
+        ctx.config = config
         return out
 
     @staticmethod
     def backward(ctx, grad):
         ux, uy, inv2s2, w, ids, starts = ctx.saved_tensors
-        batch, box, n_side, tile, block_g, precision, num_warps = ctx.config
+        batch, box, n_side, tile, block_g, precision, num_warps, chunk, n_chunks = ctx.config
         grad = grad.contiguous().float()
         gux, guy, ga, gw = (torch.zeros_like(ux) for _ in range(4))
-        grid = (batch * n_side * n_side,)
-        _splat_bwd_kernel[grid](ux, uy, inv2s2, w, ids, starts, grad, gux, guy, ga, gw, box, n_side,
+        grid = (batch * n_side * n_side, n_chunks)
+        _splat_bwd_kernel[grid](ux, uy, inv2s2, w, ids, starts, grad, gux, guy, ga, gw, box, n_side, chunk,
                                 TILE=tile, BLOCK_G=block_g, PRECISION=precision, num_warps=num_warps)
-        return gux, guy, ga, gw, None, None, None, None, None, None, None, None, None
+        return gux, guy, ga, gw, None, None, None
+
+
+def default_precision(device: torch.device) -> str:
+    """``tl.dot`` input precision: "tf32x3" (three TF32 products, float32 accuracy) on Ampere and newer, else
+    "ieee" (float32 FMAs); the interpreter gets "ieee"."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
+        return "tf32x3"
+    return "ieee"
 
 
 def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_size: int, pixel_size_angstrom: float,
-                    cutoff_sigmas: float = DEFAULT_CUTOFF_SIGMAS, tile: int = DEFAULT_TILE, block_g: int = 16,
-                    precision: str = "ieee", num_warps: int = 4) -> Tensor:
+                    cutoff_sigmas: float = DEFAULT_CUTOFF_SIGMAS, tile: int = DEFAULT_TILE, block_g: int = 32,
+                    precision: str | None = None, num_warps: int = 4, chunk: int = 256) -> Tensor:
     """Footprint projection by the Triton kernels (CUDA, or Triton's interpreter): same maths as
     :func:`splat_reference`, float32 inside, differentiable wrt centres, widths and amplitudes.
 
     centres (B, G, 2) Å, widths (G,) or (B, G) Å, amplitudes (G,) or (B, G) -> images (B, D, D) in the centres'
     dtype. ``tile`` and ``block_g`` (Gaussians per inner step) are powers of two ≥ 16; ``precision`` is the
-    ``tl.dot`` input precision ("ieee": exact float32; "tf32x3" is close to it and uses tensor cores);
-    ``num_warps``: Triton warps per tile program."""
+    ``tl.dot`` input precision (None: :func:`default_precision`); ``num_warps``: Triton warps per program;
+    ``chunk``: Gaussians per program (a tile's list is split over ceil(n / chunk) programs, which balances the
+    dense centre of the image against its empty edges; partial tiles are added atomically, so the float32
+    summation order, and the last bits of the image, may differ between runs)."""
     if triton is None:
         raise RuntimeError("splat_gaussians needs Triton; use project_gaussians_splat for a fallback")
     if tile < 16 or tile & (tile - 1) or block_g < 16 or block_g & (block_g - 1):
         raise ValueError(f"tile ({tile}) and block_g ({block_g}) must be powers of two >= 16")
+    chunk = max(block_g, -(-chunk // block_g) * block_g)
     batch = centres.shape[0]
     ux, uy, inv2s2, w = pixel_frame(centres.float(), widths.float(), amplitudes.float(), box_size,
                                     pixel_size_angstrom)
-    ids, starts, n_side = bin_gaussians(ux.detach(), uy.detach(), _sigma_px(widths.float(), batch,
-                                        pixel_size_angstrom), box_size, tile, cutoff_sigmas)
+    ids, starts, n_side, longest = bin_gaussians(ux.detach(), uy.detach(),
+                                                 _sigma_px(widths.float(), batch, pixel_size_angstrom), box_size,
+                                                 tile, cutoff_sigmas)
+    precision = precision or default_precision(centres.device)
+    config = (batch, box_size, n_side, tile, block_g, precision, num_warps, chunk, max(1, -(-longest // chunk)))
     flat = [t.reshape(-1).contiguous() for t in (ux, uy, inv2s2, w)]
-    img = _SplatFunction.apply(*flat, ids, starts, batch, box_size, n_side, tile, block_g, precision, num_warps)
+    img = _SplatFunction.apply(*flat, ids, starts, config)
     return img.to(centres.dtype)
 
 
