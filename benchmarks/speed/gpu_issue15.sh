@@ -16,4 +16,7 @@ echo "bench: $(( $(date +%s) - start )) s"
 python3 benchmarks/speed/decoder_projection.py --gaussians 60000 --skip-old-decoder --skip-compiled \
     --splat-precision ieee --splat-configs 16x32x4x256,16x16x4x128 --json "$OUT/bench_ieee.json" 2>&1 \
     | tee "$OUT/bench_ieee.txt"
+python3 benchmarks/speed/decoder_projection.py --gaussians 60000 --skip-old-decoder --skip-compiled \
+    --cutoff 4.0 --control-points 2048 --splat-configs 16x32x4x256 --json "$OUT/bench_c4_k2048.json" 2>&1 \
+    | tee "$OUT/bench_c4_k2048.txt"
 echo "total: $(( $(date +%s) - start )) s"
