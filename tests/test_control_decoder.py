@@ -197,3 +197,34 @@ def test_interpolation_alone_blurs_the_boundary():
     assert leak > 0.05 or faded > 0.06
     assert leak_r < leak or faded_r < faded
     assert not math.isnan(leak)
+
+
+def test_drops_into_gaussian_vae():
+    """The integration path: a GaussianVAE whose decoder is replaced by a ControlPointDecoder decodes the base
+    cloud at init, renders, and back-propagates into the control MLP and the read-out."""
+    from gaussianem.gaussians import GaussianCloud
+    from gaussianem.model.vae import GaussianVAE, ModelSpec
+    from gaussianem.physics.rotation import random_rotations
+
+    torch.manual_seed(0)
+    g = 200
+    pos = blob_cloud(g, 7, radius=12.0)
+    cloud = GaussianCloud(pos, torch.full((g,), 1.5), 1 + torch.rand(g), 1.0, 2.0)
+    spec = ModelSpec(box_size=16, pixel_size_angstrom=2.0, n_gaussians=g, width_min=1.0, width_max=2.0, zdim=3,
+                     encoder_hidden=32, gaussian_hidden=16, embedding_dim=8, decoder_hidden=16, decoder_features=24)
+    vae = GaussianVAE(cloud, spec)
+    graph = build_control_graph(cloud.positions, n_control=16, k=4)
+    vae.decoder = ControlPointDecoder(spec.zdim, graph, spec.embedding_dim, spec.decoder_hidden, spec.decoder_layers,
+                                      spec.decoder_features, spec.predict_width, rank=4, readout_hidden=8)
+    z = torch.randn(2, 3)
+    positions, widths, amplitudes = vae.decode(z)
+    torch.testing.assert_close(positions, cloud.positions.detach()[None].expand(2, -1, -1))
+    torch.testing.assert_close(amplitudes, cloud.amplitudes.detach()[None].expand(2, -1))
+    randomise_heads(vae.decoder)
+    positions, widths, amplitudes = vae.decode(z)
+    img = vae.render(positions, widths, amplitudes, random_rotations(2, torch.Generator().manual_seed(0)), None, None)
+    img.square().mean().backward()
+    assert vae.decoder.pair.head.weight.grad.abs().sum() > 0
+    assert vae.decoder.readout_net[-1].weight.grad.abs().sum() > 0
+    state = vae.state_dict()
+    assert state["decoder.control_index"].shape == (g, 4) and state["decoder.readout_vectors"].shape == (g, 4)
