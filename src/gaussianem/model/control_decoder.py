@@ -266,8 +266,11 @@ class ControlPointDecoder(nn.Module):
     def sharp(self, z: Tensor, embedding: Tensor) -> Tensor:
         """The low-rank per-Gaussian term (B, G, n_out) (zero in the channels without a read-out)."""
         u = self.readout_weights(embedding)  # (G, r)
-        h = self.readout_net(z).reshape(z.shape[0], self.rank, len(self.sharp_channels))  # (B, r, c)
-        s = torch.matmul(u.to(h.dtype), h)  # (B, G, c)
+        b, c = z.shape[0], len(self.sharp_channels)
+        h = self.readout_net(z).reshape(b, self.rank, c)  # (B, r, c)
+        # one (G, r) × (r, B·c) product: no (B, G, r) broadcast of u in the forward or its gradient
+        s = torch.matmul(u.to(h.dtype), h.permute(1, 0, 2).reshape(self.rank, b * c))  # (G, B·c)
+        s = s.reshape(-1, b, c).permute(1, 0, 2)  # (B, G, c)
         return torch.matmul(s, self.sharp_select.to(s.dtype))
 
     # ---- forward ----------------------------------------------------------------------------------------------
