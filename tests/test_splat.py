@@ -10,6 +10,7 @@ from gaussianem.physics.projection import project_gaussians, project_gaussians_d
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.physics.splat import (
     bin_gaussians,
+    bin_gaussians_triton,
     pixel_frame,
     project_gaussians_splat,
     splat_gaussians,
@@ -130,14 +131,15 @@ def precisions():
     return ["ieee", "tf32x3"] if dev is not None and dev.type == "cuda" else ["ieee"]
 
 
-def _kernel_case(batch, n, box, apix, seed, shared, tile=16, block_g=16, cutoff=5.0, precision="ieee", chunk=256):
+def _kernel_case(batch, n, box, apix, seed, shared, tile=16, block_g=16, cutoff=5.0, precision="ieee", chunk=256,
+                 binning="torch"):
     dev = kernel_device()
     centres, sig, amp = random_splat_inputs(batch, n, box, apix, seed, device=dev)
     if shared:
         sig, amp = sig[0].clone(), amp[0].clone()
     c32, s32, a32 = (t.float().requires_grad_(True) for t in (centres, sig, amp))
     c64, s64, a64 = (t.double().requires_grad_(True) for t in (centres, sig, amp))
-    out = splat_gaussians(c32, s32, a32, box, apix, cutoff, tile, block_g, precision, chunk=chunk)
+    out = splat_gaussians(c32, s32, a32, box, apix, cutoff, tile, block_g, precision, chunk=chunk, binning=binning)
     ref = splat_reference(c64, s64, a64, box, apix, cutoff, tile)
     assert out.dtype == torch.float32 and out.shape == (batch, box, box)
     assert rel_err(out.double(), ref) < 1e-4, rel_err(out.double(), ref)
@@ -207,3 +209,25 @@ def test_kernel_all_outside_and_centres_helper():
     c = projected_centres(pos, rot, None)
     img = splat_gaussians(c, torch.ones(1, device=dev), torch.ones(1, 1, device=dev), 32, 1.0)
     assert int(img[0].argmax()) == 16 * 32 + 16
+
+
+@pytest.mark.cuda
+@needs_kernel
+@pytest.mark.parametrize("tile", [16, 32])
+def test_triton_binning_equals_torch_binning(tile):
+    dev = kernel_device()
+    centres, sig, amp = random_splat_inputs(3, 500, 72, 1.3, seed=20, device=dev, dtype=torch.float32)
+    ux, uy, _, _ = pixel_frame(centres, sig, amp, 72, 1.3)
+    s_px = sig / 1.3
+    s_px[0, :5] = 40.0  # a few very wide Gaussians: many tiles each
+    ux[1, :3] = float("nan")
+    a = bin_gaussians(ux, uy, s_px, 72, tile, 5.0)
+    b = bin_gaussians_triton(ux, uy, s_px, 72, tile, 5.0)
+    assert a[2:] == b[2:]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.cuda
+@needs_kernel
+def test_kernel_with_triton_binning():
+    _kernel_case(2, 300, 64, 1.0, seed=21, shared=False, chunk=64, binning="triton")

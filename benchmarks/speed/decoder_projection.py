@@ -30,6 +30,7 @@ from gaussianem.physics.projection import project_gaussians, projected_centres
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.physics.splat import (
     bin_gaussians,
+    bin_gaussians_triton,
     dense_projection_flops,
     pixel_frame,
     splat_flops,
@@ -176,12 +177,18 @@ def bench_size(n: int, args, device: torch.device) -> dict:
             binning = lambda: bin_gaussians(ux, uy, sig_px, box, args.tile, args.cutoff)  # noqa: E731
             row["binning_ms"] = time_ms(binning, device, args.warmup, args.repeats)
             row["binning_kernel_ms"] = kernel_ms(binning, device)
+            binning = lambda: bin_gaussians_triton(ux, uy, sig_px, box, args.tile, args.cutoff)  # noqa: E731
+            try:
+                row["binning_triton_ms"] = time_ms(binning, device, args.warmup, args.repeats)
+                row["binning_triton_kernel_ms"] = kernel_ms(binning, device)
+            except Exception:  # opt-in path; keep the table
+                log.exception("triton binning failed")
             ref = project_gaussians(positions, wid, amp_b, rot, shifts, box, apix, compiled=False)
         for tile, block, warps, chunk in args.splat_configs:
             def splat(tile=tile, block=block, warps=warps, chunk=chunk):
                 c = projected_centres(positions, rot, shifts)
                 return splat_gaussians(c, wid, amp_b, box, apix, args.cutoff, tile, block, args.splat_precision,
-                                       num_warps=warps, chunk=chunk)
+                                       num_warps=warps, chunk=chunk, binning=args.binning)
             name = f"splat_t{tile}_b{block}_w{warps}_c{chunk}"
             try:
                 with torch.no_grad():
@@ -204,7 +211,8 @@ def markdown(rows: list[dict], args) -> str:
     configs = [f"t{t}_b{b}_w{w}_c{c}" for t, b, w, c in args.splat_configs]
     head = ["G", "old dec ms", "new dec ms", "old dec GFLOP", "new dec GFLOP", "FLOP ratio",
             "dense ms (compiled)", "dense ms (eager)", "dense GFLOP"]
-    head += [f"splat {c} ms" for c in configs] + ["splat GFLOP", "pairs", "binning ms", "splat rel err"]
+    head += [f"splat {c} ms" for c in configs] + ["splat GFLOP", "pairs", "binning ms", "binning (triton) ms",
+                                                   "splat rel err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v, f="{:.2f}": "—" if v is None else f.format(v)  # noqa: E731
     both = lambda r, key: f"{fmt(r.get(key + '_ms'))} / {fmt(r.get(key + '_kernel_ms'))}"  # noqa: E731
@@ -216,7 +224,7 @@ def markdown(rows: list[dict], args) -> str:
         cells += [both(r, f"splat_{c}") for c in configs]
         errs = [r[f"splat_{c}_relerr"] for c in configs if f"splat_{c}_relerr" in r]
         cells += [fmt(r.get("splat_gflop"), "{:.2f}"), fmt(r.get("splat_pairs"), "{:,}"), both(r, "binning"),
-                  fmt(max(errs) if errs else None, "{:.1e}")]
+                  both(r, "binning_triton"), fmt(max(errs) if errs else None, "{:.1e}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -236,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tile", type=int, default=16, help="tile of the pair count / binning timing")
     p.add_argument("--splat-configs", default="16x32x4x100000,16x32x4x256,16x16x4x128,16x32x2x256,32x32x4x256",
                    help="tile x block_g x num_warps x chunk to time (a chunk >= the longest list: one program a tile)")
+    p.add_argument("--binning", default="torch", choices=["torch", "triton"], help="splat binning path")
     p.add_argument("--interpolation", default="embedding_bag,gather", help="control decoder interpolation modes")
     p.add_argument("--splat-precision", default=None, help="tl.dot input precision: ieee or tf32x3 (default: auto)")
     p.add_argument("--warmup", type=int, default=3)
