@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
-from gaussianem.io.writes import atomic_path
+from gaussianem.io.writes import save_npy_atomic
 from gaussianem.physics.rotation import matrix_to_rotvec, rotvec_to_matrix
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,4 @@ def relion_to_cs_pose(rotation: np.ndarray, shift_angstrom: np.ndarray, psize: n
 
 def write_cs(path: str | Path, cs: np.ndarray) -> None:
     """Save a structured array as a ``.cs`` file (``np.save`` format, no suffix added), atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, cs)
+    save_npy_atomic(path, cs)
