@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.io.writes import save_pickle_atomic
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
@@ -36,8 +37,7 @@ CTF_COLUMNS = ("box_size", "pixel_size_angstrom", "defocus_u_angstrom", "defocus
 
 
 def _load(path: Path) -> object:
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    existing_file(path)
     try:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
@@ -119,9 +119,7 @@ def read_ctf(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.nd
 
 def read_txt_list(path: str | Path) -> list[Path]:
     """Stacks named in a cryoDRGN ``.txt`` particle list (one per line, relative to the list's folder)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     out = []
     for line in path.read_text().splitlines():
         line = line.strip()

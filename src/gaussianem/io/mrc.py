@@ -15,14 +15,14 @@ import mrcfile
 import numpy as np
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.io.writes import atomic_path
 
 log = logging.getLogger(__name__)
 
 
 def _open(path: Path, mmap: bool):
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    existing_file(path)
     try:
         return (mrcfile.mmap if mmap else mrcfile.open)(path, mode="r", permissive=False)
     except Exception as exc:  # mrcfile raises ValueError/OSError with varied text on damaged headers

@@ -15,6 +15,7 @@ import gemmi
 import numpy as np
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.io.writes import atomic_path
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,7 @@ def write_structure(path: str | Path, st: gemmi.Structure) -> None:
 def read_structure_file(path: str | Path, what: str = "atomic model") -> gemmi.Structure:
     """Read a PDB or mmCIF file (gzip allowed) with gemmi, every model as stored; a missing or unreadable file
     -> InputError (``what`` names the file in the message)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} not found: {path}")
+    path = existing_file(path, what)
     try:
         return gemmi.read_structure(str(path))
     except Exception as exc:  # gemmi raises RuntimeError/ValueError with varied text

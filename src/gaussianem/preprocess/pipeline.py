@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.preprocess.config import PreprocessConfig
 from gaussianem.preprocess.consensus import initial_cloud
 from gaussianem.preprocess.geometry import plan_geometry
@@ -16,13 +17,14 @@ from gaussianem.preprocess.writer import prepare_outdir, write_dataset
 
 log = logging.getLogger(__name__)
 
+
 def _check_options(cfg: PreprocessConfig) -> None:
     for flag, value in (("--chunk", cfg.chunk), ("--gaussian-interval", cfg.gaussian_interval),
                         ("--max-gaussians", cfg.max_gaussians)):
         if value is not None and value < 1:
             raise InputError(f"{flag} {value} must be positive")
-    if not Path(cfg.map_path).is_file():
-        raise InputError(f"file not found: {cfg.map_path}")
+    existing_file(cfg.map_path)
+
 
 def preprocess(cfg: PreprocessConfig) -> Path:
     """Run the whole pipeline (package docstring) and return the dataset folder."""

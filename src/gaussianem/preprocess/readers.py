@@ -13,6 +13,7 @@ import numpy as np
 
 from gaussianem.errors import InputError
 from gaussianem.io import cryodrgn, cryosparc, star
+from gaussianem.io.files import existing_file
 from gaussianem.io.particles import ParticleImages
 from gaussianem.preprocess.config import PreprocessConfig
 
@@ -63,9 +64,7 @@ def _pixel_sizes_or_header(apix: np.ndarray | None, images: ParticleImages, fall
 
 def load_source(cfg: PreprocessConfig) -> SourceData:
     """Read a ``.star``, ``.cs``, or ``.mrcs``/``.mrc``/``.txt`` (+ ``--poses``/``--ctf``) input."""
-    path = Path(cfg.particles)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(Path(cfg.particles))
     suffix = path.suffix.lower()
     datadir = Path(cfg.datadir) if cfg.datadir is not None else None
     if datadir is not None and not datadir.is_dir():
@@ -73,8 +72,7 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
     if cfg.passthrough and suffix != ".cs":
         raise InputError(f"--passthrough joins cryoSPARC .cs files; {path.name} is not one")
     for extra in cfg.passthrough or []:
-        if not Path(extra).is_file():
-            raise InputError(f"--passthrough: file not found: {extra}")
+        existing_file(extra, "--passthrough: file")
     if suffix in (".star", ".cs") and (cfg.poses is not None or cfg.ctf is not None):
         raise InputError(f"--poses/--ctf apply to .mrcs/.txt stacks; {path.name} carries its own poses and CTF")
     if suffix == ".star":
