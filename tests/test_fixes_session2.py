@@ -16,8 +16,8 @@ import torch
 from test_preprocess import run, simulate, write_map, write_relion31
 
 from gaussianem.io.dataset import load_dataset
+from gaussianem.io.mrc import map_origin_angstrom
 from gaussianem.physics.ctf import ctf_rfft2
-from gaussianem.preprocess import map_origin_angstrom
 from gaussianem.simulate.ensemble import build_ensemble
 from gaussianem.simulate.presets import resolve_data_path
 from gaussianem.simulate.spec import load_spec, resolve_source_path

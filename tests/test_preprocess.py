@@ -22,7 +22,8 @@ from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2
 from gaussianem.physics.projection import project_gaussians, voxelize_gaussians
 from gaussianem.physics.rotation import matrix_to_euler_relion, random_rotations
-from gaussianem.preprocess import PreprocessConfig, plan_geometry, preprocess
+from gaussianem.preprocess import PreprocessConfig, preprocess
+from gaussianem.preprocess.geometry import plan_geometry
 
 # ---------------------------------------------------------------------------------------------- tiny simulator
 

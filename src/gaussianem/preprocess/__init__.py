@@ -19,9 +19,7 @@ Pipeline (:func:`preprocess`, in :mod:`.pipeline`):
    and renamed into place at the end: an error leaves nothing half-written.
 """
 
-from gaussianem.io.mrc import map_origin_angstrom  # re-exported: tests/test_fixes_session2.py imports it from here
 from gaussianem.preprocess.config import PreprocessConfig
-from gaussianem.preprocess.geometry import plan_geometry
 from gaussianem.preprocess.pipeline import preprocess
 
-__all__ = ["PreprocessConfig", "map_origin_angstrom", "plan_geometry", "preprocess"]
+__all__ = ["PreprocessConfig", "preprocess"]
