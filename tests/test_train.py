@@ -10,68 +10,12 @@ import mrcfile
 import numpy as np
 import pytest
 import torch
+from conftest import APIX, BOX, SMALL, make_dataset, tiny_cloud
 
 from gaussianem.errors import InputError
-from gaussianem.gaussians import write_gaussians_ply
-from gaussianem.io.dataset import write_ctf, write_json_atomic, write_poses
-from gaussianem.physics.ctf import ctf_rfft2
-from gaussianem.physics.fourier import apply_filter_rfft2
-from gaussianem.physics.projection import project_gaussians
+from gaussianem.io.dataset import write_ctf, write_json_atomic
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.training.config import TrainConfig
-
-BOX = 32
-APIX = 2.0
-
-
-def tiny_cloud(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two lobes of Gaussians on a 2-Å grid: (G, 3) Å, widths (G,), amplitudes (G,)."""
-    g = np.stack(np.meshgrid(*[np.arange(-2, 3)] * 3, indexing="ij"), -1).reshape(-1, 3) * 2.0
-    lobe = g[np.linalg.norm(g, axis=1) <= 4.1]
-    pos = np.concatenate([lobe + [-7.0, 0, 0], lobe + [7.0, 0, 0]])
-    rng = np.random.default_rng(seed)
-    amp = 1.0 + 0.2 * rng.random(len(pos))
-    return pos, np.full(len(pos), 1.6), amp
-
-
-def make_dataset(root: Path, n: int = 256, seed: int = 0, noise: float = 0.5) -> dict:
-    """Write a dataset folder (io/dataset.py layout) of ``n`` particles from two states of a tiny cloud: in state 1
-    the right lobe moves by +6 Å in y. Returns the truth (state per particle)."""
-    root.mkdir(parents=True, exist_ok=True)
-    pos, wid, amp = tiny_cloud(seed)
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    state = rng.integers(0, 2, n)
-    moved = pos.copy()
-    moved[len(pos) // 2:, 1] += 6.0
-    per = np.where(state[:, None, None] == 1, moved[None], pos[None])  # (N, G, 3)
-    rot = random_rotations(n, generator=gen, dtype=torch.float64)
-    shifts = rng.normal(0, 1.0, (n, 2))
-    ctf = {"defocus_u_angstrom": rng.uniform(8000, 15000, n), "voltage_kv": np.full(n, 300.0),
-           "cs_mm": np.full(n, 2.7), "amplitude_contrast": np.full(n, 0.1), "phase_shift_deg": np.zeros(n),
-           "defocus_angle_deg": rng.uniform(0, 180, n)}
-    ctf["defocus_v_angstrom"] = ctf["defocus_u_angstrom"] - 200
-    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    img = project_gaussians(t(per), t(wid), t(amp), rot, t(shifts), BOX, APIX)
-    img = apply_filter_rfft2(img, ctf_rfft2(BOX, APIX, {k: t(v) for k, v in ctf.items()}, dtype=torch.float64))
-    img = img.numpy()
-    img = img + rng.normal(0, noise * img.std(), img.shape)
-    img = img.astype(np.float32)
-    with mrcfile.new(root / "particles.mrcs", overwrite=True) as m:
-        m.set_data(img)
-        m.voxel_size = APIX
-    write_poses(root, rot.numpy(), shifts)
-    write_ctf(root, ctf)
-    write_gaussians_ply(root / "gaussians_init.ply", pos, wid, amp, 1.0, 2.0)
-    write_json_atomic(root / "dataset.json", {
-        "n_particles": n, "box_size": BOX, "pixel_size_angstrom": APIX, "original_box_size": BOX,
-        "original_pixel_size_angstrom": APIX, "contrast": "as-is", "image_std": float(img.std())})
-    return {"state": state}
-
-
-SMALL = dict(encoder_hidden=128, gaussian_hidden=32, decoder_hidden=32, decoder_features=64, embedding_dim=8,
-             zdim=2, batch_size=16, lr=1e-3, num_workers=0, progress=False, device="cpu", knn_start_epoch=1,
-             knn_weight=1e-3, eval_batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -457,7 +401,8 @@ def test_run_records_the_consensus_map_frame(tmp_path):
 
 def test_ctf_bfactor_reaches_the_training_batches(tmp_path):
     from gaussianem.io.dataset import load_dataset
-    from gaussianem.training.data import ParticleBatchDataset, ctf_dict
+    from gaussianem.physics.ctf import CTFParams
+    from gaussianem.training.data import ParticleBatchDataset
 
     ds = tmp_path / "ds"
     make_dataset(ds, n=20, seed=4)
@@ -467,7 +412,7 @@ def test_ctf_bfactor_reaches_the_training_batches(tmp_path):
     ctf["bfactor"] = np.linspace(0, 190, 20)
     write_ctf(ds, ctf)
     batch = ParticleBatchDataset(ds, load_dataset(ds))[np.array([3, 19])]
-    d = ctf_dict(batch["ctf"])
+    d = CTFParams.from_packed(batch["ctf"])._asdict()
     assert batch["ctf"].shape == (2, 8)
     assert np.allclose(d["bfactor"].numpy(), [30.0, 190.0])
     assert np.allclose(d["defocus_u_angstrom"].numpy(), ctf["defocus_u_angstrom"][[3, 19]])

@@ -31,19 +31,7 @@ import torch
 from gaussianem.errors import InputError
 from gaussianem.io.mrc import open_stack
 from gaussianem.io.writes import save_npz_atomic, write_json_atomic  # noqa: F401 (write_json_atomic: re-exported for callers outside io/)
-
-CTF_FIELDS = (
-    "defocus_u_angstrom",
-    "defocus_v_angstrom",
-    "defocus_angle_deg",
-    "voltage_kv",
-    "cs_mm",
-    "amplitude_contrast",
-    "phase_shift_deg",
-)
-
-# written only when the input has them; readers must treat them as optional
-OPTIONAL_CTF_FIELDS = ("bfactor", "scale")
+from gaussianem.physics.ctf import CTF_FIELDS, OPTIONAL_CTF_FIELDS, CTFParams
 
 MANIFEST = "dataset.json"
 PARTICLES = "particles.mrcs"
@@ -100,11 +88,11 @@ class ParticleDataset:
     def gaussians_init(self) -> Path:
         return self.root / GAUSSIANS_INIT
 
-    def ctf_batch(self, index: np.ndarray, device=None, dtype=torch.float32) -> dict[str, torch.Tensor] | None:
-        """CTF parameters of the particles ``index`` as tensors (B,) for :func:`physics.ctf.ctf_rfft2`."""
+    def ctf_batch(self, index: np.ndarray, device=None, dtype=torch.float32) -> CTFParams | None:
+        """CTF parameters of the particles ``index`` (B,), or None for data without a CTF."""
         if self.ctf is None:
             return None
-        return {k: torch.as_tensor(v[index], dtype=dtype, device=device) for k, v in self.ctf.items()}
+        return CTFParams.from_mapping(self.ctf, index, device=device, dtype=dtype)
 
     def close(self) -> None:
         if self._mrc is not None:

@@ -16,9 +16,9 @@ from gaussianem.model.decoder import Decoder
 from gaussianem.model.gaussian_encoder import GaussianEncoder
 from gaussianem.model.image_encoder import ImageEncoder
 from gaussianem.model.spec import ModelSpec
-from gaussianem.physics.ctf import ctf_values
-from gaussianem.physics.fourier import apply_filter_rfft2, rfft2_frequencies, soft_circular_mask
-from gaussianem.physics.projection import project_gaussians
+from gaussianem.physics.ctf import CTFParams, ctf_values
+from gaussianem.physics.forward import render_images
+from gaussianem.physics.fourier import rfft2_frequencies, soft_circular_mask
 
 
 class GaussianVAE(nn.Module):
@@ -114,25 +114,21 @@ class GaussianVAE(nn.Module):
         return self.apply_deltas(self.decode_deltas(z, embedding))
 
     # ---- image formation --------------------------------------------------------------------------------------
-    def ctf(self, params: dict[str, Tensor]) -> Tensor:
+    def ctf(self, params: CTFParams) -> Tensor:
         """CTF on the rfft2 grid for a batch of parameters (each (B,)) -> (B, D, D//2+1) float32."""
-        return ctf_values(self.freq_y, self.freq_x, params["defocus_u_angstrom"], params["defocus_v_angstrom"],
-                          params["defocus_angle_deg"], params["voltage_kv"], params["cs_mm"],
-                          params["amplitude_contrast"], params.get("phase_shift_deg"), params.get("bfactor"),
-                          params.get("scale"))
+        return ctf_values(self.freq_y, self.freq_x, *params)
 
     def render(self, positions: Tensor, widths: Tensor, amplitudes: Tensor, rotations: Tensor,
-               shifts_angstrom: Tensor | None, ctf_params: dict[str, Tensor] | None) -> Tensor:
+               shifts_angstrom: Tensor | None, ctf_params: CTFParams | None) -> Tensor:
         """Per-image clouds (B, G, ·) with poses (B, 3, 3), (B, 2) and CTF -> normalised images (B, D, D) float32.
 
         One batched projection call for the whole batch, then the CTF in Fourier space; float32 throughout.
         """
         with torch.autocast(positions.device.type, enabled=False):
-            img = project_gaussians(positions.float(), widths.float(), amplitudes.float(), rotations.float(),
-                                    None if shifts_angstrom is None else shifts_angstrom.float(),
-                                    self.spec.box_size, self.spec.pixel_size_angstrom, self.spec.projection_chunk)
-            if ctf_params is not None:
-                img = apply_filter_rfft2(img, self.ctf(ctf_params))
+            img = render_images(positions.float(), widths.float(), amplitudes.float(), rotations.float(),
+                                None if shifts_angstrom is None else shifts_angstrom.float(), ctf_params,
+                                self.spec.box_size, self.spec.pixel_size_angstrom, self.spec.projection_chunk,
+                                frequencies=(self.freq_y, self.freq_x))
         return img / self.spec.image_std
 
     @classmethod

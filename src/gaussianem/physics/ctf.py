@@ -9,11 +9,72 @@ At s = 0 it equals sin(φ + atan(w/√(1-w²))) > 0: white particles, as in RELI
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from gaussianem.physics.fourier import rfft2_frequencies
+
+
+class CTFParams(NamedTuple):
+    """Per-particle CTF parameters, each a (B,) tensor; the one form they take from reading to rendering.
+
+    The field order is the argument order of :func:`ctf_values` (``ctf_values(fy, fx, *params)``) and the
+    column order of the packed (B, 7 + k) form the training loader moves (:meth:`packed`). ``bfactor`` (Å²) and
+    ``scale`` are optional and written to ``ctf.npz`` only when the input has them.
+    """
+
+    defocus_u_angstrom: Tensor
+    defocus_v_angstrom: Tensor
+    defocus_angle_deg: Tensor
+    voltage_kv: Tensor
+    cs_mm: Tensor
+    amplitude_contrast: Tensor
+    phase_shift_deg: Tensor | None = None
+    bfactor: Tensor | None = None
+    scale: Tensor | None = None
+
+    @classmethod
+    def from_mapping(cls, fields: Mapping[str, np.ndarray | Tensor], index: np.ndarray | Tensor | slice | None = None,
+                     device=None, dtype: torch.dtype = torch.float32) -> CTFParams:
+        """From named (N,) arrays (``ctf.npz``, a star/cs reader's dict), optionally the rows ``index``."""
+        missing = [k for k in cls._fields if k not in cls._field_defaults and k not in fields]
+        if missing:
+            raise ValueError(f"CTF parameters lack {missing}")
+
+        def tensor(v):
+            v = v if index is None else v[index]
+            return torch.as_tensor(np.asarray(v) if not isinstance(v, Tensor) else v, dtype=dtype, device=device)
+
+        return cls(**{k: tensor(fields[k]) for k in cls._fields if k in fields})
+
+    @classmethod
+    def from_packed(cls, packed: Tensor) -> CTFParams:
+        """(B, 7 + k) columns in field order (the first k optional fields present) -> CTFParams."""
+        return cls(*packed.unbind(1))
+
+    def packed(self) -> Tensor:
+        """(B, 7 + k): the required fields, then the optional fields up to the first one that is absent."""
+        columns = []
+        for v in self:
+            if v is None:
+                break
+            columns.append(v)
+        return torch.stack(columns, 1)
+
+    def select(self, index: Tensor | slice) -> CTFParams:
+        """The rows ``index`` of every field."""
+        return CTFParams(*(None if v is None else v[index] for v in self))
+
+
+
+
+# the fields ``ctf.npz`` always has, and those it has only when the input did, in packed-column order
+CTF_FIELDS: tuple[str, ...] = CTFParams._fields[:7]
+OPTIONAL_CTF_FIELDS: tuple[str, ...] = CTFParams._fields[7:]
 
 
 def electron_wavelength_angstrom(voltage_kv: Tensor | float) -> Tensor | float:
@@ -67,17 +128,14 @@ def ctf_values(
 def ctf_rfft2(
     box_size: int,
     pixel_size_angstrom: float,
-    params: dict[str, Tensor],
+    params: CTFParams | Mapping[str, Tensor],
     device=None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """CTF on the rfft2 grid for a batch: params holds (B,) tensors named as in ``ctf.npz``
-    (defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, voltage_kv, cs_mm, amplitude_contrast and
-    optionally phase_shift_deg, bfactor, scale). Returns (B, D, D//2+1)."""
+    """CTF on the rfft2 grid for a batch of parameters (each (B,)) -> (B, D, D//2+1).
+
+    ``params`` is a :class:`CTFParams`, or named (B,) tensors as in ``ctf.npz`` (turned into one here)."""
+    if not isinstance(params, CTFParams):
+        params = CTFParams.from_mapping(params, device=device, dtype=dtype)
     fy, fx = rfft2_frequencies(box_size, pixel_size_angstrom, device=device, dtype=dtype)
-    return ctf_values(
-        fy, fx,
-        params["defocus_u_angstrom"], params["defocus_v_angstrom"], params["defocus_angle_deg"],
-        params["voltage_kv"], params["cs_mm"], params["amplitude_contrast"],
-        params.get("phase_shift_deg"), params.get("bfactor"), params.get("scale"),
-    )
+    return ctf_values(fy, fx, *params)

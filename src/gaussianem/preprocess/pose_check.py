@@ -15,9 +15,9 @@ from torch import Tensor
 
 from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
-from gaussianem.physics.ctf import ctf_rfft2
-from gaussianem.physics.fourier import apply_filter_rfft2, soft_circular_mask
-from gaussianem.physics.projection import project_gaussians
+from gaussianem.physics.ctf import CTFParams
+from gaussianem.physics.forward import render_in_batches
+from gaussianem.physics.fourier import soft_circular_mask
 from gaussianem.preprocess.config import PreprocessConfig
 from gaussianem.preprocess.geometry import Geometry, read_resampled
 from gaussianem.preprocess.readers import SourceData
@@ -40,19 +40,11 @@ def _masked_ncc(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
     return num / den
 
 
-def render(cloud: GaussianCloud, rotation: Tensor, shift: Tensor, ctf: dict[str, Tensor] | None, box: int,
+def render(cloud: GaussianCloud, rotation: Tensor, shift: Tensor, ctf: CTFParams | None, box: int,
            apix: float, batch: int = 64) -> Tensor:
     """CTF-filtered projections of a Gaussian cloud: rotation (B, 3, 3), shift (B, 2) Å -> (B, D, D)."""
     pos, sig, amp = (t.detach().to(rotation) for t in cloud.physical())
-    out = []
-    for s in range(0, len(rotation), batch):
-        sl = slice(s, s + batch)
-        img = project_gaussians(pos, sig, amp, rotation[sl], shift[sl], box, apix)
-        if ctf is not None:
-            params = {k: v[sl] for k, v in ctf.items()}
-            img = apply_filter_rfft2(img, ctf_rfft2(box, apix, params, device=img.device, dtype=img.dtype))
-        out.append(img)
-    return torch.cat(out)
+    return render_in_batches(pos, sig, amp, rotation, shift, ctf, box, apix, batch)
 
 
 CHECK_BUDGET = 2e9  # particles × Gaussians × box above which the check renders a coarser copy of the cloud
@@ -96,7 +88,7 @@ def pose_check(images: np.ndarray, rotation: np.ndarray, shift_angstrom: np.ndar
     imgs = torch.as_tensor(images, dtype=dt, device=dev)
     rot = torch.as_tensor(rotation, dtype=dt, device=dev)
     sh = torch.as_tensor(shift_angstrom, dtype=dt, device=dev)
-    c = None if ctf is None else {k: torch.as_tensor(v, dtype=dt, device=dev) for k, v in ctf.items()}
+    c = None if ctf is None else CTFParams.from_mapping(ctf, device=dev, dtype=dt)
     mask = soft_circular_mask(box, device=dev, dtype=dt)
     ncc = _masked_ncc(imgs, render(cloud, rot, sh, c, box, apix), mask)
     gen = np.random.default_rng(seed)
@@ -105,7 +97,7 @@ def pose_check(images: np.ndarray, rotation: np.ndarray, shift_angstrom: np.ndar
     cyc = gen.permutation(n)
     perm[cyc] = np.roll(cyc, 1)
     pidx = torch.as_tensor(perm, device=dev)
-    c_sh = None if c is None else {k: v[pidx] for k, v in c.items()}
+    c_sh = None if c is None else c.select(pidx)
     ncc_shuf = _masked_ncc(imgs, render(cloud, rot[pidx], sh[pidx], c_sh, box, apix), mask)
     ncc = ncc.cpu().numpy()
     ncc_shuf = ncc_shuf.cpu().numpy()

@@ -2,7 +2,7 @@
 
 The clean image of a particle is the forward model of docs/DESIGN.md: ``project_gaussians`` of the atom Gaussians
 (rotation A, origin = shift in Å; computed by its windowed fast path, equal to float precision) filtered by
-``ctf_rfft2`` (positive at low frequency: white particles). Noise
+the CTF (:func:`gaussianem.physics.forward.render_images`; positive at low frequency: white particles). Noise
 is white and Gaussian with one variance for the whole dataset, ``σ_n² = mean_i var(clean_i) / SNR`` where
 ``var(clean_i)`` is the variance of particle i's clean image over the box. The stack is written in two streamed
 passes over a memory-mapped file (clean images and their variances, then noise and contrast in place), so
@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from gaussianem.io.mrc import ImageStats, new_stack, set_stack_stats
 from gaussianem.io.writes import atomic_path
-from gaussianem.physics.ctf import ctf_rfft2
-from gaussianem.physics.fourier import apply_filter_rfft2
+from gaussianem.physics.ctf import CTFParams
+from gaussianem.physics.forward import render_images
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.simulate.ensemble import Ensemble
 from gaussianem.simulate.render import project_gaussians_windowed
@@ -40,7 +40,7 @@ class ParticleTruth:
     volume_index: np.ndarray  # (N,) int
     rotation: np.ndarray  # (N, 3, 3) RELION matrices A
     shift_angstrom: np.ndarray  # (N, 2) RELION origins (x, y) in Å
-    ctf: dict[str, np.ndarray]  # the ctf.npz fields (io.dataset.CTF_FIELDS) -> (N,)
+    ctf: dict[str, np.ndarray]  # the ctf.npz fields (physics.ctf.CTF_FIELDS) -> (N,)
 
     @property
     def n(self) -> int:
@@ -94,9 +94,8 @@ def render_clean(
     amp = ensemble.amplitudes(truth.state[index], device, dtype)
     rot = torch.as_tensor(truth.rotation[index], dtype=dtype, device=device)
     shift = torch.as_tensor(truth.shift_angstrom[index], dtype=dtype, device=device)
-    images = project_gaussians_windowed(pos, ensemble.sigma, amp, rot, shift, box, apix)
-    params = {k: torch.as_tensor(v[index], dtype=dtype, device=device) for k, v in truth.ctf.items()}
-    return apply_filter_rfft2(images, ctf_rfft2(box, apix, params, device=device, dtype=dtype))
+    ctf = CTFParams.from_mapping(truth.ctf, index, device=device, dtype=dtype)
+    return render_images(pos, ensemble.sigma, amp, rot, shift, ctf, box, apix, projector=project_gaussians_windowed)
 
 
 def write_particle_stack(

@@ -14,16 +14,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gaussianem.io.dataset import CTF_FIELDS, OPTIONAL_CTF_FIELDS, ParticleDataset, load_dataset
+from gaussianem.io.dataset import ParticleDataset, load_dataset
+from gaussianem.physics.ctf import CTFParams
 
 
 class ParticleBatchDataset(Dataset):
     """``ds[index]`` with an int or an index array (B,) -> dict of tensors:
 
     ``index`` (B,) int64, ``image`` (B, D, D) float32, ``rotation`` (B, 3, 3), ``shift`` (B, 2) Å,
-    ``ctf`` (B, 7 + k) (the fields of :data:`gaussianem.io.dataset.CTF_FIELDS`, then the first k optional fields
-    of :data:`~gaussianem.io.dataset.OPTIONAL_CTF_FIELDS` the dataset holds, e.g. ``bfactor``; absent without
-    CTF), all float32; a :class:`ShardIndices` index adds its ``offset`` and ``global_size`` (ints).
+    ``ctf`` (B, 7 + k) (:func:`packed_ctf`; absent without CTF), all float32; a :class:`ShardIndices` index adds its
+    ``offset`` and ``global_size`` (ints).
     """
 
     def __init__(self, root: str | Path, dataset: ParticleDataset | None = None) -> None:
@@ -31,7 +31,6 @@ class ParticleBatchDataset(Dataset):
         self._ds = dataset if dataset is not None else load_dataset(self.root)
         self.n = self._ds.n
         self.has_ctf = self._ds.ctf is not None
-        self.ctf_fields = ctf_fields(self._ds.ctf)
 
     def __getstate__(self) -> dict:  # workers re-open the memory map
         state = self.__dict__.copy()
@@ -58,30 +57,17 @@ class ParticleBatchDataset(Dataset):
             "shift": torch.from_numpy(np.asarray(ds.shifts_angstrom[idx], dtype=np.float32)),
         }
         if ds.ctf is not None:
-            out["ctf"] = torch.from_numpy(np.stack([np.asarray(ds.ctf[k][idx], np.float32)
-                                                   for k in self.ctf_fields], 1))
+            out["ctf"] = packed_ctf(ds.ctf, idx)
         if single:
             out = {k: v[0] for k, v in out.items()}
         out.update(shard_layout(index))
         return out
 
 
-def ctf_fields(ctf: dict | None) -> tuple[str, ...]:
-    """The packed CTF columns of a dataset: the required fields, then the leading optional ones it holds."""
-    if ctf is None:
-        return ()
-    extra = []
-    for k in OPTIONAL_CTF_FIELDS:
-        if k not in ctf:
-            break
-        extra.append(k)
-    return CTF_FIELDS + tuple(extra)
-
-
-def ctf_dict(ctf: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(B, 7 + k) packed CTF parameters -> dict of (B,) tensors for :func:`gaussianem.physics.ctf.ctf_values`."""
-    names = CTF_FIELDS + OPTIONAL_CTF_FIELDS[:ctf.shape[1] - len(CTF_FIELDS)]
-    return {k: ctf[:, i] for i, k in enumerate(names)}
+def packed_ctf(ctf: dict[str, np.ndarray], index: np.ndarray | slice | None = None, device=None) -> torch.Tensor:
+    """A dataset's CTF fields (rows ``index``) as the (B, 7 + k) float32 columns a batch carries
+    (:meth:`CTFParams.packed`; :meth:`CTFParams.from_packed` reads it back)."""
+    return CTFParams.from_mapping(ctf, index, device=device, dtype=torch.float32).packed()
 
 
 class ShardIndices(np.ndarray):
@@ -214,8 +200,7 @@ class ResidentParticles:
         f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=device)  # noqa: E731
         self.rotation = f32(ds.rotations)
         self.shift = f32(ds.shifts_angstrom)
-        fields = ctf_fields(ds.ctf)
-        self.ctf = f32(np.stack([np.asarray(ds.ctf[k], np.float32) for k in fields], 1)) if fields else None
+        self.ctf = None if ds.ctf is None else packed_ctf(ds.ctf, device=device)
 
     @staticmethod
     def nbytes(data: ParticleBatchDataset) -> int:

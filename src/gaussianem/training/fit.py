@@ -42,9 +42,9 @@ from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.io.dataset import ParticleDataset, write_json_atomic
 from gaussianem.io.writes import atomic_path
-from gaussianem.physics.ctf import ctf_rfft2
-from gaussianem.physics.fourier import apply_filter_rfft2, soft_circular_mask
-from gaussianem.physics.projection import project_gaussians
+from gaussianem.physics.ctf import CTFParams
+from gaussianem.physics.forward import render_images
+from gaussianem.physics.fourier import soft_circular_mask
 from gaussianem.training.strategy import DensifyPruneStrategy, RefineEvent, StrategyConfig
 
 log = logging.getLogger(__name__)
@@ -90,16 +90,12 @@ class FitResult:
 # --------------------------------------------------------------------------------------------------- rendering
 def render_batch(
     positions: Tensor, widths: Tensor, amplitudes: Tensor, rotations: Tensor, shifts_angstrom: Tensor,
-    ctf_params: dict[str, Tensor] | None, box_size: int, pixel_size_angstrom: float,
+    ctf_params: CTFParams | None, box_size: int, pixel_size_angstrom: float,
 ) -> Tensor:
     """CTF-filtered projections (B, D, D) of one shared cloud: positions (G, 3) Å, widths (G,), amplitudes (G,),
     rotations (B, 3, 3), shifts_angstrom (B, 2), CTF parameters (B,) each or None."""
-    img = project_gaussians(positions, widths, amplitudes, rotations, shifts_angstrom, box_size,
-                            pixel_size_angstrom)
-    if ctf_params is None:
-        return img
-    ctf = ctf_rfft2(box_size, pixel_size_angstrom, ctf_params, device=img.device, dtype=img.dtype)
-    return apply_filter_rfft2(img, ctf)
+    return render_images(positions, widths, amplitudes, rotations, shifts_angstrom, ctf_params, box_size,
+                         pixel_size_angstrom)
 
 
 class _Batches:

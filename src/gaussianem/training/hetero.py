@@ -44,6 +44,7 @@ from gaussianem.io.dataset import load_dataset
 from gaussianem.io.writes import atomic_path
 from gaussianem.model import losses as L
 from gaussianem.model.vae import GaussianVAE, ModelSpec
+from gaussianem.physics.ctf import CTFParams
 from gaussianem.training.checkpoint import (
     list_checkpoints,
     model_from_checkpoint,
@@ -60,7 +61,6 @@ from gaussianem.training.data import (
     ResidentParticles,
     ResumableBatchSampler,
     batch_source,
-    ctf_dict,
     sequential_batches,
     want_resident,
 )
@@ -163,7 +163,7 @@ class TrainingObjective(nn.Module):
             deltas = torch.cat([deltas[..., :1] * amplitude_on, deltas[..., 1:]], dim=-1)
         positions, widths, amplitudes = model.apply_deltas(deltas)
         rendered = model.render(positions, widths, amplitudes, rotations, shifts,
-                                None if ctf is None else ctf_dict(ctf))
+                                None if ctf is None else CTFParams.from_packed(ctf))
         zero = x.new_zeros(())
         render = L.render_l1(rendered, x, model.window)
         kl = L.kl_divergence(mu, logvar)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Issue 4's fit acceptance: `fit` on 20,000 simulated particles of ONE adenylate-kinase state (frame 49; box 64,
+# The fit acceptance: `fit` on 20,000 simulated particles of ONE adenylate-kinase state (frame 49; box 64,
 # 2 Å/px, SNR 0.1, consensus low-passed to 8 Å) must reach FSC-AUC >= 0.35 and FSC 0.5 at <= 5 Å vs the truth.
-#   bash benchmarks/fit_acceptance.sh WORKDIR [FIT OPTIONS SETS ...]
+#   bash benchmarks/accuracy/fit_acceptance.sh WORKDIR [FIT OPTIONS SETS ...]
 # Each extra argument is one set of fit options (quoted), run into WORKDIR/fit_<i>; default: the fit defaults.
 # Needs the bench extra (MDAnalysisTests). Prints one line per run from fit.json.
 set -euo pipefail

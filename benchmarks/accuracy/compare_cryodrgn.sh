@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GaussianEM vs cryoDRGN side by side, on one GPU, on the same simulated particles: one results row per preset x tool.
 #
-#   bash benchmarks/compare_cryodrgn.sh [PRESET ...]        (default: adk tcr-compositional tcr-mixed)
+#   bash benchmarks/accuracy/compare_cryodrgn.sh [PRESET ...]        (default: adk tcr-compositional tcr-mixed)
 #
 # Per preset, under $WORK/PRESET/ (big files) and $RESULTS/ (small files):
 #   1. gaussianem simulate --preset P  (N_PARTICLES, box BOX, SNR)          -> sim/ (star, mrcs, truth, volumes)
@@ -28,11 +28,11 @@
 #   is then ~4-5 min: run one preset per device call. Raise EPOCHS when the budget allows: with 5 epochs neither
 #   tool has converged, so the table compares short equal-length trainings.
 #
-# On the GPU machine (no internet): first, here, bash benchmarks/fetch_wheels.sh; then carry .whl and run e.g.
-#   RESULTS=$OUT bash benchmarks/compare_cryodrgn.sh adk
+# On the GPU machine (no internet): first, here, bash benchmarks/gpu/fetch_wheels.sh; then carry .whl and run e.g.
+#   RESULTS=$OUT bash benchmarks/accuracy/compare_cryodrgn.sh adk
 # (the script installs .whl/*.whl into /tmp/site itself and puts src/ and the MDAnalysisTests stand-in on PYTHONPATH).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 N_PARTICLES=${N_PARTICLES:-20000}
 BOX=${BOX:-64}
@@ -88,8 +88,8 @@ step() {
 }
 
 # --- environment: wheels carried as .whl/, the package from src/ --------------------------------------------------
-# shellcheck source=benchmarks/gpu_env.sh
-. "$ROOT/benchmarks/gpu_env.sh"
+# shellcheck source=benchmarks/gpu/gpu_env.sh
+. "$ROOT/benchmarks/gpu/gpu_env.sh"
 log "environment: .whl/ installed into /tmp/site when carried"
 GPU_ENV_LOG=$RESULTS/install.log gpu_env || log "FAILED install wheels (see $RESULTS/install.log)"
 export -f gem cryodrgn
@@ -148,7 +148,7 @@ for P in "${PRESETS[@]}"; do
           --poses "$W/cryodrgn/pose.pkl" --ctf "$W/cryodrgn/ctf.pkl" -o "$W/cryodrgn/backproject" --first 5000 \
           --no-half-maps --no-fsc-vals; then
         BP_AUC=$("$PY" -c 'import sys, torch
-from gaussianem.benchmark.metrics import fsc_auc_pair, spherical_mask
+from gaussianem.evaluation.metrics import fsc_auc_pair, spherical_mask
 from gaussianem.io.mrc import read_volume
 a = torch.as_tensor(read_volume(sys.argv[1])[0], dtype=torch.float64)
 b = torch.as_tensor(read_volume(sys.argv[2])[0], dtype=torch.float64)
@@ -187,7 +187,7 @@ print(f"{fsc_auc_pair(a, b, spherical_mask(a.shape[-1])):.4f}")' "$W/cryodrgn/ba
   fi
   if step "$P benchmark" "$L/benchmark.log" gem benchmark "${ARGS[@]}"; then
     cp "$W/bench/metrics.md" "$RESULTS/$P.metrics.md"
-    "$PY" benchmarks/collect_results.py "$W/bench/metrics.json" --preset "$P" --device "${GPU:-unknown}" \
+    "$PY" benchmarks/accuracy/collect_results.py "$W/bench/metrics.json" --preset "$P" --device "${GPU:-unknown}" \
       --setting "n_particles=$N_PARTICLES" "box=$BOX" "snr=$SNR" "epochs=$EPOCHS" "batch=$BATCH" "zdim=$ZDIM" \
       "n_images=$N_IMAGES" "fit_epochs=$FIT_EPOCHS" "seed=$SEED" "cryodrgn_backprojection_fsc_auc=$BP_AUC" \
       "gem_preprocess_args=$GEM_PREPROCESS_ARGS" "gem_fit_args=$GEM_FIT_ARGS" "gem_train_args=$GEM_TRAIN_ARGS" \

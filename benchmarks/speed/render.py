@@ -1,7 +1,7 @@
 """Forward+backward throughput of the Gaussian projector (images/s) with the step's FLOP floor.
 
-    python benchmarks/render.py --device cuda            # 6,000 Gaussians, box 128, batch 64
-    python benchmarks/render.py --device cpu --iters 3
+    python benchmarks/speed/render.py --device cuda            # 6,000 Gaussians, box 128, batch 64
+    python benchmarks/speed/render.py --device cpu --iters 3
 
 Prints a markdown table. FLOP floor: the three matrix products of the separable form (forward image, and the
 two gradients) at 2·B·G·D² each, plus the exponentials (counted as 1 FLOP each, 2·B·G·D forward).

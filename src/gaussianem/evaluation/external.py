@@ -3,7 +3,7 @@
 Two steps, because the other tool generates its own volumes:
 
 1. :func:`write_eval_inputs` (``gaussianem benchmark --truth SIM --external-z z.pkl --write-eval-z DIR``) picks the
-   same particle subset and per-state latents as :func:`gaussianem.benchmark.metrics.score` and writes::
+   same particle subset and per-state latents as :func:`gaussianem.evaluation.metrics.score` and writes::
 
        DIR/particles_rows.txt   truth row of each selected particle (one per line)
        DIR/particles_z.txt      its latent (one row each): the tool's --zfile
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gaussianem.benchmark.metrics import (
+from gaussianem.errors import InputError
+from gaussianem.evaluation.metrics import (
     ScoreConfig,
     Truth,
     TruthVolumes,
@@ -47,7 +48,6 @@ from gaussianem.benchmark.metrics import (
     state_groups,
     state_latents,
 )
-from gaussianem.errors import InputError
 from gaussianem.io.mrc import read_volume
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ def score_external(truth: Truth, z_path: str | Path, volumes_dir: str | Path, na
         volumes.perm, volumes.flips = found[0][1], found[0][2]
         calib = {"transform": transform}
 
-    from gaussianem.benchmark.suite import truth_consensus
+    from gaussianem.evaluation.suite import truth_consensus
 
     gen = volumes.generator(truth_rows)
     result = score(z, truth_rows, truth, gen, consensus=truth_consensus(truth), config=cfg, device=volumes.device,

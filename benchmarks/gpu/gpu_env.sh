@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by the benchmark scripts on the GPU machine (no internet): installs the wheels carried as .whl/
-# (bash benchmarks/fetch_wheels.sh, here) into /tmp/site once per machine, then puts /tmp/site, the MDAnalysisTests
+# (bash benchmarks/gpu/fetch_wheels.sh, here) into /tmp/site once per machine, then puts /tmp/site, the MDAnalysisTests
 # stand-in .whl/mdatests and src/ on PYTHONPATH. Without .whl/ (or with INSTALL_WHEELS=0) only src/ is added.
 # Uses ROOT (the repository root; default: the working directory) and PY (default python3); the install's output
 # goes to GPU_ENV_LOG (default /dev/null). Returns non-zero when the install fails.

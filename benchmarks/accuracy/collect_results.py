@@ -1,8 +1,8 @@
 """Turn ``gaussianem benchmark`` outputs into result rows, and result rows into the RESULTS.md table.
 
-  python benchmarks/collect_results.py OUT/metrics.json --preset adk --device H100 --tsv results.tsv \
+  python benchmarks/accuracy/collect_results.py OUT/metrics.json --preset adk --device H100 --tsv results.tsv \
       --jsonl results.jsonl [--setting k=v ...] [--timing k=v ...]
-  python benchmarks/collect_results.py --markdown RESULTS_TABLE.md results.jsonl [more.jsonl ...]
+  python benchmarks/accuracy/collect_results.py --markdown RESULTS_TABLE.md results.jsonl [more.jsonl ...]
 
 One row per (preset, tool). The jsonl rows keep every summary number (not the per-particle lists).
 """

@@ -1,8 +1,8 @@
 """Wall time of ``analyze`` on a large synthetic run: N particles (default 100,000), K = 20, the real
 GaussianVAE decoder (random weights) over G Gaussians (default 5,000) at box 128.
 
-    python benchmarks/analysis_perf.py                       # UMAP excluded, as the acceptance item says
-    python benchmarks/analysis_perf.py --n 100000 --gaussians 5000 --box 128 --outdir /tmp/perf
+    python benchmarks/speed/analysis_perf.py                       # UMAP excluded, as the acceptance item says
+    python benchmarks/speed/analysis_perf.py --n 100000 --gaussians 5000 --box 128 --outdir /tmp/perf
 
 Prints a markdown table with the time of every stage (also in OUTDIR/summary.json).
 """
@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from gaussianem.analysis.pipeline import AnalysisOptions, run_analysis
+from gaussianem.analysis.options import AnalysisOptions
+from gaussianem.analysis.pipeline import run_analysis
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.model.vae import GaussianVAE, ModelSpec
 

@@ -1,6 +1,6 @@
 """Profile training steps at the IgG-1D scale with torch.profiler: where does a step's time go?
 
-    python benchmarks/profile_train_step.py --device cuda --batch-size 32 [--gaussians 739 --box 64 --apix 2]
+    python benchmarks/speed/profile_train_step.py --device cuda --batch-size 32 [--gaussians 739 --box 64 --apix 2]
 
 Prints the top operators by device time and by host time; per step: wall time, device kernels, the time the
 device was busy (far below the wall time: the step is bound by the host), and the captured forward + backward

@@ -1,21 +1,22 @@
 """Throughput of full heterogeneity training steps (forward + backward + AdamW + memory bank) at the IgG-1D scale.
 
-    python benchmarks/train_throughput.py --device cuda                      # 6,000 Gaussians, box 128, batch 32
-    python benchmarks/train_throughput.py --device cuda --batch-size 64 --compile
-    python benchmarks/train_throughput.py --device cpu --steps 3 --warmup 1 --gaussians 1000 --box 64
+    python benchmarks/speed/train_throughput.py --device cuda                      # 6,000 Gaussians, box 128, batch 32
+    python benchmarks/speed/train_throughput.py --device cuda --batch-size 64 --compile
+    python benchmarks/speed/train_throughput.py --device cpu --steps 3 --warmup 1 --gaussians 1000 --box 64
 
-Data parallel (DDP, issue 8): launched by ``torchrun`` (WORLD_SIZE > 1) every process joins the process group
+Data parallel (DDP): launched by ``torchrun`` (WORLD_SIZE > 1) every process joins the process group
 through ``training.distributed.init_process_group`` (NCCL on CUDA, gloo on the CPU), converts BatchNorm as
 ``gaussianem train`` does and wraps the objective in DistributedDataParallel; ``--batch-size`` is per process. The
 steps are timed between barriers and rank 0 prints the table, whose ``world`` column is the number of processes and
 whose particles/s is the global rate (world × batch / step time). The two-GPU figure and its one-GPU reference:
 
-NCCL_NVLS_ENABLE=0 torchrun --standalone --nproc_per_node=2 benchmarks/train_throughput.py --device cuda --batch-size 32
-    python benchmarks/train_throughput.py --device cuda --batch-size 32
+    NCCL_NVLS_ENABLE=0 torchrun --standalone --nproc_per_node=2 benchmarks/speed/train_throughput.py \\
+        --device cuda --batch-size 32
+    python benchmarks/speed/train_throughput.py --device cuda --batch-size 32
 
 and on the CPU (gloo, two processes; a smoke test):
 
-    torchrun --standalone --nproc_per_node=2 benchmarks/train_throughput.py \\
+    torchrun --standalone --nproc_per_node=2 benchmarks/speed/train_throughput.py \\
         --device cpu --steps 2 --warmup 1 --gaussians 300 --box 32
 
 Under DDP CUDA graphs stay off (as in ``gaussianem train``); each step's global batch layout comes from the batch

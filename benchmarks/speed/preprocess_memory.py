@@ -5,7 +5,7 @@ with ``mrcfile.new_mmap`` in chunks, plus a small consensus map; then runs ``gau
 --out-box`` in a child process and reports its peak resident set (``getrusage(RUSAGE_CHILDREN).ru_maxrss``) and
 wall time. Everything under ``--workdir`` is deleted afterwards unless ``--keep``.
 
-    python benchmarks/preprocess_memory.py --n 200000 --box 128 --out-box 64 --workdir /tmp/gem_prep_bench
+    python benchmarks/speed/preprocess_memory.py --n 200000 --box 128 --out-box 64 --workdir /tmp/gem_prep_bench
 """
 
 from __future__ import annotations

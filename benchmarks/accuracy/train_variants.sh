@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Several training variants on the same simulated data, each scored by analysis_acceptance.py and `benchmark`:
 #
-#   PRESET=adk SNR=0.1 EPOCHS=15 bash benchmarks/train_variants.sh "NAME:TRAIN FLAGS" ["NAME:TRAIN FLAGS" ...]
-#   e.g. bash benchmarks/train_variants.sh "base:" "d1e-3:--distance-weight 1e-3"
+#   PRESET=adk SNR=0.1 EPOCHS=15 bash benchmarks/accuracy/train_variants.sh "NAME:TRAIN FLAGS" ["NAME:TRAIN FLAGS" ...]
+#   e.g. bash benchmarks/accuracy/train_variants.sh "base:" "d1e-3:--distance-weight 1e-3"
 #
 # Once: simulate (N_PARTICLES, BOX, SNR, SEED), preprocess, fit (FIT_EPOCHS) under $WORK. Per variant: train with
 # the flags, `analysis_acceptance.py` (PC1 ends, warp, displacement diagnostics; adk) and `gaussianem benchmark`
@@ -10,7 +10,7 @@
 # variant on stdout and in $RESULTS/variants/summary.tsv. Environment as in compare_cryodrgn.sh (WORK, RESULTS,
 # DEVICE, N_PARTICLES, BOX, SNR, EPOCHS, BATCH, ZDIM, FIT_EPOCHS, SEED, STEP_TIMEOUT, PYTHON).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PRESET=${PRESET:-adk}
 N_PARTICLES=${N_PARTICLES:-20000}
@@ -29,8 +29,8 @@ PY=${PYTHON:-python3}
 [ $# -eq 0 ] && { echo "usage: $0 NAME:FLAGS [NAME:FLAGS ...]" >&2; exit 2; }
 mkdir -p "$WORK" "$RESULTS/variants"
 OUTD=$(cd "$RESULTS/variants" && pwd)
-# shellcheck source=benchmarks/gpu_env.sh
-. "$ROOT/benchmarks/gpu_env.sh"
+# shellcheck source=benchmarks/gpu/gpu_env.sh
+. "$ROOT/benchmarks/gpu/gpu_env.sh"
 gpu_env || echo "installing .whl/ failed" >&2
 run() {  # run NAME LOG CMD...: timed, output kept in LOG
   local name=$1 out=$2 t0 rc
@@ -65,7 +65,7 @@ for V in "$@"; do
       $FLAGS || continue
   TS=$(( $(date +%s) - t0 ))
   cp "$R/log.jsonl" "$OUTD/$NAME.log.jsonl"
-  run "$NAME acceptance" "$OUTD/$NAME.acceptance.log" "$PY" benchmarks/analysis_acceptance.py --run "$R" \
+  run "$NAME acceptance" "$OUTD/$NAME.acceptance.log" "$PY" benchmarks/accuracy/analysis_acceptance.py --run "$R" \
       --sim "$W/sim" --json "$OUTD/$NAME.acceptance.json"
   run "$NAME benchmark" "$OUTD/$NAME.benchmark.log" "$PY" -m gaussianem benchmark "$R" --truth "$W/sim" \
       -o "$W/bench_$NAME" --n-images 1000 --seed "$SEED" --device "$DEVICE" \

@@ -26,7 +26,7 @@
 # typing-extensions: referencing (jsonschema) needs TypeVar(default=) on Python 3.12; a recent one is carried so that
 #   an older copy on the image cannot break the import (checked here: the carried set imports under Python 3.12.1).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DEST=.whl
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || grep -qx '/.whl/' .gitignore || echo '/.whl/' >> .git/info/exclude
 mkdir -p "$DEST"

@@ -1,6 +1,6 @@
-"""Acceptance numbers of the analysis (issue 6) for a run trained on a simulated dataset.
+"""Acceptance numbers of the analysis for a run trained on a simulated dataset.
 
-    python benchmarks/analysis_acceptance.py --run RUNDIR --sim SIMDIR [--epoch E] [--ksample 20] [--json OUT]
+    python benchmarks/accuracy/analysis_acceptance.py --run RUNDIR --sim SIMDIR [--epoch E] [--ksample 20] [--json OUT]
         [--analyze-dir RUNDIR/analyze.E]
 
 Depending on the simulation (its ``simulation.json``):
@@ -37,7 +37,8 @@ from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 
 from gaussianem.analysis import atomic, latent, volumes
-from gaussianem.analysis.pipeline import _low_res_fsc, load_run
+from gaussianem.analysis.inputs import load_run
+from gaussianem.analysis.states import low_res_fsc
 from gaussianem.io.mrc import read_volume
 from gaussianem.physics.fsc import fsc, fsc_auc
 
@@ -244,7 +245,7 @@ def check_analyze_dir(adir: Path) -> dict:
         with mrcfile.open(p) as m:
             ok = abs(float(m.voxel_size.x) - voxel) < 1e-4 and \
                 (float(m.header.origin.x), float(m.header.origin.y), float(m.header.origin.z)) == origin
-            f = _low_res_fsc(m.data.copy(), cons) if m.data.shape == cons.shape else float("nan")
+            f = low_res_fsc(m.data.copy(), cons) if m.data.shape == cons.shape else float("nan")
         worst = min(worst, f)
         if not ok or not f > 0.8:
             bad.append(str(p.relative_to(adir)))

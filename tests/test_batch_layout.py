@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train import APIX, BOX, SMALL, make_dataset, tiny_cloud
+from conftest import APIX, BOX, SMALL, make_dataset, tiny_cloud
 
 from gaussianem.training.config import TrainConfig
 

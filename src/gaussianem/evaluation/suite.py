@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gaussianem.benchmark.metrics import ScoreConfig, Truth, VolumeGenerator, load_truth, score
 from gaussianem.errors import InputError
+from gaussianem.evaluation.metrics import ScoreConfig, Truth, VolumeGenerator, load_truth, score
 from gaussianem.io.dataset import SOURCE_INDEX, write_json_atomic
 from gaussianem.io.mrc import read_volume
 from gaussianem.io.writes import atomic_path

@@ -1,14 +1,11 @@
-"""Small stand-in models with known answers, for tests and the analysis benchmark (not used by the commands).
+"""Small stand-in models with known answers, for the analysis tests and benchmarks/report/analysis_report_demo.py.
 
 :class:`HingeFadeModel` implements the model contract (``decode``, ``base_cloud``): two domains joined at a
 hinge, the moving one rotating about the z axis by ``angle_per_unit · z[:, 0]`` radians, and a subunit whose
-amplitudes scale by ``sigmoid(4 · z[:, 1])`` (0 → removed, 1 → present). :class:`MLPCostModel` wraps it with a
-per-(particle, Gaussian) MLP of the size the real decoder has, so timings reflect a real decode.
+amplitudes scale by ``sigmoid(4 · z[:, 1])`` (0 → removed, 1 → present).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -72,22 +69,3 @@ class HingeFadeModel(nn.Module):
         amps = torch.where(self.subunit[None], amp[None] * fade, amp[None].expand(b, -1))
         return out, wid[None].expand(b, -1), amps
 
-
-class MLPCostModel(HingeFadeModel):
-    """HingeFadeModel plus the cost of a per-(particle, Gaussian) decoder MLP of hidden width ``hidden``."""
-
-    def __init__(self, zdim: int = 10, hidden: int = 256, embed: int = 32, **kwargs) -> None:
-        super().__init__(**kwargs)
-        g = self.base_cloud.n
-        self.embedding = nn.Parameter(torch.randn(g, embed) / math.sqrt(embed))
-        self.wz = nn.Linear(zdim, hidden)
-        self.we = nn.Linear(embed, hidden, bias=False)
-        self.mlp = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 5))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
-
-    def decode(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        pos, wid, amp = super().decode(z)
-        h = self.wz(z)[:, None, :] + self.we(self.embedding)[None]  # (B, G, H)
-        d = self.mlp(h)  # zero-initialised: adds the cost, not a change
-        return pos + d[..., 2:], wid + d[..., 1], amp + d[..., 0]

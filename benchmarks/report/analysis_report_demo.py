@@ -1,9 +1,10 @@
 """Build an analysis report from the known hinge + fading-subunit model and screenshot it with headless Chromium.
 
-    python benchmarks/analysis_report_demo.py --outdir /tmp/report_demo --screenshot docs/report.png
+    python benchmarks/report/analysis_report_demo.py --outdir /tmp/report_demo --screenshot docs/report.png
 
-The model (gaussianem.analysis.fakes.HingeFadeModel) has a domain that rotates with z1 and a subunit that fades
-with z2; z has three clusters (closed + subunit, open + subunit, open without it) and noise in z3.
+The model (``HingeFadeModel``, read from ``--model-file``: by default the test suite's ``tests/fakes.py`` of this
+checkout, loaded by path) has a domain that rotates with z1 and a subunit that fades with z2; z has three
+clusters (closed + subunit, open + subunit, open without it) and noise in z3.
 Chromium is checked for console messages (``--enable-logging=stderr``); any 'CONSOLE' line or uncaught error
 fails the script.
 """
@@ -11,6 +12,7 @@ fails the script.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import shutil
@@ -19,8 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from gaussianem.analysis.fakes import HingeFadeModel
-from gaussianem.analysis.pipeline import AnalysisOptions, run_analysis
+from gaussianem.analysis.options import AnalysisOptions
+from gaussianem.analysis.pipeline import run_analysis
+
+DEFAULT_MODEL_FILE = Path(__file__).resolve().parents[2] / "tests" / "fakes.py"
+
+
+def load_model_class(path: Path, name: str = "HingeFadeModel") -> type:
+    """The class ``name`` of the Python file at ``path``, loaded as a module of its own."""
+    if not path.is_file():
+        raise SystemExit(f"--model-file not found: {path}")
+    spec = importlib.util.spec_from_file_location("report_demo_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
 
 
 def main() -> None:
@@ -29,6 +43,8 @@ def main() -> None:
     p.add_argument("--screenshot", type=Path, default=None)
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--no-umap", action="store_true")
+    p.add_argument("--model-file", type=Path, default=DEFAULT_MODEL_FILE,
+                   help="Python file defining HingeFadeModel (default: tests/fakes.py of this checkout)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -42,7 +58,7 @@ def main() -> None:
     (run / "log.jsonl").write_text("\n".join(json.dumps(
         {"type": "epoch", "epoch": e, "loss": 0.5 + 0.5 * np.exp(-e / 4), "render_loss": 0.45 + 0.5 * np.exp(-e / 4),
          "kl_loss": 0.02 * (1 - np.exp(-e / 3))}) for e in range(1, epochs + 1)) + "\n")
-    model = HingeFadeModel(n_per_domain=600, n_subunit=250, width=2.0, scale=1.3)
+    model = load_model_class(args.model_file)(n_per_domain=600, n_subunit=250, width=2.0, scale=1.3)
     config = {"box_size": 64, "pixel_size_angstrom": 1.5}
     opts = AnalysisOptions(ksample=8, n_pcs=2, flex_sample=1000, umap=not args.no_umap)
     run_analysis(model, z, config, run / f"analyze.{epochs}", opts, epoch=epochs, rundir=run)

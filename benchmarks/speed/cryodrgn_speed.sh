@@ -5,14 +5,14 @@
 # table of each epoch's seconds as train_vae logs them and the particles/s over all epochs and in steady state (the
 # epochs after the first), computed as collect_results.py computes them for the side-by-side table.
 #
-#   RESULTS=$OUT bash benchmarks/cryodrgn_speed.sh [PRESET ...]      (default: adk tcr-compositional tcr-mixed)
+#   RESULTS=$OUT bash benchmarks/speed/cryodrgn_speed.sh [PRESET ...]      (default: adk tcr-compositional tcr-mixed)
 #
 # ≈ 75 s per preset on an H200 (5 epochs of 20,000 particles). Settings (environment) as compare_cryodrgn.sh:
 # N_PARTICLES=20000 BOX=64 SNR=0.05 EPOCHS=5 BATCH=32 ZDIM=10 SEED=0 WORK=/tmp/gaussianem-bench-speed
 # RESULTS=benchmarks/results DEVICE=cuda STEP_TIMEOUT=0 (seconds per command, 0 = none) PYTHON=python3.
 # Writes $RESULTS/cryodrgn_speed.tsv (a row per preset) and $RESULTS/PRESET.cryodrgn.log (train_vae's log).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 N_PARTICLES=${N_PARTICLES:-20000} BOX=${BOX:-64} SNR=${SNR:-0.05} EPOCHS=${EPOCHS:-5} BATCH=${BATCH:-32}
 ZDIM=${ZDIM:-10} SEED=${SEED:-0} WORK=${WORK:-/tmp/gaussianem-bench-speed} RESULTS=${RESULTS:-benchmarks/results}
@@ -22,8 +22,8 @@ PRESETS=("$@")
 [ ${#PRESETS[@]} -eq 0 ] && PRESETS=(adk tcr-compositional tcr-mixed)
 mkdir -p "$WORK" "$RESULTS"
 RESULTS=$(cd "$RESULTS" && pwd)
-# shellcheck source=benchmarks/gpu_env.sh
-. "$ROOT/benchmarks/gpu_env.sh"
+# shellcheck source=benchmarks/gpu/gpu_env.sh
+. "$ROOT/benchmarks/gpu/gpu_env.sh"
 gpu_env || echo "installing .whl/ failed" >&2
 export -f gem cryodrgn
 export PY CRYODRGN_RUNNER
