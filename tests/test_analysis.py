@@ -449,12 +449,12 @@ def test_decode_batches_cover_all_rows(device):
 
 def test_analyze_and_eval_vol_on_a_trained_run(tmp_path):
     """Integration with the real training code: one tiny epoch, then analyze and eval-vol through the CLI."""
-    pytest.importorskip("gaussianem.training.hetero")
+    pytest.importorskip("gaussianem.training.loop")
     from conftest import SMALL, make_dataset  # the training tests' tiny dataset
 
     from gaussianem.cli import main
     from gaussianem.training.config import TrainConfig
-    from gaussianem.training.hetero import train
+    from gaussianem.training.loop import train
 
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -25,7 +25,8 @@ def _stepper(n: int, rank: int, world: int, batch_size: int):
     from gaussianem.gaussians import GaussianCloud
     from gaussianem.model import losses as L
     from gaussianem.model.vae import GaussianVAE
-    from gaussianem.training.hetero import LossWeights, Stepper, TrainingObjective, build_graphs, model_spec
+    from gaussianem.training.objective import LossWeights, TrainingObjective, build_graphs, model_spec
+    from gaussianem.training.step import Stepper
 
     cfg = TrainConfig(dataset="-", rundir="-", **{**SMALL, "box_size": BOX, "pixel_size_angstrom": APIX})
     pos, wid, amp = tiny_cloud()

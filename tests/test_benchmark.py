@@ -88,14 +88,14 @@ def fake_run(sim, tmp_path, monkeypatch) -> Path:
     np.save(dataset / "source_index.npy", order)
     (run / "config.yaml").write_text(f"dataset: {dataset}\n")
     np.save(run / "z.2.npy", z[order])
-    fake = types.ModuleType("gaussianem.training.checkpoint")
+    fake = types.ModuleType("gaussianem.model.load")
 
     def load_model(rundir, epoch=None, device="cpu"):
         assert Path(rundir) == run
         return FakeModel(), {"dataset": str(dataset)}, 2 if epoch is None else epoch
 
     fake.load_model = load_model
-    monkeypatch.setitem(sys.modules, "gaussianem.training.checkpoint", fake)
+    monkeypatch.setitem(sys.modules, "gaussianem.model.load", fake)
     return run
 
 

@@ -44,7 +44,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def finished_run(dataset, tmp_path_factory) -> Path:
-    from gaussianem.training.hetero import train
+    from gaussianem.training.loop import train
 
     run = tmp_path_factory.mktemp("run") / "full"
     train(_cfg(dataset[0], run, epochs=2))
@@ -52,7 +52,7 @@ def finished_run(dataset, tmp_path_factory) -> Path:
 
 
 def test_two_epochs_outputs_and_loss_goes_down(dataset, finished_run):
-    from gaussianem.training.checkpoint import load_model
+    from gaussianem.model.load import load_model
 
     ds, _ = dataset
     run = finished_run
@@ -121,7 +121,7 @@ def test_resume_is_exact(dataset, finished_run, tmp_path):
 
 
 def test_finished_run_is_never_overwritten_silently(dataset, finished_run):
-    from gaussianem.training.hetero import train
+    from gaussianem.training.loop import train
 
     before = (finished_run / "weights.2.pt").stat().st_mtime_ns
     with pytest.raises(InputError, match="finished run"):
@@ -132,7 +132,8 @@ def test_finished_run_is_never_overwritten_silently(dataset, finished_run):
 
 
 def test_non_finite_loss_stops_with_the_batch(tmp_path):
-    from gaussianem.training.hetero import NonFiniteLossError, train
+    from gaussianem.training.loop import train
+    from gaussianem.training.objective import NonFiniteLossError
 
     ds = tmp_path / "ds"
     make_dataset(ds, n=64, seed=1)
@@ -147,7 +148,7 @@ def test_non_finite_loss_stops_with_the_batch(tmp_path):
 
 
 def test_oom_message_names_the_settings():
-    from gaussianem.training.hetero import _oom_message
+    from gaussianem.training.loop import _oom_message
 
     msg = _oom_message(_cfg(Path("x"), Path("y")).replace(n_gaussians=6000, box_size=128))
     assert "--batch-size" in msg and "--projection-chunk" in msg and "--amp" in msg
@@ -173,7 +174,7 @@ def test_sampler_resumes_and_shards():
 def _ddp_worker(rank: int, world: int, store: str, ds: str, run: str, kw: dict, resume: bool) -> None:
     import torch.distributed as dist
 
-    from gaussianem.training.hetero import train
+    from gaussianem.training.loop import train
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
@@ -193,7 +194,7 @@ def _spawn_ddp(tmp_path: Path, tag: str, ds: Path, run: Path, kw: dict, resume: 
 def test_ddp_two_processes_match_single_process_and_resume(tmp_path):
     """gloo, 2 processes × batch 8 == 1 process × batch 16 (same global batches, noise, kNN draws and BatchNorm
     statistics); the DDP run is stopped after epoch 1 and resumed under DDP."""
-    from gaussianem.training.hetero import train
+    from gaussianem.training.loop import train
 
     ds = tmp_path / "ds"
     make_dataset(ds, n=64, seed=2)
@@ -221,14 +222,14 @@ def test_deferred_finiteness_check_skips_the_bad_step(tmp_path):
     from gaussianem.gaussians import GaussianCloud
     from gaussianem.model import losses as L
     from gaussianem.model.vae import GaussianVAE
-    from gaussianem.training.hetero import (
+    from gaussianem.training.objective import (
         LossWeights,
         NonFiniteLossError,
-        Stepper,
         TrainingObjective,
         build_graphs,
         model_spec,
     )
+    from gaussianem.training.step import Stepper
 
     cfg = TrainConfig(dataset="-", rundir="-", **{**SMALL, "box_size": BOX, "pixel_size_angstrom": APIX})
     pos, wid, amp = tiny_cloud()
@@ -289,7 +290,8 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
     from gaussianem.gaussians import GaussianCloud
     from gaussianem.model import losses as L
     from gaussianem.model.vae import GaussianVAE
-    from gaussianem.training.hetero import LossWeights, Stepper, TrainingObjective, build_graphs, model_spec
+    from gaussianem.training.objective import LossWeights, TrainingObjective, build_graphs, model_spec
+    from gaussianem.training.step import Stepper
 
     dev = torch.device("cuda")
     cfg = TrainConfig(dataset="-", rundir="-", **{**SMALL, "box_size": BOX, "pixel_size_angstrom": APIX,
@@ -369,7 +371,7 @@ def test_whole_step_graph_with_a_partial_last_batch():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_two_epochs_on_cuda(dataset, tmp_path):
-    from gaussianem.training.hetero import train
+    from gaussianem.training.loop import train
 
     run = tmp_path / "cuda_run"
     train(_cfg(dataset[0], run, epochs=3, device="cuda"))
@@ -383,8 +385,8 @@ def test_two_epochs_on_cuda(dataset, tmp_path):
 def test_run_records_the_consensus_map_frame(tmp_path):
     """preprocess records where the working grid sits in the user's map frame; train copies it; analysis uses it."""
     from gaussianem.analysis.volumes import working_grid
-    from gaussianem.training.config import read_config
-    from gaussianem.training.hetero import train
+    from gaussianem.model.runfiles import read_config
+    from gaussianem.training.loop import train
 
     ds = tmp_path / "ds"
     make_dataset(ds, n=48, seed=2)
@@ -420,7 +422,7 @@ def test_ctf_bfactor_reaches_the_training_batches(tmp_path):
 
 def test_resident_particles_train_exactly_like_the_loader(dataset, finished_run, tmp_path):
     """--preload on (batches gathered from device memory) gives the loader's numbers (here both on the CPU)."""
-    from gaussianem.training.hetero import train
+    from gaussianem.training.loop import train
 
     run = tmp_path / "resident"
     train(_cfg(dataset[0], run, epochs=2, preload="on"))
@@ -482,8 +484,8 @@ def test_sigkill_in_third_epoch_then_resume_matches_an_uninterrupted_run(dataset
 def test_amplitude_gate_and_penalty(dataset, tmp_path):
     """--amplitude-start-epoch 1: epoch 1 learns displacements only (decoded amplitudes equal the base, the
     amplitude head gets no gradient), epoch 2 switches amplitude changes on; --amplitude-weight logs mean Δa²."""
-    from gaussianem.training.checkpoint import load_model
-    from gaussianem.training.hetero import train
+    from gaussianem.model.load import load_model
+    from gaussianem.training.loop import train
 
     run = tmp_path / "gated"
     train(_cfg(dataset[0], run, epochs=2, amplitude_start_epoch=1, amplitude_weight=0.1, amplitude_gain_weight=0.1,
@@ -507,7 +509,7 @@ def test_tf32_switch_is_scoped_and_reaches_the_config():
     """`train --tf32` lands in the run's config (default off), and the switch is set only inside the run."""
     from gaussianem.cli import build_parser
     from gaussianem.commands.train import config_from_args
-    from gaussianem.training.hetero import tf32_matmuls
+    from gaussianem.training.step import tf32_matmuls
 
     parser = build_parser()
     assert config_from_args(parser.parse_args(["train", "ds", "-o", "run"])).tf32 is False
@@ -523,7 +525,7 @@ def test_tf32_switch_is_scoped_and_reaches_the_config():
 
 def test_step_graph_is_the_default_only_where_it_can_run():
     """The whole-step CUDA graph is on by default with CUDA graphs (one process, fused AdamW), never on the CPU."""
-    from gaussianem.training.hetero import Stepper
+    from gaussianem.training.step import Stepper
 
     model = torch.nn.Linear(2, 2)
     model.knn_counts = (8, 2, 2)

@@ -22,7 +22,7 @@ and on the CPU (gloo, two processes; a smoke test):
 Under DDP CUDA graphs stay off (as in ``gaussianem train``); each step's global batch layout comes from the batch
 (``offset`` / ``global_size``), as the training sampler provides it, so no step waits on the host for it.
 
-It runs the training code itself (``training.hetero.TrainingObjective`` + ``Stepper``, kNN loss on, all
+It runs the training code itself (``training.objective.TrainingObjective`` + ``Stepper``, kNN loss on, all
 geometric regularisers on, one host sync per step for the finiteness check, as in ``gaussianem train``) on synthetic
 particles already on the device (``--with-loader`` reads them from a memory-mapped stack through the training
 DataLoader instead). Prints a markdown table.
@@ -56,14 +56,8 @@ from gaussianem.model.vae import GaussianVAE
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.training.config import TrainConfig
 from gaussianem.training.distributed import convert_batchnorm, init_process_group
-from gaussianem.training.hetero import (
-    LossWeights,
-    Stepper,
-    TrainingObjective,
-    build_graphs,
-    model_spec,
-    tf32_matmuls,
-)
+from gaussianem.training.objective import LossWeights, TrainingObjective, build_graphs, model_spec
+from gaussianem.training.step import Stepper, tf32_matmuls
 
 PEAKS = {"H100 PCIe": (756.0, 51.0), "H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
 
@@ -177,7 +171,7 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0))
     model.set_base_trainable(False)
     model.to(device)
-    if world > 1:  # as training/hetero.py::train does it
+    if world > 1:  # as training/loop.py::train does it
         model = convert_batchnorm(model, device)
     g1, g2, rep = build_graphs(model.base_cloud, cfg, device)
     objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, cfg.amp,

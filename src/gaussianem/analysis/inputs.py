@@ -14,7 +14,7 @@ from gaussianem.errors import InputError
 def _load_model(rundir: Path, epoch: int | None, device: Any):
     """The trained model of a run folder: the one place analysis names the model loader (imported lazily so that
     the rest of analysis works against any model-like object)."""
-    from gaussianem.training.checkpoint import load_model
+    from gaussianem.model.load import load_model
 
     return load_model(rundir, epoch=epoch, device=device)
 

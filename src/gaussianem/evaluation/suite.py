@@ -63,7 +63,7 @@ def gaussian_volume_generator(model, box_size: int, pixel_size_angstrom: float, 
 def score_gaussianem_run(rundir: str | Path, truth: Truth, epoch: int | None, config: ScoreConfig,
                          device: torch.device) -> dict:
     """Score a GaussianEM run folder at ``epoch`` (None = the last complete one)."""
-    from gaussianem.training.checkpoint import load_model
+    from gaussianem.model.load import load_model
 
     rundir = Path(rundir)
     if not rundir.is_dir():
