@@ -30,7 +30,7 @@ import torch
 
 from gaussianem.errors import InputError
 from gaussianem.io.mrc import open_stack
-from gaussianem.io.writes import save_npz_atomic, write_json_atomic  # noqa: F401 (write_json_atomic: re-exported for callers outside io/)
+from gaussianem.io.writes import save_npz_atomic
 from gaussianem.physics.ctf import CTF_FIELDS, OPTIONAL_CTF_FIELDS, CTFParams
 
 MANIFEST = "dataset.json"
