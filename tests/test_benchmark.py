@@ -227,12 +227,16 @@ def test_command_on_perfect_fake_run(sim, fake_run, tmp_path):
     assert res["latent"]["kmeans"]["k"] == N_STATES
     assert res["latent"]["spearman"]["best_axis"] == pytest.approx(1.0, abs=1e-6)
     assert res["latent"]["neighbourhood"]["similarity"] == pytest.approx(1.0)
+    assert res["latent"]["state_probe"]["accuracy"] == pytest.approx(1.0)
+    assert res["latent"]["motion_probe"]["r2"] > 0.999
     assert res["particles_per_second"] == pytest.approx(60.0)
     for base in ("base cloud", "simulator consensus"):
         assert res["consensus_fsc_auc"][base]["mean"] < res["per_image_fsc_auc"]["mean"] - 0.02
     md = (out / "metrics.md").read_text()
     assert "| per-image FSC-AUC (mean ± sd, n=40) | 0.458 ± 0.000 |" in md
     assert "particles/s | 60.0 |" in md
+    assert "| state accuracy, logistic probe (5-fold; chance " in md
+    assert "| motion R², linear probe (5-fold) | 1.000 |" in md
     # the benchmark script's row collector
     script = ROOT / "benchmarks" / "accuracy" / "collect_results.py"
     spec = importlib.util.spec_from_file_location("collect_results", script)
@@ -295,6 +299,8 @@ def test_command_scores_external_tool_with_mirrored_volumes(sim, fake_run, tmp_p
     assert ext["per_image_fsc_auc"]["mean"] == pytest.approx(11 / 24, abs=1e-3)
     assert ext["per_state_fsc_auc"]["mean"] == pytest.approx(11 / 24, abs=1e-3)
     assert ext["per_image"]["truth_row"] == gem["per_image"]["truth_row"]  # the same particles for both tools
+    assert ext["latent"]["state_probe"]["accuracy"] == pytest.approx(1.0)  # the same probes for both tools
+    assert ext["latent"]["motion_probe"]["r2"] > 0.999
     assert "| metric | gaussianem | othertool |" in (out / "metrics.md").read_text()
 
 

@@ -15,6 +15,8 @@ Definitions (they are what ``gaussianem benchmark`` reports; keep them stable, r
   latent axes (optimistic: picked on the data); and of a linear-regression direction predicted out-of-fold by
   k-fold cross-validation (honest: each particle's prediction comes from a fit that never saw it).
 - **ARI**: adjusted Rand index of k-means on z (K = number of ground-truth states, 10 restarts) vs ``state``.
+- **State accuracy** and **motion R²**: 5-fold linear probes of the state and of the coordinate from z
+  (:mod:`gaussianem.evaluation.probes`): is the truth in z at all, even where it is not z's largest structure.
 - **Neighbourhood similarity** (k nearest neighbours, on a random subset of particles): for each query particle,
   the fraction of its k nearest neighbours in latent space (Euclidean) that are also among its k nearest in
   ground-truth space, where ground-truth distance is ``|Δcoordinate|`` between particles of one state and
@@ -38,6 +40,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gaussianem.errors import InputError
+from gaussianem.evaluation.probes import motion_probe, state_probe
 from gaussianem.io.mrc import read_volume
 from gaussianem.physics.fourier import fourier_crop, soft_circular_mask
 from gaussianem.physics.fsc import fsc, fsc_auc
@@ -340,6 +343,8 @@ def latent_metrics(z: np.ndarray, state: np.ndarray, coordinate: np.ndarray, see
     return {
         "spearman": spearman_metrics(z, coordinate, seed=seed),
         "kmeans": kmeans_ari(z, state, seed=seed),
+        "state_probe": state_probe(z, state, seed=seed),
+        "motion_probe": motion_probe(z, coordinate, seed=seed),
         "neighbourhood": neighbourhood_similarity(z, state, coordinate, k=k, n_sample=n_sample, seed=seed),
     }
 

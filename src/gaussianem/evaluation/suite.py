@@ -112,6 +112,7 @@ def metric_rows(result: dict) -> list[tuple[str, str]]:
     """(metric, value) pairs for the markdown table."""
     lat = result["latent"]
     sp, km, nb = lat["spearman"], lat["kmeans"], lat["neighbourhood"]
+    sprobe, mprobe = lat.get("state_probe", {}), lat.get("motion_probe", {})
     pi, ps = result["per_image_fsc_auc"], result["per_state_fsc_auc"]
     rows = [
         (f"per-image FSC-AUC (mean ± sd, n={pi['n']})",
@@ -122,6 +123,8 @@ def metric_rows(result: dict) -> list[tuple[str, str]]:
         ("Spearman abs(ρ) best PC / axis", _fmt(sp["best"])),
         ("Spearman abs(ρ) linear (5-fold CV)", _fmt(sp["linear_cv"])),
         (f"ARI k-means (K={km['k']})", _fmt(km["ari"])),
+        (f"state accuracy, logistic probe (5-fold; chance {_fmt(sprobe.get('chance'))})", _fmt(sprobe.get("accuracy"))),
+        ("motion R², linear probe (5-fold)", _fmt(mprobe.get("r2"))),
         (f"neighbourhood similarity (k={nb['k']}; chance {_fmt(nb['chance'])})", _fmt(nb["similarity"])),
     ]
     for label, s in result.get("consensus_fsc_auc", {}).items():
