@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaussianem.analysis import latent, report
+from gaussianem.analysis import discovery, latent, report
 from gaussianem.analysis.options import AnalysisOptions
 from gaussianem.analysis.states import StateSet
 from gaussianem.io.writes import atomic_path
@@ -58,7 +58,7 @@ def write_cxc(out: Path, cons_level: float, classes: StateSet, trajs: list[State
 
 def write_report(
     out: Path, summary: dict, plots: dict[str, bytes], classes: StateSet, trajs: list[StateSet], cxc: str,
-    umap_note: str, rundir: Path | None, opts: AnalysisOptions,
+    umap_note: str, rundir: Path | None, opts: AnalysisOptions, found_states: StateSet | None = None,
 ) -> None:
     r = report.Report("GaussianEM analysis", {
         "run": str(rundir) if rundir else "(in memory)", "epoch": str(summary["epoch"]),
@@ -67,6 +67,8 @@ def write_report(
         "volumes": f"box {summary['grid']['box_size']}, {summary['grid']['pixel_size_angstrom']:.4g} Å/voxel",
         "gaussianem": summary["version"],
     })
+    if "structure" in summary:
+        discovery.report_section(r, summary["structure"], found_states, plots.get("states"))
     k = len(classes.z)
     r.heading(f"k-means classes (K = {k})")
     r.paragraph("Each class is represented by the real particle nearest to its centre. Thumbnails are sum-"

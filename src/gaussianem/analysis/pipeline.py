@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gaussianem import __version__
-from gaussianem.analysis import atomic, latent, outputs, volumes
+from gaussianem.analysis import atomic, discovery, latent, outputs, volumes
 from gaussianem.analysis.options import AnalysisOptions
 from gaussianem.analysis.states import StateSet, render_states
 from gaussianem.analysis.volumes import VolumeGrid
@@ -86,6 +86,11 @@ def run_analysis(
     trajs = _trajectories(out, model, z, pca, grid, opts, consensus, base[2])
     laps.lap("PC trajectories")
 
+    found, found_states, motions, plots["states"] = discovery.find_and_render(out, model, z, grid, opts, consensus,
+                                                                              base[2])
+    trajs += motions
+    laps.lap("states and motions")
+
     sample, rmsf = _flexibility(out, model, z, base, grid, opts)
     plots["flex"] = outputs.plot_flexibility(rmsf, out / "flexibility.png")
     laps.lap(f"flexibility ({len(sample)} particles)")
@@ -103,13 +108,14 @@ def run_analysis(
         "ksample": opts.ksample, "counts": km.counts.tolist(), "centers_ind": km.centers_ind.tolist(),
         "class_fsc_low_res_vs_consensus": [round(v, 4) for v in classes.fsc_low],
         "pc_explained_variance_ratio": [round(float(v), 5) for v in pca.explained_variance_ratio_],
+        "structure": found,
         "trajectory_fsc_low_res_vs_consensus": {s.label: [round(v, 4) for v in s.fsc_low] for s in trajs},
         "flexibility": {"n_particles": len(sample), "rmsf_mean": float(rmsf.mean()), "rmsf_max": float(rmsf.max())},
         **warp,
         "options": {k: str(v) for k, v in asdict(opts).items()},
     }
     cxc = outputs.write_cxc(out, cons_level, classes, trajs)
-    outputs.write_report(out, summary, plots, classes, trajs, cxc, umap_note, rundir, opts)
+    outputs.write_report(out, summary, plots, classes, trajs, cxc, umap_note, rundir, opts, found_states)
     laps.timings["report"] = round(time.perf_counter() - laps.t, 2)
     summary["timings_s"] = laps.timings
     summary["total_s"] = round(time.perf_counter() - t0, 2)

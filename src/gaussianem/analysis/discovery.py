@@ -1,0 +1,106 @@
+"""The ``analyze`` stage that says which structure the particles hold: discrete states (``states/``) and continuous
+motions (``motionK/`` trajectories, or the ``pcK/`` ones when there is a single state), decided by
+:mod:`gaussianem.analysis.structure`, with the statement that summary.json and report.html carry."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaussianem.analysis import latent, report, structure, volumes
+from gaussianem.analysis.options import AnalysisOptions
+from gaussianem.analysis.states import StateSet, render_states
+from gaussianem.analysis.volumes import VolumeGrid
+from gaussianem.io.writes import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def end_shift(model: Any, ends: np.ndarray, opts: AnalysisOptions, min_amplitude: float = 0.1) -> float:
+    """95th percentile over Gaussians of the displacement (Å) between the clouds decoded at the two latent points
+    ends (2, zdim); Gaussians fainter than ``min_amplitude`` × the median amplitude at either end are left out."""
+    pos, _, amp = volumes.decode_points(model, ends, opts.batch_size, opts.device)
+    shown = np.minimum(amp[0], amp[1]) >= min_amplitude * max(float(np.median(amp)), 1e-30)
+    d = np.linalg.norm(pos[1] - pos[0], axis=1)[shown]
+    return float(np.percentile(d, 95)) if len(d) else 0.0
+
+
+def find_and_render(
+    out: Path, model: Any, z: np.ndarray, grid: VolumeGrid, opts: AnalysisOptions, consensus: np.ndarray,
+    base_amp: np.ndarray,
+) -> tuple[dict, StateSet | None, list[StateSet], bytes]:
+    """Find the states and motions of z (N, zdim), write the state volumes and motion trajectories ->
+    (the ``structure`` entry of summary.json, the states' StateSet or None for one state, the motion
+    trajectories written here, the latent plot coloured by state as PNG bytes)."""
+    found = structure.find_structure(z, n_pcs=max(1, opts.n_pcs), n_points=opts.n_points, seed=opts.seed)
+    st = found.states
+    shifts = {c.index: end_shift(model, c.trajectory[[0, -1]], opts) for c in found.candidates
+              if c.width_ratio >= 2.0 and c.modes == 1}
+    decision = structure.decide(found, shifts, min_shift=grid.pixel_size_angstrom)
+    sdir = out / "states"
+    sdir.mkdir(exist_ok=True)
+    _save_npy(sdir / "labels.npy", st.labels)
+    _save_npy(sdir / "centers_ind.npy", st.centers_ind)
+    decision["classes"]["labels"] = "states/labels.npy"
+    states_set = None
+    if st.n > 1:
+        states_set = render_states("states", sdir, model, z[st.centers_ind], grid, opts, consensus, base_amp,
+                                   cell=grid.extent_angstrom)
+    motions: list[StateSet] = []
+    for c, entry in zip(found.candidates, decision["motions"], strict=True):
+        if not c.is_motion:
+            continue
+        if st.n == 1 and c.index <= opts.n_pcs:  # one state: the within-state PC is the PC, already written
+            entry["folder"] = f"pc{c.index}"
+            continue
+        folder = out / f"motion{c.index}"
+        folder.mkdir(exist_ok=True)
+        np.savetxt(folder / "z_values.txt", c.trajectory, fmt="%.9g")
+        motions.append(render_states(f"motion{c.index}", folder, model, c.trajectory, grid, opts, consensus,
+                                     base_amp, formats=("mrc",), pdb_trajectory="traj.pdb",
+                                     cell=grid.extent_angstrom))
+        entry["folder"] = folder.name
+    log.info("structure: %s", decision["statement"])
+    return decision, states_set, motions, _plot(out, z, st, found)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
+
+
+def _plot(out: Path, z: np.ndarray, st: structure.States, found: structure.Structure) -> bytes:
+    """PC1/PC2 of z coloured by state, numbered at each state's centre particle."""
+    pca = latent.pca_fit(z)
+    scores = pca.transform(z)
+    if scores.shape[1] < 2:
+        scores = np.concatenate([scores, np.zeros((len(z), 1))], 1)
+    title = f"PCA of z, coloured by mixture state ({st.n} state{'s' if st.n > 1 else ''})"
+    return latent.plot_scatter_classes(scores[:, :2], st.labels, st.centers_ind, title, "PC1", "PC2",
+                                       out / "states" / "z_pca_states.png")
+
+
+def report_section(r: report.Report, decision: dict, states_set: StateSet | None, png: bytes | None) -> None:
+    """The 'Structure found' section of report.html: the statement, the evidence, the state volumes."""
+    r.heading("Structure found")
+    r.paragraph(f"Found: {decision['statement']}.")
+    c = decision["classes"]
+    r.paragraph(f"Discrete states: a Gaussian mixture on z (BIC chose {c['mixture_components']} components; "
+                "components with no density valley between them are one state; agreement between restarts "
+                f"{c['stability']:.2f}). Labels: {c['labels']} (usable with 'gaussianem select --labels').")
+    rows = [[m["pc"], f"{m['variance_ratio']:.3f}", f"{m['width_ratio']:.2f}", m["modes"],
+             "–" if m["end_shift_angstrom"] is None else f"{m['end_shift_angstrom']:.2f}",
+             "yes" if m["is_motion"] else "no", m.get("folder", "–")] for m in decision["motions"]]
+    r.paragraph(f"Continuous motions: principal directions of z after removing each state's mean "
+                f"({decision['motion_axis']}); a motion is unimodal, at least twice as wide as the later "
+                "directions, and its trajectory's end states differ by at least one voxel.")
+    r.table([decision["motion_axis"], "variance share", "width ratio", "modes", "end shift (Å)", "motion",
+             "trajectory"], rows)
+    if states_set is not None:
+        r.figures([(states_set.thumbs[j], f"state {j}: {c['counts'][j]:,}") for j in range(len(states_set.thumbs))],
+                  thumb=True)
+    if png:
+        r.figures([(png, "PCA of z coloured by state")])
