@@ -38,7 +38,7 @@ def find_and_render(
     found = structure.find_structure(z, n_pcs=max(1, opts.n_pcs), n_points=opts.n_points, seed=opts.seed)
     st = found.states
     shifts = {c.index: end_shift(model, c.trajectory[[0, -1]], opts) for c in found.candidates
-              if c.width_ratio >= 2.0 and c.modes == 1}
+              if c.stands_out and c.modes == 1}
     decision = structure.decide(found, shifts, min_shift=grid.pixel_size_angstrom)
     sdir = out / "states"
     sdir.mkdir(exist_ok=True)
@@ -91,13 +91,15 @@ def report_section(r: report.Report, decision: dict, states_set: StateSet | None
     r.paragraph(f"Discrete states: a Gaussian mixture on z (BIC chose {c['mixture_components']} components; "
                 "components with no density valley between them are one state; agreement between restarts "
                 f"{c['stability']:.2f}). Labels: {c['labels']} (usable with 'gaussianem select --labels').")
-    rows = [[m["pc"], f"{m['variance_ratio']:.3f}", f"{m['width_ratio']:.2f}", m["modes"],
+    rows = [[m["pc"], f"{m['variance_ratio']:.3f}", f"{m['width_ratio']:.2f}", f"{m['separation']:.2f}", m["modes"],
              "–" if m["end_shift_angstrom"] is None else f"{m['end_shift_angstrom']:.2f}",
              "yes" if m["is_motion"] else "no", m.get("folder", "–")] for m in decision["motions"]]
     r.paragraph(f"Continuous motions: principal directions of z after removing each state's mean "
                 f"({decision['motion_axis']}); a motion is unimodal, at least twice as wide as the later "
-                "directions, and its trajectory's end states differ by at least one voxel.")
-    r.table([decision["motion_axis"], "variance share", "width ratio", "modes", "end shift (Å)", "motion",
+                "directions, 1.25 times wider than the next and narrower than the previous, and its trajectory's end "
+                "states differ by at least one voxel (95th percentile of the Gaussians' shifts).")
+    r.table([decision["motion_axis"], "variance share", "width ratio", "separation", "modes", "end shift (Å)",
+             "motion",
              "trajectory"], rows)
     if states_set is not None:
         r.figures([(states_set.thumbs[j], f"state {j}: {c['counts'][j]:,}") for j in range(len(states_set.thumbs))],

@@ -9,9 +9,13 @@
   Rand index) is reported as ``stability``.
 - **Motions**: principal directions of z after each particle's state mean is removed (within-state PCA), so that
   a motion is found even when the states dominate PC1. A within-state PC is a *motion candidate* when its scores
-  are unimodal (one state by the rule above, in 1-D) and wide (its standard deviation at least ``min_width``
-  times the median of the later PCs'); ``analyze`` then keeps it as a motion when the two ends of its trajectory
-  decode to different structures (:func:`decide`).
+  are unimodal (one state by the rule above, in 1-D), wide (its standard deviation at least ``MIN_WIDTH``
+  times the median of the later PCs') and set apart (at least ``MIN_SEPARATION`` times the next PC's and at most
+  1 / ``MIN_SEPARATION`` times the previous one's: an isotropic scatter singles out no direction); ``analyze``
+  then keeps it as a motion when the two ends of its trajectory decode to different structures (:func:`decide`).
+  Limits: two independent motions of equal spread single out no direction, and are reported as PC trajectories
+  only; a state must be separated from its neighbour by a density valley deeper than ``dip_ratio`` (about 4.5
+  standard deviations for two equal Gaussians) to count as a class.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+MIN_WIDTH = 2.0
+MIN_SEPARATION = 1.25
 
 
 @dataclass
@@ -53,10 +60,16 @@ class MotionCandidate:
     direction: np.ndarray
     variance_ratio: float
     width_ratio: float
+    separation: float
     modes: int
     trajectory: np.ndarray
     end_shift: float | None = None
     is_motion: bool = False
+
+    @property
+    def stands_out(self) -> bool:
+        """Wide against the later PCs and set apart from its neighbours (see the module docstring)."""
+        return self.width_ratio >= MIN_WIDTH and self.separation >= MIN_SEPARATION
 
 
 @dataclass
@@ -176,8 +189,9 @@ def count_modes(x: np.ndarray, seed: int = 0, max_fit: int = 5000) -> int:
     return find_states(x, k_max=5, n_restarts=1, seed=seed, max_fit=max_fit).n
 
 
-def motion_candidates(z: np.ndarray, states: States, n_pcs: int = 3, n_points: int = 10, min_width: float = 2.0,
-                      seed: int = 0) -> list[MotionCandidate]:
+def motion_candidates(
+    z: np.ndarray, states: States, n_pcs: int = 3, n_points: int = 10, seed: int = 0,
+) -> list[MotionCandidate]:
     """Within-state PCs 1..n_pcs of z (N, zdim), each with its trajectory (n_points, zdim) from the 5th to the
     95th percentile of its scores, anchored at the most populous state's mean."""
     from sklearn.decomposition import PCA
@@ -194,11 +208,14 @@ def motion_candidates(z: np.ndarray, states: States, n_pcs: int = 3, n_points: i
             width = float(sd[k] / max(np.median(later), 1e-12))
         else:  # the last PC: nothing to be wide against, unless it is the only one
             width = float("inf") if z.shape[1] == 1 else 0.0
+        ratios = [sd[k] / max(sd[k + 1], 1e-12)] if k + 1 < len(sd) else []
+        ratios += [sd[k - 1] / max(sd[k], 1e-12)] if k > 0 else []
         lo, hi = np.percentile(scores[:, k], [5.0, 95.0])
         traj = states.means[0] + np.linspace(lo, hi, n_points)[:, None] * pca.components_[k][None]
-        modes = count_modes(scores[:, k], seed) if width >= min_width else 0
-        out.append(MotionCandidate(k + 1, pca.components_[k].copy(), float(pca.explained_variance_ratio_[k]),
-                                   width, modes, traj))
+        c = MotionCandidate(k + 1, pca.components_[k].copy(), float(pca.explained_variance_ratio_[k]), width,
+                            float(min(ratios, default=float("inf"))), 0, traj)
+        c.modes = count_modes(scores[:, k], seed) if c.stands_out else 0
+        out.append(c)
     return out
 
 
@@ -209,10 +226,10 @@ def find_structure(z: np.ndarray, n_pcs: int = 3, n_points: int = 10, seed: int 
 
 
 def decide(structure: Structure, end_shifts: dict[int, float] | None = None, min_shift: float = 1.0,
-           min_width: float = 2.0, min_stability: float = 0.8) -> dict:
+           min_stability: float = 0.8) -> dict:
     """The statement the report makes, and its evidence (JSON-ready).
 
-    A candidate is a motion when it is wide, unimodal and (when ``end_shifts`` gives its ends' displacement, Å)
+    A candidate is a motion when it stands out, is unimodal and (when ``end_shifts`` gives its ends' displacement, Å)
     moves its trajectory's ends by at least ``min_shift``. Returns ``statement`` and ``classes``/``motions``.
     """
     st = structure.states
@@ -220,9 +237,10 @@ def decide(structure: Structure, end_shifts: dict[int, float] | None = None, min
     for c in structure.candidates:
         c.end_shift = None if end_shifts is None else end_shifts.get(c.index)
         moved = c.end_shift is None or c.end_shift >= min_shift
-        c.is_motion = bool(c.width_ratio >= min_width and c.modes == 1 and moved)
+        c.is_motion = bool(c.stands_out and c.modes == 1 and moved)
         motions.append({"pc": c.index, "variance_ratio": round(c.variance_ratio, 4),
-                        "width_ratio": round(min(c.width_ratio, 1e6), 3), "modes": c.modes,
+                        "width_ratio": round(min(c.width_ratio, 1e6), 3),
+                        "separation": round(min(c.separation, 1e6), 3), "modes": c.modes,
                         "end_shift_angstrom": None if c.end_shift is None else round(float(c.end_shift), 3),
                         "is_motion": c.is_motion})
     pc_name = "within-state PC" if st.n > 1 else "PC"
