@@ -107,6 +107,20 @@ def test_a_tiny_group_is_not_a_class():
     assert structure.find_states(z, min_fraction=0.01).n == 2
 
 
+def test_amplitude_channel_groups_present_and_absent_subunit():
+    rng = np.random.default_rng(6)
+    present = rng.uniform(size=400) < 0.7
+    rel = 1.0 + 0.03 * rng.normal(size=(400, 50))
+    rel[:, :12] *= np.where(present, 1.0, 0.02)[:, None]  # 12 Gaussians of a subunit, absent in 30 %
+    a = structure.amplitude_groups(rel)
+    assert a["summary"]["variable_gaussians"] == 12 and a["summary"]["n_groups"] == 2
+    assert a["summary"]["counts"] == sorted([int(present.sum()), int((~present).sum())], reverse=True)
+    assert adjusted_rand_score(present, a["labels"]) == pytest.approx(1.0)
+    assert sorted(a["summary"]["mean_relative_amplitude"]) == pytest.approx([0.02, 1.0], abs=0.02)
+    still = structure.amplitude_groups(1.0 + 0.03 * rng.normal(size=(400, 50)))["summary"]
+    assert still["variable_gaussians"] == 0 and still["n_groups"] == 1
+
+
 # ---------------------------------------------------------------------------------- through analyze
 @pytest.fixture(scope="module")
 def mixed_analysis(tmp_path_factory):
@@ -148,6 +162,10 @@ def test_analyze_reports_classes_and_motion(mixed_analysis):
     sub = model.subunit.numpy()
     assert sorted(amp[:, sub].mean(1).round(2).tolist()) == [0.0, 1.0]
     assert sorted(p.name for p in (out / "states").glob("vol_*.mrc")) == ["vol_000.mrc", "vol_001.mrc"]
+    amp_groups = s["amplitude"]
+    assert amp_groups["variable_gaussians"] == int(sub.sum()) and amp_groups["n_groups"] == 2
+    assert amp_groups["ari_vs_states"] == pytest.approx(1.0)
+    assert "Amplitude channel: over 60 sampled particles, 30 Gaussians" in html
     motion = s["motions"][0]
     assert motion["is_motion"] and motion["folder"] == "motion1" and motion["end_shift_angstrom"] > 5.0
 

@@ -28,6 +28,23 @@ def end_shift(model: Any, ends: np.ndarray, opts: AnalysisOptions, min_amplitude
     return float(np.percentile(d, 95)) if len(d) else 0.0
 
 
+def amplitude_channel(model: Any, z: np.ndarray, state_labels: np.ndarray, opts: AnalysisOptions,
+                      max_sample: int = 500) -> dict:
+    """Group a sample of particles by their decoded amplitudes (:func:`structure.amplitude_groups`) and compare
+    with the mixture states of z -> the ``amplitude`` entry of the summary (with ``ari_vs_states``)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(opts.seed)
+    sample = np.sort(rng.choice(len(z), min(len(z), max_sample, max(opts.flex_sample, 1)), replace=False))
+    base_amp = volumes.base_cloud_arrays(model)[2]
+    rel = np.concatenate([amp / np.maximum(base_amp, 1e-12)[None] for _, _, _, amp in
+                          volumes.decode_batches(model, z[sample], opts.batch_size, opts.device)])
+    groups = structure.amplitude_groups(rel, seed=opts.seed)
+    summary = groups["summary"]
+    summary["ari_vs_states"] = round(float(adjusted_rand_score(state_labels[sample], groups["labels"])), 4)
+    return summary
+
+
 def find_and_render(
     out: Path, model: Any, z: np.ndarray, grid: VolumeGrid, opts: AnalysisOptions, consensus: np.ndarray,
     base_amp: np.ndarray,
@@ -63,6 +80,7 @@ def find_and_render(
                                      base_amp, formats=("mrc",), pdb_trajectory="traj.pdb",
                                      cell=grid.extent_angstrom))
         entry["folder"] = folder.name
+    decision["amplitude"] = amplitude_channel(model, z, st.labels, opts)
     log.info("structure: %s", decision["statement"])
     return decision, states_set, motions, _plot(out, z, st, found)
 
@@ -101,6 +119,15 @@ def report_section(r: report.Report, decision: dict, states_set: StateSet | None
     r.table([decision["motion_axis"], "variance share", "width ratio", "separation", "modes", "end shift (Å)",
              "motion",
              "trajectory"], rows)
+    a = decision.get("amplitude")
+    if a:
+        groups = ", ".join(f"{n:,} at {m:.2f}" for n, m in zip(a["counts"], a["mean_relative_amplitude"], strict=True))
+        r.paragraph(f"Amplitude channel: over {a['n_particles']:,} sampled particles, {a['variable_gaussians']:,} "
+                    f"Gaussians change their amplitude by 10 % or more; the particles fall into {a['n_groups']} "
+                    f"group(s) by these amplitudes" + (f" (particles at mean relative amplitude: {groups}; "
+                                                       f"agreement with the states above, ARI "
+                                                       f"{a['ari_vs_states']:.2f})" if a["n_groups"] > 1 else "")
+                    + ".")
     if states_set is not None:
         r.figures([(states_set.thumbs[j], f"state {j}: {c['counts'][j]:,}") for j in range(len(states_set.thumbs))],
                   thumb=True)

@@ -189,6 +189,35 @@ def count_modes(x: np.ndarray, seed: int = 0, max_fit: int = 5000) -> int:
     return find_states(x, k_max=5, n_restarts=1, seed=seed, max_fit=max_fit).n
 
 
+def amplitude_groups(rel_amp: np.ndarray, min_change: float = 0.1, n_components: int = 5,
+                     seed: int = 0) -> dict:
+    """Discrete states of the amplitude channel: a part that is present in some particles and absent in others
+    makes its Gaussians' amplitudes bimodal.
+
+    rel_amp (S, G): each sampled particle's decoded amplitudes over the base cloud's. The Gaussians whose relative
+    amplitude varies (standard deviation over the sample >= ``min_change``) are reduced to their first
+    ``n_components`` principal components and grouped by :func:`find_states`. Returns ``labels`` (S,) and a
+    JSON-ready ``summary`` (variable Gaussians, groups, their counts, each group's mean relative amplitude of the
+    variable Gaussians).
+    """
+    from sklearn.decomposition import PCA
+
+    rel = np.asarray(rel_amp, np.float64)
+    variable = np.flatnonzero(rel.std(0) >= min_change)
+    labels = np.zeros(len(rel), np.int64)
+    summary = {"n_particles": int(len(rel)), "variable_gaussians": int(len(variable)), "n_groups": 1,
+               "counts": [int(len(rel))], "mean_relative_amplitude": []}
+    if len(variable) == 0 or len(rel) < 20:
+        return {"labels": labels, "summary": summary}
+    x = rel[:, variable]
+    k = max(1, min(n_components, len(variable), len(rel) - 1))
+    scores = PCA(n_components=k).fit_transform(x)
+    st = find_states(scores, k_max=5, n_restarts=2, seed=seed)
+    summary.update(n_groups=st.n, counts=st.counts.tolist(), stability=round(st.stability, 4),
+                   mean_relative_amplitude=[round(float(x[st.labels == g].mean()), 3) for g in range(st.n)])
+    return {"labels": st.labels, "summary": summary}
+
+
 def motion_candidates(
     z: np.ndarray, states: States, n_pcs: int = 3, n_points: int = 10, seed: int = 0,
 ) -> list[MotionCandidate]:
