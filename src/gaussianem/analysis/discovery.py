@@ -121,13 +121,15 @@ def report_section(r: report.Report, decision: dict, states_set: StateSet | None
              "trajectory"], rows)
     a = decision.get("amplitude")
     if a:
-        groups = ", ".join(f"{n:,} at {m:.2f}" for n, m in zip(a["counts"], a["mean_relative_amplitude"], strict=True))
-        r.paragraph(f"Amplitude channel: over {a['n_particles']:,} sampled particles, {a['variable_gaussians']:,} "
-                    f"Gaussians change their amplitude by 10 % or more; the particles fall into {a['n_groups']} "
-                    f"group(s) by these amplitudes" + (f" (particles at mean relative amplitude: {groups}; "
-                                                       f"agreement with the states above, ARI "
-                                                       f"{a['ari_vs_states']:.2f})" if a["n_groups"] > 1 else "")
-                    + ".")
+        text = (f"Amplitude channel: over {a['n_particles']:,} sampled particles, {a['variable_gaussians']:,} "
+                f"Gaussians change their amplitude by 10 % or more; the particles fall into {a['n_groups']} "
+                "group(s) by these amplitudes")
+        if a["n_groups"] > 1:
+            groups = ", ".join(f"{n:,} at {m:.2f}" for n, m in zip(a["counts"], a["mean_relative_amplitude"],
+                                                                    strict=True))
+            text += (f" (particles at mean relative amplitude: {groups}; agreement with the states above, "
+                     f"ARI {a['ari_vs_states']:.2f})")
+        r.paragraph(text + ".")
     if states_set is not None:
         r.figures([(states_set.thumbs[j], f"state {j}: {c['counts'][j]:,}") for j in range(len(states_set.thumbs))],
                   thumb=True)
