@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import check_ctf
 from gaussianem.io.mrc import open_stack
 from gaussianem.io.writes import atomic_path
 from gaussianem.physics.ctf import CTF_FIELDS, OPTIONAL_CTF_FIELDS, CTFParams
@@ -123,23 +124,46 @@ class ParticleDataset:
             self._mrc = None
 
 
+def read_json(path: str | Path) -> dict:
+    """A JSON object from ``path`` (one InputError line for a damaged or foreign file)."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: expected a JSON object, got a {type(obj).__name__}")
+    return obj
+
+
 def load_dataset(path: str | Path) -> ParticleDataset:
     """Open a dataset folder written by ``preprocess`` (or by tests/simulators following the same layout)."""
     root = Path(path)
     if not (root / MANIFEST).is_file():
         raise InputError(f"{root} is not a GaussianEM dataset folder (no {MANIFEST}); run 'gaussianem preprocess'")
-    manifest = json.loads((root / MANIFEST).read_text())
+    manifest = read_json(root / MANIFEST)
+    for key in ("box_size", "pixel_size_angstrom"):
+        if not isinstance(manifest.get(key), int | float) or not manifest[key] > 0:
+            raise InputError(f"{root / MANIFEST}: {key} is missing or not a positive number")
     mrc = open_stack(root / PARTICLES)
     images = mrc.data
     if images.ndim == 2:
         images = images[None]
-    poses = np.load(root / POSES)
-    rotations, shifts = poses["rotation"], poses["shift_angstrom"]
-    ctf = None
-    if (root / CTF).is_file():
-        with np.load(root / CTF) as f:
-            ctf = {k: f[k] for k in f.files}
-    source_index = np.load(root / SOURCE_INDEX) if (root / SOURCE_INDEX).is_file() else None
+    try:
+        with np.load(root / POSES) as poses:
+            rotations, shifts = poses["rotation"], poses["shift_angstrom"]
+        ctf = None
+        if (root / CTF).is_file():
+            with np.load(root / CTF) as f:
+                ctf = {k: f[k] for k in f.files}
+        source_index = np.load(root / SOURCE_INDEX) if (root / SOURCE_INDEX).is_file() else None
+    except FileNotFoundError as exc:
+        mrc.close()
+        raise InputError(f"{root}: {Path(exc.filename).name} is missing: not a complete dataset folder") from None
+    except Exception as exc:  # a truncated or foreign .npz/.npy raises anything (BadZipFile, ValueError, ...)
+        mrc.close()
+        raise InputError(f"{root}: a damaged file ({type(exc).__name__}: {exc})") from None
+    check_ctf(ctf, root / CTF)
     n = images.shape[0]
     counts = {"poses": len(rotations), "shifts": len(shifts)}
     if ctf is not None:

@@ -120,6 +120,8 @@ def staged_folder(target: str | Path, overwrite: bool = False) -> Iterator[Path]
 def install(tmp: Path, target: Path, overwrite: bool = False) -> None:
     """Rename the finished folder ``tmp`` to ``target`` (replacing it only when ``overwrite``)."""
     old = None
+    if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+        target.rmdir()  # an empty folder made beforehand (e.g. by the user) is no output to keep
     if target.exists() or target.is_symlink():
         if not overwrite:
             raise FileExistsError(17, "exists (use --overwrite to replace it)", str(target))
@@ -140,3 +142,51 @@ def install(tmp: Path, target: Path, overwrite: bool = False) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------ output guards
+def _resolved(p: str | Path) -> Path:
+    return Path(os.path.abspath(os.path.realpath(os.fspath(p))))
+
+
+def check_writable_parent(path: str | Path) -> None:
+    """Raise NotADirectoryError when some existing ancestor of ``path`` is not a folder (``-o /etc/passwd/x``)."""
+    p = Path(os.path.abspath(path))
+    for parent in [p, *p.parents][1:]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(parent))
+            return
+
+
+def check_output(out: str | Path, inputs: list[str | Path | None], overwrite: bool, folder: bool = True) -> None:
+    """Refuse an output that is, contains or lies inside one of ``inputs`` (files or folders the command reads),
+    an impossible path, and an existing output without ``overwrite`` (an existing empty folder is fine).
+
+    Raises :class:`InputError` (one line naming both paths) or NotADirectoryError."""
+    from gaussianem.errors import InputError
+
+    out_r = _resolved(out)
+    for inp in inputs:
+        if inp is None:
+            continue
+        in_r = _resolved(inp)
+        if out_r == in_r:
+            raise InputError(f"the output {out} is an input of this command ({inp}): choose another output")
+        if out_r in in_r.parents:
+            raise InputError(f"the output {out} contains an input of this command ({inp}): choose another output")
+        if in_r in out_r.parents and not in_r.is_dir():
+            raise InputError(f"the output {out} lies inside an input of this command ({inp})")
+    check_writable_parent(out)
+    p = Path(out)
+    if folder:
+        if p.exists() and not p.is_dir():
+            if not overwrite:
+                raise InputError(f"{p} exists and is not a folder (use --overwrite to replace it)")
+        elif p.is_dir() and any(p.iterdir()) and not overwrite:
+            raise InputError(f"{p} exists and is not empty (use --overwrite to replace it)")
+    else:
+        if p.is_dir():
+            raise InputError(f"{p} is a folder; give a file name")
+        if p.exists() and not overwrite:
+            raise InputError(f"{p} exists (use --overwrite to replace it)")
