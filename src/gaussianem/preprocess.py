@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +50,7 @@ from gaussianem.io.dataset import (
 )
 from gaussianem.io.mrc import header_origin_angstrom, read_volume
 from gaussianem.io.particles import ParticleImages
+from gaussianem.io.staging import fsync_tree, install, staging_path
 from gaussianem.physics.ctf import CTFParams
 from gaussianem.physics.forward import render_in_batches
 from gaussianem.physics.fourier import fourier_crop, fourier_pad, soft_circular_mask
@@ -307,10 +307,21 @@ def initial_cloud(cfg: PreprocessConfig, geometry: Geometry) -> tuple[GaussianCl
             voxel = geometry.original_pixel_size
         else:
             raise InputError(f"{cfg.map_path}: the map's voxel size is needed but absent from its header")
+    if not np.any(volume):
+        raise InputError(f"{cfg.map_path}: the map is all-zero: no density to place Gaussians in")
+    particle_apix = geometry.original_pixel_size
+    if abs(voxel - particle_apix) > 0.01 * particle_apix:
+        log.warning("%s: the map's voxel size %.4g Å differs from the particles' pixel size %.4g Å by %.1f %%: the "
+                    "map is resampled by its own voxel size to the working grid (%.4g Å/px); check both headers if "
+                    "this is not what you meant", cfg.map_path, voxel, particle_apix,
+                    100 * abs(voxel - particle_apix) / particle_apix, geometry.pixel_size)
     work, work_voxel = resample_map(volume, voxel, geometry)
     threshold = cfg.threshold
     if threshold is None:
-        threshold = automatic_threshold(work)
+        try:
+            threshold = automatic_threshold(work)
+        except ValueError as exc:
+            raise InputError(f"{cfg.map_path}: {exc}") from None
         log.info("automatic contour level %.4g (90%% of the positive density)", threshold)
     try:
         cloud = cloud_from_map(work, work_voxel, threshold, interval=cfg.gaussian_interval,
@@ -452,8 +463,22 @@ def pose_check(images: np.ndarray, rotation: np.ndarray, shift_angstrom: np.ndar
 
 # ---------------------------------------------------------------------------------------------------- particle pass
 
-def _read_resampled(src: SourceData, rows: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """Read particles ``rows`` and bring them to the working grid -> (images (B, D', D') float32, finite (B,) bool)."""
+EXTREME = 1e4  # a pixel further than this many robust standard deviations from its image's median is extreme
+
+
+def extreme_images(raw: np.ndarray) -> np.ndarray:
+    """(B,) bool: images holding a pixel beyond ``EXTREME`` x their robust std (1.4826 MAD) from their median."""
+    flat = raw.reshape(len(raw), -1).astype(np.float64)
+    med = np.median(flat, axis=1, keepdims=True)
+    dev = np.abs(flat - med)
+    robust = 1.4826 * np.median(dev, axis=1)
+    return (robust > 0) & (dev.max(axis=1) > EXTREME * robust)
+
+
+def _read_resampled(src: SourceData, rows: np.ndarray, geometry: Geometry, extreme: list | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Read particles ``rows`` and bring them to the working grid -> (images (B, D', D') float32, usable (B,) bool:
+    finite and without extreme pixels). The rows with extreme pixels are appended to ``extreme``."""
     out = np.empty((len(rows), geometry.box, geometry.box), np.float32)
     finite = np.ones(len(rows), bool)
     boxes, apix = src.images.box_sizes[rows], src.pixel_size[rows]
@@ -462,6 +487,11 @@ def _read_resampled(src: SourceData, rows: np.ndarray, geometry: Geometry) -> tu
         sel = np.nonzero((keys == key).all(1))[0]
         raw = src.images.read(rows[sel])
         ok = np.isfinite(raw).all(axis=(1, 2))
+        hot = np.zeros_like(ok)
+        hot[ok] = extreme_images(raw[ok])
+        if extreme is not None:
+            extreme.extend(rows[sel][hot].tolist())
+        ok &= ~hot
         finite[sel] = ok
         raw[~ok] = 0.0
         dr = geometry.resample[(int(key[0]), float(key[1]))]
@@ -497,10 +527,11 @@ def write_particles(src: SourceData, geometry: Geometry, path: Path, flip: bool,
     s1 = s2 = 0.0
     count = 0
     lo, hi = math.inf, -math.inf
+    extreme: list[int] = []
     with open(path, "r+b") as f, tqdm(total=n, unit="particle", desc="preprocess", dynamic_ncols=True) as bar:
         for start in range(0, n, chunk):
             rows = np.arange(start, min(n, start + chunk))
-            imgs, ok = _read_resampled(src, rows, geometry)
+            imgs, ok = _read_resampled(src, rows, geometry, extreme)
             if flip:
                 np.negative(imgs, out=imgs)
             finite[rows] = ok
@@ -515,7 +546,8 @@ def write_particles(src: SourceData, geometry: Geometry, path: Path, flip: bool,
             bar.update(len(rows))
     mean = s1 / max(count, 1)
     std = math.sqrt(max(s2 / max(count, 1) - mean * mean, 0.0))
-    return finite, {"mean": mean, "std": std, "min": lo if count else 0.0, "max": hi if count else 0.0}
+    return finite, {"mean": mean, "std": std, "min": lo if count else 0.0, "max": hi if count else 0.0,
+                    "extreme_rows": extreme}
 
 
 def _compact(path: Path, keep: np.ndarray, geometry: Geometry, chunk: int) -> None:
@@ -548,16 +580,6 @@ def _prepare_outdir(outdir: Path, overwrite: bool) -> None:
         if any(outdir.iterdir()) and not overwrite:
             raise InputError(f"{outdir} exists and is not empty (use --overwrite to replace it)")
     outdir.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _install(tmp: Path, outdir: Path) -> None:
-    old = None
-    if outdir.exists():
-        old = outdir.with_name(f".{outdir.name}.old.{os.getpid()}")
-        os.replace(outdir, old)
-    os.replace(tmp, outdir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def preprocess(cfg: PreprocessConfig) -> Path:
@@ -603,16 +625,26 @@ def preprocess(cfg: PreprocessConfig) -> Path:
     del sample
     flip = check["decision"] == "inverted"
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
+    tmp = staging_path(outdir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         finite, stats = write_particles(src, geometry, tmp / PARTICLES, flip, cfg.chunk)
         n_bad = int((~finite).sum())
         keep = np.nonzero(finite)[0]
+        hot = sorted(stats.pop("extreme_rows"))
+        n_nonfinite = n_bad - len(hot)
+        reasons = []
+        if n_nonfinite:
+            first = int(np.setdiff1d(np.nonzero(~finite)[0], hot)[0])
+            reasons.append(f"{n_nonfinite} particle image(s) hold non-finite pixels (e.g. input row {first})")
+        if hot:
+            reasons.append(f"{len(hot)} particle image(s) hold extreme pixels, beyond {EXTREME:g} x the image's "
+                           f"robust std (e.g. input row {hot[0]})")
         if n_bad and not cfg.drop_bad:
-            raise InputError(f"{src.path}: {n_bad} particle image(s) hold non-finite pixels (e.g. input row "
-                             f"{int(np.nonzero(~finite)[0][0])}); --drop-bad removes them")
+            raise InputError(f"{src.path}: {'; '.join(reasons)}; --drop-bad removes them")
         if n_bad:
-            log.warning("dropping %d particle(s) with non-finite pixels", n_bad)
+            log.warning("dropping %s", "; ".join(reasons))
             _compact(tmp / PARTICLES, keep, geometry, cfg.chunk or _default_chunk(geometry.box))
         _finish_stack(tmp / PARTICLES, stats)
         write_poses(tmp, src.rotation[keep], src.shift_angstrom[keep])
@@ -632,14 +664,16 @@ def preprocess(cfg: PreprocessConfig) -> Path:
             "source_path": str(src.path.resolve()), "source_kind": src.kind, "n_source_rows": src.n,
             **({"source_passthrough": src.passthrough} if src.passthrough else {}),
             "has_ctf": src.ctf is not None, "pose_check": check, "map": map_info, **map_frame(map_info, geometry),
-            "dropped": {"n": n_bad, "reason": "non-finite pixels",
+            "dropped": {"n": n_bad, "reason": "non-finite pixels" if not hot else
+                        "non-finite or extreme pixels" if n_nonfinite else "extreme pixels",
                         "source_rows": np.nonzero(~finite)[0].tolist()[:10000]},
             "poses_file": str(Path(cfg.poses).resolve()) if cfg.poses else None,
             "ctf_file": str(Path(cfg.ctf).resolve()) if cfg.ctf else None,
             "command_line": cfg.command_line,
         }
         write_json_atomic(tmp / MANIFEST, manifest)
-        _install(tmp, outdir)
+        fsync_tree(tmp)
+        install(tmp, outdir, overwrite=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
