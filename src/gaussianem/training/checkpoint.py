@@ -7,15 +7,13 @@ memory bank and every RNG state, so ``--resume`` continues exactly.
 from __future__ import annotations
 
 import logging
-import random
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gaussianem.errors import InputError
-from gaussianem.io.writes import atomic_path
+from gaussianem.io.checkpoints import capture_rng, load_state, restore_rng, save_state
 from gaussianem.model.vae import GaussianVAE, ModelSpec
 from gaussianem.training.config import read_config
 
@@ -42,40 +40,37 @@ def list_checkpoints(rundir: str | Path) -> list[int]:
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if generator is not None:
-        state["generator"] = generator.get_state()
-    return state
+    """Every RNG state, as tensors and numbers (a checkpoint loads with ``weights_only=True``)."""
+    return capture_rng(generator)
 
 
 def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if generator is not None and "generator" in state:
-        generator.set_state(state["generator"])
+    restore_rng(state, generator)
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write a checkpoint atomically (it appears complete under its final name or not at all)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write a checkpoint atomically (it appears complete under its final name or not at all); tensors, plain
+    containers, numbers and strings only."""
+    save_state(path, state)
 
 
 def read_checkpoint(path: str | Path, device="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=device, weights_only=False)
+    """Read a checkpoint without running code from it (``torch.load(weights_only=True)``); one InputError line for
+    a missing, truncated, foreign or hostile file."""
+    state = load_state(path, map_location=device)
+    missing = [k for k in ("epoch", "spec", "model") if k not in state]
+    if missing:
+        raise InputError(f"{path}: not a GaussianEM training checkpoint (no {', '.join(missing)})")
+    return state
 
 
-def model_from_checkpoint(ckpt: dict, device="cpu") -> GaussianVAE:
-    model = GaussianVAE.from_spec(ModelSpec(**ckpt["spec"]))
-    model.load_state_dict(ckpt["model"])
+def model_from_checkpoint(ckpt: dict, device="cpu", path: str | Path = "checkpoint") -> GaussianVAE:
+    try:
+        model = GaussianVAE.from_spec(ModelSpec(**ckpt["spec"]))
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: the weights do not make a GaussianEM model ({first})") from None
     return model.to(device)
 
 
@@ -100,7 +95,7 @@ def load_model(rundir: str | Path, epoch: int | None = None, device="cpu") -> tu
     """
     path = resolve_weights(rundir, epoch)
     ckpt = read_checkpoint(path, device="cpu")
-    model = model_from_checkpoint(ckpt, device)
+    model = model_from_checkpoint(ckpt, device, path)
     model.eval()
     config = read_config(rundir) if Path(rundir).is_dir() else dict(ckpt.get("config", {}))
     return model, config, int(ckpt["epoch"])

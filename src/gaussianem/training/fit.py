@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
+from gaussianem.io.checkpoints import load_state, save_state
 from gaussianem.io.dataset import ParticleDataset, write_json_atomic
 from gaussianem.io.writes import atomic_path
 from gaussianem.physics.ctf import CTFParams
@@ -158,8 +159,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, config: FitConfig, step: int, tota
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_state(path, state)  # tensors, plain containers and numbers only: it loads with weights_only=True
 
 
 def fit_cloud(
@@ -200,7 +200,11 @@ def fit_cloud(
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
             raise InputError(f"nothing to resume: no {CHECKPOINT} in {out_dir}")
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = load_state(ckpt_path, map_location=device, what="fit checkpoint")
+        missing = [k for k in ("config", "n_particles", "cloud", "epoch", "history", "optimizer", "strategy")
+                   if k not in state]
+        if missing:
+            raise InputError(f"{ckpt_path}: not a GaussianEM fit checkpoint (no {', '.join(missing)})")
         saved = FitConfig.from_dict(state["config"])
         if replace(saved, epochs=config.epochs) != config:
             log.warning("resuming with settings that differ from the checkpoint's; the checkpoint's are used")
