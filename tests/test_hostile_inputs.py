@@ -588,7 +588,7 @@ def _resume_truncated_only_checkpoint(w, mp):
 
 @case("train", 2, "--kl-weight")
 def _negative_kl_weight(w, mp):
-    return _train(w, "--kl-weight", "-1e9")
+    return _train(w, "--kl-weight=-1e9")
 
 
 @case("train", 2, "--knn-weight")

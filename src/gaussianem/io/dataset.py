@@ -136,6 +136,28 @@ def read_json(path: str | Path) -> dict:
     return obj
 
 
+def _read_arrays(path: Path, need: tuple[str, ...] = ()):
+    """The arrays of an ``.npz`` (dict) or an ``.npy`` (array), numbers only; one InputError line naming the file."""
+    if not path.is_file():
+        raise InputError(f"{path}: missing: not a complete dataset folder")
+    try:
+        if path.suffix == ".npy":
+            out = np.load(path, allow_pickle=False)
+            arrays = [out]
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                out = {k: f[k] for k in f.files}
+            arrays = list(out.values())
+    except Exception as exc:  # a truncated or foreign file raises anything (BadZipFile, ValueError, EOFError, ...)
+        raise InputError(f"{path}: damaged or not a numpy file ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in need if k not in out]
+    if missing:
+        raise InputError(f"{path}: lacks {', '.join(missing)}")
+    if any(not np.issubdtype(a.dtype, np.number) for a in arrays):
+        raise InputError(f"{path}: holds non-numeric arrays")
+    return out
+
+
 def load_dataset(path: str | Path) -> ParticleDataset:
     """Open a dataset folder written by ``preprocess`` (or by tests/simulators following the same layout)."""
     root = Path(path)
@@ -150,19 +172,13 @@ def load_dataset(path: str | Path) -> ParticleDataset:
     if images.ndim == 2:
         images = images[None]
     try:
-        with np.load(root / POSES) as poses:
-            rotations, shifts = poses["rotation"], poses["shift_angstrom"]
-        ctf = None
-        if (root / CTF).is_file():
-            with np.load(root / CTF) as f:
-                ctf = {k: f[k] for k in f.files}
-        source_index = np.load(root / SOURCE_INDEX) if (root / SOURCE_INDEX).is_file() else None
-    except FileNotFoundError as exc:
+        poses = _read_arrays(root / POSES, ("rotation", "shift_angstrom"))
+        rotations, shifts = poses["rotation"], poses["shift_angstrom"]
+        ctf = _read_arrays(root / CTF) if (root / CTF).is_file() else None
+        source_index = _read_arrays(root / SOURCE_INDEX) if (root / SOURCE_INDEX).is_file() else None
+    except InputError:
         mrc.close()
-        raise InputError(f"{root}: {Path(exc.filename).name} is missing: not a complete dataset folder") from None
-    except Exception as exc:  # a truncated or foreign .npz/.npy raises anything (BadZipFile, ValueError, ...)
-        mrc.close()
-        raise InputError(f"{root}: a damaged file ({type(exc).__name__}: {exc})") from None
+        raise
     check_ctf(ctf, root / CTF)
     n = images.shape[0]
     counts = {"poses": len(rotations), "shifts": len(shifts)}

@@ -64,6 +64,29 @@ def read_checkpoint(path: str | Path, device="cpu") -> dict:
     return state
 
 
+def newest_loadable_checkpoint(rundir: str | Path, device="cpu") -> dict | None:
+    """The newest checkpoint of ``rundir`` that loads (None when there is none at all); every newer one that does
+    not load (truncated by a crash, damaged, hostile) is named in a warning and skipped."""
+    root = Path(rundir)
+    skipped = []
+    for epoch in reversed(list_checkpoints(root)):
+        path = weights_path(root, epoch)
+        try:
+            ckpt = read_checkpoint(path, device)
+        except InputError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            log.warning("--resume: skipped %s, which does not load (%s)", path.name, reason)
+            skipped.append(f"{path.name}: {reason}")
+            continue
+        if skipped:
+            log.warning("--resume: continuing from %s; skipped %s", path.name, ", ".join(s.split(":")[0]
+                                                                                        for s in skipped))
+        return ckpt
+    if skipped:
+        raise InputError(f"{root}: no checkpoint loads ({'; '.join(skipped)})")
+    return None
+
+
 def model_from_checkpoint(ckpt: dict, device="cpu", path: str | Path = "checkpoint") -> GaussianVAE:
     try:
         model = GaussianVAE.from_spec(ModelSpec(**ckpt["spec"]))

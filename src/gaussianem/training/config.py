@@ -4,6 +4,7 @@ the command line and the dataset's geometry."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -110,6 +111,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg)
+        for name in LOSS_WEIGHTS:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -128,8 +133,18 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+LOSS_WEIGHTS = ("kl_weight", "knn_weight", "smoothness_weight", "distance_weight", "alignment_weight",
+                "repulsion_weight", "amplitude_weight", "amplitude_gain_weight")
+
+
 def read_config(rundir: str | Path) -> dict:
     path = Path(rundir) / CONFIG
     if not path.is_file():
         raise InputError(f"{rundir} is not a GaussianEM run folder (no {CONFIG})")
-    return yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable YAML file ({' '.join(str(exc).split())})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: not a GaussianEM run configuration (holds a {type(config).__name__})")
+    return config

@@ -48,6 +48,7 @@ from gaussianem.physics.ctf import CTFParams
 from gaussianem.training.checkpoint import (
     list_checkpoints,
     model_from_checkpoint,
+    newest_loadable_checkpoint,
     read_checkpoint,
     resolve_weights,
     rng_state,
@@ -699,8 +700,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     image_std = float(ds.manifest.get("image_std", 1.0) or 1.0)
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     np.random.seed(cfg.seed % 2**32)
-    start_epochs = list_checkpoints(root) if resume else []
-    ckpt = read_checkpoint(weights_path(root, start_epochs[-1])) if start_epochs else None
+    ckpt = newest_loadable_checkpoint(root) if resume else None
     if ckpt is not None:
         model = model_from_checkpoint(ckpt)
         if cfg.epochs <= ckpt["epoch"]:
