@@ -76,3 +76,21 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def load_latents(path: str | Path, n_particles: int | None = None, what: str = "latents") -> np.ndarray:
+    """An (N, zdim) array of finite numbers from a ``.npy`` (no pickles), with one row per particle when
+    ``n_particles`` is known."""
+    path = Path(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except Exception as exc:  # garbage, a truncated file, an object array (needs pickles): one line
+        raise InputError(f"{path}: not a numeric .npy array ({type(exc).__name__}: {exc})") from None
+    if not isinstance(z, np.ndarray) or z.ndim != 2 or len(z) == 0:
+        raise InputError(f"{path}: expected an (N, zdim) array, got shape {getattr(z, 'shape', None)}")
+    check_finite(z, path, what)
+    if n_particles is not None:
+        check_rows(len(z), n_particles, path, what)
+    return np.asarray(z)
