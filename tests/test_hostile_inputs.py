@@ -1002,7 +1002,7 @@ def _yaml_payload(w, mp):
     return [w.write("spec.yaml", text), "-o", w.out]
 
 
-@case("simulate", 2, "--n-particles")
+@case("simulate", 2, "n_particles")
 def _zero_particles(w, mp):
     return ["--preset", "toy", "-o", w.out, "--n-particles", "0", "--box", "16", "--device", "cpu"]
 
@@ -1037,7 +1037,7 @@ def _overwrite_the_spec_folder(w, mp):
 # ---- demo
 @case("demo", 2, "not a directory")
 def _output_under_a_file(w, mp):
-    return ["-o", w.afile / "x", "--n-particles", "8", "--box", "16", "--work-box", "16"]
+    return ["-o", w.afile / "x", "--n-particles", "12", "--box", "16", "--work-box", "16"]
 
 
 @case("demo", 2, "--n-particles")
@@ -1048,12 +1048,12 @@ def _zero_particles(w, mp):
 @case("demo", 1, "no space left")
 def _disk_full(w, mp):
     fail_writes(mp, w.root, errno.ENOSPC, after=2)
-    return ["-o", w.out, "--n-particles", "8", "--box", "16", "--work-box", "16", "--device", "cpu"]
+    return ["-o", w.out, "--n-particles", "12", "--box", "16", "--work-box", "16", "--device", "cpu"]
 
 
 @case("demo", 2, "--overwrite")
 def _existing_foreign_output(w, mp):
-    return ["-o", w.sim, "--n-particles", "8", "--box", "16", "--work-box", "16", "--device", "cpu"]
+    return ["-o", w.sim, "--n-particles", "12", "--box", "16", "--work-box", "16", "--device", "cpu"]
 
 
 # ---- benchmark
