@@ -1081,7 +1081,7 @@ def _weights_payload(w, mp):
     return [w.run, *_bench(w)]
 
 
-@case("benchmark", 2, "not found")
+@case("benchmark", 2, "truth.npz")
 def _missing_truth(w, mp):
     return [w.run, "--truth", w.root / "nope", "-o", w.out, "--device", "cpu"]
 

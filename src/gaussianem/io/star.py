@@ -144,17 +144,23 @@ def pixel_size(df: pd.DataFrame, path: Path | str) -> np.ndarray | None:
 
 
 def image_names(df: pd.DataFrame, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
-    """``rlnImageName`` -> (0-based index (N,) int64, file names (N,) str). Every name must be ``index@stack``."""
+    """``rlnImageName`` -> (0-based index (N,) int64, file names (N,) str).
+
+    A stack reference must carry ``@`` (``index@stack.mrcs``); a name without one is a single-image file (index
+    0), never a ``.mrcs`` stack (whose first image it would silently mean)."""
     require_columns(df, ["rlnImageName"], path, "reading images")
     names = df["rlnImageName"].astype(str)
     has_at = names.str.contains("@", regex=False).to_numpy()
-    if not has_at.all():
-        rows = np.flatnonzero(~has_at)
-        raise InputError(f"{path}: rlnImageName must be INDEX@STACK; {len(rows)} row(s) lack the '@', e.g. row "
-                         f"{int(rows[0])}: {names.iloc[rows[0]]!r}")
+    bare_stack = ~has_at & names.str.lower().str.endswith(".mrcs").to_numpy()
+    if bare_stack.any():
+        rows = np.flatnonzero(bare_stack)
+        raise InputError(f"{path}: rlnImageName must be INDEX@STACK for a stack; {len(rows)} row(s) lack the '@', "
+                         f"e.g. row {int(rows[0])}: {names.iloc[rows[0]]!r}")
     parts = names.str.split("@", n=1, expand=True)
-    files = parts[1].to_numpy(str)
-    idx_text = parts[0].to_numpy(str)
+    if parts.shape[1] == 1:
+        return np.zeros(len(df), np.int64), parts[0].to_numpy(str)
+    files = np.where(has_at, parts[1].fillna("").to_numpy(str), parts[0].to_numpy(str))
+    idx_text = np.where(has_at, parts[0].to_numpy(str), "1")
     try:
         index = idx_text.astype(np.int64) - 1
     except ValueError as exc:
