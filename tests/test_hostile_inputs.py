@@ -148,7 +148,7 @@ def torch_bytes(obj: object) -> bytes:
 
 def snapshot(root: Path) -> dict[str, str]:
     out = {}
-    for dirpath, dirnames, files in os.walk(root):
+    for dirpath, _dirs, files in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         out[rel + "/"] = "dir"
         for name in files:
@@ -455,8 +455,8 @@ def _zero_pixel_size(w, mp):
 
 @case("preprocess", 2, "not found")
 def _list_naming_a_missing_stack(w, mp):
-    return _drgn_args(w)[:0] + [w.write("list.txt", "nope.mrcs\n"), "-o", w.out, "--map", w.map, "--poses",
-                                w.drgn / "poses.pkl", "--ctf", w.drgn / "ctf.pkl", "--device", "cpu"]
+    return [w.write("list.txt", "nope.mrcs\n"), "-o", w.out, "--map", w.map, "--poses", w.drgn / "poses.pkl",
+            "--ctf", w.drgn / "ctf.pkl", "--device", "cpu"]
 
 
 @case("preprocess", 2, "rotation")
@@ -1166,3 +1166,175 @@ def test_hostile_input(name, workspace, monkeypatch, capsys):
     if payload:
         assert not w.marker.exists(), "the payload ran"
     assert not w.marker.exists()
+
+
+# ------------------------------------------------------------------------------------------- what must still work
+
+def _run(argv: list) -> int:
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return cli_main([str(a) for a in argv])
+    finally:
+        torch.set_num_threads(n_threads)
+
+
+def test_restricted_unpickler_reads_cryodrgn_files(tmp_path):
+    """What cryoDRGN writes (pose tuple, CTF array, index array/list, labels, z) loads under every protocol."""
+    from gaussianem.io.pickles import load_pickle
+
+    rot = np.repeat(np.eye(3)[None], 4, 0)
+    objects = {"poses": (rot, np.zeros((4, 2))), "ctf": np.ones((4, 9), np.float32), "ind": np.arange(4),
+               "ind_list": [0, 2], "labels": np.array([0, 1, 1, 0]), "scalar": np.float64(2.5), "dict": {"a": [1]}}
+    for proto in (2, 3, 4, 5):
+        for name, obj in objects.items():
+            path = tmp_path / f"{name}{proto}.pkl"
+            path.write_bytes(pickle.dumps(obj, protocol=proto))
+            got = load_pickle(path)
+            if isinstance(obj, tuple):
+                assert all(np.array_equal(a, b) for a, b in zip(got, obj, strict=True))
+            elif isinstance(obj, np.ndarray):
+                assert np.array_equal(got, obj) and got.dtype == obj.dtype
+            else:
+                assert got == obj
+
+
+def test_old_checkpoint_format_still_loads_and_resumes(workspace, capsys):
+    """A checkpoint of an older version (numpy RNG state inside) loads safely and --resume continues from it."""
+    from gaussianem.io.checkpoints import decode_rng
+
+    w = workspace
+    state = torch.load(w.run / "weights.1.pt", weights_only=True)
+    state["rng"] = decode_rng(state["rng"])  # numpy and Python RNG states as tuples, as older versions saved
+    assert isinstance(state["rng"]["numpy"][1], np.ndarray)
+    torch.save(state, w.run / "weights.1.pt")
+    assert _run(["train", w.ds, "-o", w.run, "--resume", "--epochs", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert (w.run / "weights.2.pt").is_file()
+    torch.load(w.run / "weights.2.pt", weights_only=True)  # the new checkpoint needs no allow-list at all
+
+
+def test_resume_skips_a_truncated_newest_checkpoint_and_names_it(workspace, tmp_path, caplog):
+    """--resume uses the newest checkpoint that loads; the run ends as an uninterrupted one does, bit for bit."""
+    w = workspace
+    ref, run = tmp_path / "ref", tmp_path / "resumed"
+    assert _run(["train", w.ds, "-o", ref, "--epochs", "3", *TRAIN_ARGS]) == 0
+    assert _run(["train", w.ds, "-o", run, "--epochs", "3", *TRAIN_ARGS]) == 0
+    data = (run / "weights.3.pt").read_bytes()
+    (run / "weights.3.pt").write_bytes(data[: len(data) // 2])
+    caplog.set_level("WARNING")
+    assert _run(["train", w.ds, "-o", run, "--resume", "--epochs", "3", "--device", "cpu", "--no-progress"]) == 0
+    assert "skipped weights.3.pt" in caplog.text
+    a = torch.load(ref / "weights.3.pt", weights_only=True)["model"]
+    b = torch.load(run / "weights.3.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_array_equal(np.load(ref / "z.3.npy"), np.load(run / "z.3.npy"))
+
+
+_KILL_IN_SAVE = """
+import os, signal, sys
+import torch
+real = torch.save
+def save(obj, f, *a, **k):
+    if isinstance(obj, dict) and obj.get("epoch") == 3 and "trainer" in obj:
+        real(obj, f, *a, **k)
+        with open(f, "r+b") as h:  # half of the file is on disk when the process dies
+            h.truncate(os.path.getsize(f) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(obj, f, *a, **k)
+torch.save = save
+from gaussianem.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_while_a_checkpoint_is_written_then_resume_matches(world, tmp_path):
+    """`train` killed (SIGKILL) while writing its third checkpoint: the half-written file never takes the final
+    name, the next start removes it, and --resume from epoch 2 ends bit-identical to an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    args = ["train", str(world / "ds"), "--epochs", "4", *TRAIN_ARGS]
+    subprocess.run([sys.executable, "-m", "gaussianem", *args, "-o", str(full)], check=True, env=env,
+                   capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", _KILL_IN_SAVE, *args, "-o", str(killed)], env=env,
+                          capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert (killed / "weights.2.pt").is_file() and not (killed / "weights.3.pt").exists()
+    leftovers = [p for p in killed.iterdir() if ".tmp" in p.name]
+    assert leftovers, "the kill should leave the temporary checkpoint"
+    resumed = subprocess.run([sys.executable, "-m", "gaussianem", "train", str(world / "ds"), "-o", str(killed),
+                              "--resume", "--epochs", "4", "--device", "cpu", "--no-progress"], env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not [p for p in killed.iterdir() if ".tmp" in p.name or p.name.endswith(".lock")]
+    for epoch in (3, 4):
+        a = torch.load(full / f"weights.{epoch}.pt", weights_only=True)["model"]
+        b = torch.load(killed / f"weights.{epoch}.pt", weights_only=True)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        np.testing.assert_array_equal(np.load(full / f"z.{epoch}.npy"), np.load(killed / f"z.{epoch}.npy"))
+
+
+def test_mrc_stack_without_map_id_is_read_with_a_warning(workspace, caplog):
+    w = workspace
+    stack = w.drgn / "particles.mrcs"
+    data = bytearray(stack.read_bytes())
+    data[208:212] = b"\x00\x00\x00\x00"  # the 'MAP ' id string, absent in older software's stacks
+    stack.write_bytes(bytes(data))
+    caplog.set_level("WARNING")
+    assert _run(["preprocess", *_drgn_args(w)]) == 0
+    assert "lacks the 'MAP ' id string" in caplog.text
+    assert (w.out / "dataset.json").is_file()
+
+
+def test_eval_vol_takes_a_long_list_of_particles(workspace):
+    w = workspace
+    indices = ",".join(str(i % 24) for i in range(300))  # far beyond a file name's 255 bytes
+    assert _run(["eval-vol", w.run, "--particles", indices, "-o", w.out, "--device", "cpu"]) == 0
+    assert len(list(w.out.glob("vol_*.mrc"))) == 300
+
+
+def test_drop_bad_drops_an_extreme_pixel(workspace, caplog):
+    w = workspace
+    _extreme_pixel(w, None)
+    caplog.set_level("WARNING")
+    assert _run(["preprocess", w.sim / "hot.star", "-o", w.out, "--map", w.map, "--device", "cpu",
+                 "--drop-bad"]) == 0
+    from gaussianem.io.dataset import load_dataset
+
+    ds = load_dataset(w.out)
+    assert ds.n == 23 and 7 not in ds.source_index.tolist() and "extreme pixels" in caplog.text
+    assert ds.manifest["image_std"] < 1e3
+    ds.close()
+
+
+def test_map_pixel_size_mismatch_warns_and_says_what_was_done(workspace, caplog):
+    from gaussianem.io.mrc import read_volume, write_volume
+
+    w = workspace
+    vol, voxel, _ = read_volume(w.map)
+    write_volume(w.root / "coarse.mrc", vol, voxel * 1.5)
+    caplog.set_level("WARNING")
+    assert _run(["preprocess", w.star, "-o", w.out, "--map", w.root / "coarse.mrc", "--device", "cpu"]) == 0
+    assert "differs from the particles' pixel size" in caplog.text and "resampled" in caplog.text
+
+
+def test_leftovers_of_killed_runs_are_swept_at_the_next_start(workspace):
+    w = workspace
+    dead = 2**22 + 12345  # beyond any live pid here
+    (w.root / f".out.staging-{dead}").mkdir()
+    (w.root / f".out.staging-{dead}" / "vol_000.mrc").write_text("partial")
+    (w.run / ".weights.2.abcd1234.tmp.pt").write_text("partial")
+    assert _run(["eval-vol", w.run, "--z", "0,0", "-o", w.out, "--device", "cpu"]) == 0
+    assert not (w.root / f".out.staging-{dead}").exists()
+    assert _run(["train", w.ds, "-o", w.run, "--resume", "--epochs", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert not (w.run / ".weights.2.abcd1234.tmp.pt").exists()
+
+
+def test_the_lock_names_the_other_writer(workspace, capsys):
+    w = workspace
+    hold_lock(w, w.run)
+    assert _run(["train", w.ds, "-o", w.run, "--resume", "--epochs", "2", "--device", "cpu"]) == 1
+    assert f"pid {os.getpid()}" in capsys.readouterr().err
