@@ -49,6 +49,7 @@ from gaussianem.io.dataset import (
     write_poses,
 )
 from gaussianem.io.mrc import header_origin_angstrom, read_volume
+from gaussianem.io.checks import check_ctf
 from gaussianem.io.particles import ParticleImages
 from gaussianem.io.staging import fsync_tree, install, staging_path
 from gaussianem.physics.ctf import CTFParams
@@ -593,6 +594,7 @@ def preprocess(cfg: PreprocessConfig) -> Path:
     if not Path(cfg.map_path).is_file():
         raise InputError(f"file not found: {cfg.map_path}")
     src = load_source(cfg)
+    check_ctf(src.ctf, cfg.ctf or src.path)  # finite and physical, before any work
     counts = {"images": src.n, "poses": len(src.rotation)}
     if src.ctf is not None:
         counts["CTF rows"] = len(src.ctf["defocus_u_angstrom"])

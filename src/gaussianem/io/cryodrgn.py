@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
-from gaussianem.io.checks import check_ctf
 from gaussianem.io.pickles import dump_pickle, load_pickle
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
@@ -120,7 +119,6 @@ def read_ctf(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.nd
     cols = {name: arr[:, i] for i, name in enumerate(CTF_COLUMNS)}
     cols["phase_shift_deg"] = np.nan_to_num(cols["phase_shift_deg"])
     box, apix = cols.pop("box_size"), cols.pop("pixel_size_angstrom")
-    check_ctf(cols, path)
     return cols, box, apix
 
 

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
-from gaussianem.io.checks import check_ctf
 from gaussianem.io.writes import atomic_path
 from gaussianem.physics.rotation import matrix_to_rotvec, rotvec_to_matrix
 
@@ -191,7 +190,6 @@ def ctf(cs: np.ndarray, path: Path | str) -> dict[str, np.ndarray] | None:
     }
     if "ctf/bfactor" in cs.dtype.names:  # Å², = rlnCtfBfactor; absent: no key
         out["bfactor"] = f("ctf/bfactor")
-    check_ctf(out, path)
     return out
 
 

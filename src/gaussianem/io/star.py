@@ -30,7 +30,7 @@ import starfile
 import torch
 
 from gaussianem.errors import InputError
-from gaussianem.io.checks import check_ctf, numeric_column
+from gaussianem.io.checks import numeric_column
 from gaussianem.io.writes import atomic_path
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
@@ -213,7 +213,6 @@ def ctf(df: pd.DataFrame, path: Path | str) -> dict[str, np.ndarray] | None:
     if "rlnCtfScalefactor" in df.columns and not np.all(f("rlnCtfScalefactor") == 1.0):
         out["scale"] = f("rlnCtfScalefactor")  # RELION's CTF::getCTF multiplies the CTF by it
         out.setdefault("bfactor", np.zeros(len(df)))  # optional CTF fields are packed in order
-    check_ctf(out, path)
     return out
 
 
