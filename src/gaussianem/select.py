@@ -18,6 +18,7 @@ import numpy as np
 from gaussianem.errors import InputError
 from gaussianem.io import cryosparc, star
 from gaussianem.io.dataset import MANIFEST, SOURCE_INDEX, read_json
+from gaussianem.io.files import existing_file
 from gaussianem.io.pickles import load_pickle
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,7 @@ log = logging.getLogger(__name__)
 
 def read_integers(path: str | Path, what: str) -> np.ndarray:
     """Integers (N,) from a .npy, .txt or .pkl file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     try:
         if path.suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -75,9 +74,7 @@ def resolve_source(path: str | Path) -> tuple[Path, np.ndarray | None, int | Non
         except Exception as exc:
             raise InputError(f"{path / SOURCE_INDEX}: unreadable ({type(exc).__name__}: {exc})") from None
         return src, index, int(manifest["n_particles"])
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
-    return path, None, None
+    return existing_file(path), None, None
 
 
 def select(source: str | Path, output: str | Path, indices: np.ndarray | None = None,

@@ -46,7 +46,9 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gaussianem.analysis.pipeline import AnalysisOptions, load_run, run_analysis
+    from gaussianem.analysis.inputs import load_run
+    from gaussianem.analysis.options import AnalysisOptions
+    from gaussianem.analysis.pipeline import run_analysis
     from gaussianem.io.locks import folder_lock
     from gaussianem.io.pdb import read_structure
     from gaussianem.io.staging import check_output, staged_folder

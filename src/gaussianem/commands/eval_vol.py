@@ -31,14 +31,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gaussianem.analysis.pipeline import (
-        FORMATS,
-        evaluate_points,
-        load_run,
-        parse_indices,
-        parse_z_values,
-        read_z_file,
-    )
+    from gaussianem.analysis.inputs import load_run, parse_indices, parse_z_values, read_z_file
+    from gaussianem.analysis.states import FORMATS, evaluate_points
     from gaussianem.io.locks import folder_lock
     from gaussianem.io.staging import check_output, staged_folder
 

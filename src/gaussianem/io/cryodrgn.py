@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.io.pickles import dump_pickle, load_pickle
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
@@ -36,8 +37,7 @@ CTF_COLUMNS = ("box_size", "pixel_size_angstrom", "defocus_u_angstrom", "defocus
 
 def _load(path: Path, what: str = "pickle") -> object:
     """A ``.npy`` array or a pickle read through the restricted unpickler (no code runs from the file)."""
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    existing_file(path)
     if path.suffix != ".npy":
         return load_pickle(path, what)
     try:
@@ -124,9 +124,7 @@ def read_ctf(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.nd
 
 def read_txt_list(path: str | Path) -> list[Path]:
     """Stacks named in a cryoDRGN ``.txt`` particle list (one per line, relative to the list's folder)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     out = []
     for line in path.read_text().splitlines():
         line = line.strip()

@@ -22,6 +22,7 @@ import mrcfile.utils
 import numpy as np
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.io.mrc import open_mrc
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,7 @@ class StackInfo:
 
 def stack_info(path: str | Path) -> StackInfo:
     """Parse and check an MRC stack header (clear InputError for a missing, damaged or truncated file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     try:
         with open_mrc(path, header_only=True) as m:
             h = m.header

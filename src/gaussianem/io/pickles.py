@@ -5,7 +5,7 @@ arrays, numpy scalars and plain containers need (the array reconstructors, ``num
 ``set``/``frozenset``/``complex`` and the byte-string helper of protocol 2). Any other global — ``os.system``,
 ``builtins.exec``, a class of some package — stops the read with an :class:`~gaussianem.errors.InputError` before
 it is called, so a payload hidden in a data file never runs. Arrays of Python objects are refused too: every
-cryoDRGN file holds numbers. :func:`dump_pickle` writes such files (atomically, protocol 4, which cryoDRGN reads).
+cryoDRGN file holds numbers. :func:`dump_pickle` writes such files (checked, atomically).
 """
 
 from __future__ import annotations
@@ -103,8 +103,7 @@ def load_pickle(path: str | Path, what: str = "pickle") -> Any:
 
 def dump_pickle(path: str | Path, obj: Any) -> None:
     """Write ``obj`` (numpy arrays and plain containers only) as a pickle, atomically."""
-    from gaussianem.io.writes import atomic_path
+    from gaussianem.io.writes import save_pickle_atomic
 
     _check_plain(obj, Path(path))
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=4)
+    save_pickle_atomic(path, obj)
