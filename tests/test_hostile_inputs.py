@@ -660,6 +660,10 @@ for _command, _rc, _needle, _name, _file, _data, _build in DAMAGED_FILE_CASES:
 
 # one-line cases: (command, exit code, words of the message, name, the arguments after the command)
 SIMPLE_CASES = [
+    ("analyze", 2, "not a folder", "overwrite_a_file_of_the_run",
+     lambda w: _analyze(w, "-o", w.run / "config.yaml", "--overwrite")),
+    ("eval-vol", 2, "not a folder", "overwrite_the_weights",
+     lambda w: [w.run, "-o", w.run / "weights.1.pt", "--overwrite", "--z", "0,0", "--device", "cpu"]),
     ("preprocess", 2, "truncated", "pose_pickle_truncated",
      lambda w: _drgn_args(w, poses=w.write("trunc.pkl", (w.drgn / "poses.pkl").read_bytes()[:200]))),
     ("preprocess", 2, "python objects", "ctf_pickle_object_array",

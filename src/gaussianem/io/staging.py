@@ -180,10 +180,9 @@ def check_output(out: str | Path, inputs: list[str | Path | None], overwrite: bo
     check_writable_parent(out)
     p = Path(out)
     if folder:
-        if p.exists() and not p.is_dir():
-            if not overwrite:
-                raise InputError(f"{p} exists and is not a folder (use --overwrite to replace it)")
-        elif p.is_dir() and any(p.iterdir()) and not overwrite:
+        if p.exists() and not p.is_dir():  # never replaced by a folder, --overwrite or not: it may be an input
+            raise InputError(f"{p} exists and is not a folder; give a folder name")
+        if p.is_dir() and any(p.iterdir()) and not overwrite:
             raise InputError(f"{p} exists and is not empty (use --overwrite to replace it)")
     else:
         if p.is_dir():
