@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from gaussianem.errors import InputError
-from gaussianem.io.checks import check_finite, load_latents
+from gaussianem.io.checks import check_finite, load_error, load_latents
 from gaussianem.io.pickles import load_pickle
 
 
@@ -67,7 +67,7 @@ def read_z_file(path: str | Path, zdim: int) -> np.ndarray:
                                                                                        comments="#")
         z = np.atleast_2d(np.asarray(z, np.float64))
     except (ValueError, TypeError, EOFError, OSError) as exc:
-        raise InputError(f"{path}: not a numeric table ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{path}: not a numeric table ({load_error(exc)})") from None
     check_finite(z, path, "the latent values")
     if z.shape[1] != zdim:
         if z.size % zdim == 0 and z.shape[0] == 1:
@@ -90,7 +90,7 @@ def parse_indices(text: str, n: int) -> np.ndarray:
             try:
                 idx = np.load(path, allow_pickle=False)
             except Exception as exc:
-                raise InputError(f"{path}: not a numeric .npy array ({type(exc).__name__}: {exc})") from None
+                raise InputError(f"{path}: not a numeric .npy array ({load_error(exc)})") from None
         elif path.suffix == ".pkl":
             idx = load_pickle(path, "index")  # restricted: numpy arrays and plain containers only
         else:

@@ -38,6 +38,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import load_error
 from gaussianem.io.mrc import read_volume
 from gaussianem.physics.fourier import fourier_crop, soft_circular_mask
 from gaussianem.physics.fsc import fsc, fsc_auc
@@ -112,7 +113,7 @@ def load_truth(simdir: str | Path) -> Truth:
     except InputError:
         raise
     except Exception as exc:  # truncated, foreign, object arrays: one line naming the file
-        raise InputError(f"{path}: damaged or not a truth file ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: damaged or not a truth file ({load_error(exc)})") from None
     if not (len(state) == len(volume_index) == len(coordinate)):
         raise InputError(f"{path}: state, coordinate and volume_index differ in length")
     spec = {}

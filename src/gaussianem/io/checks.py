@@ -78,6 +78,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def load_error(exc: BaseException) -> str:
+    """The cause of a failed ``np.load``, in one line; numpy's advice to load pickled data "unsafely" is replaced
+    by what happened (GaussianEM never loads pickles from ``.npy``/``.npz``/``.cs`` files)."""
+    text = " ".join(str(exc).split())
+    if "allow_pickle" in text or "pickled" in text:
+        return "it holds pickled Python objects or is not a numpy file; such data are not loaded"
+    return f"{type(exc).__name__}: {text}"
+
+
 def load_latents(path: str | Path, n_particles: int | None = None, what: str = "latents") -> np.ndarray:
     """An (N, zdim) array of finite numbers from a ``.npy`` (no pickles), with one row per particle when
     ``n_particles`` is known."""
@@ -87,7 +96,7 @@ def load_latents(path: str | Path, n_particles: int | None = None, what: str = "
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
     except Exception as exc:  # garbage, a truncated file, an object array (needs pickles): one line
-        raise InputError(f"{path}: not a numeric .npy array ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: not a numeric .npy array ({load_error(exc)})") from None
     if not isinstance(z, np.ndarray) or z.ndim != 2 or len(z) == 0:
         raise InputError(f"{path}: expected an (N, zdim) array, got shape {getattr(z, 'shape', None)}")
     check_finite(z, path, what)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import load_error
 from gaussianem.io.files import existing_file
 from gaussianem.io.pickles import dump_pickle, load_pickle
 from gaussianem.physics.ctf import CTF_FIELDS
@@ -44,7 +45,7 @@ def _load(path: Path, what: str = "pickle") -> object:
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise InputError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: unreadable ({load_error(exc)})") from None
 
 
 def read_poses(path: str | Path, box_size: np.ndarray | int, pixel_size_angstrom: np.ndarray | float,
@@ -109,8 +110,9 @@ def _check_rot(rot: np.ndarray, path: Path) -> np.ndarray:
 def read_ctf(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Read a cryoDRGN CTF pkl / GaussianEM ``ctf.npy`` (N, 9) -> (ctf dict (N,) each, box (N,), pixel size (N,))."""
     path = Path(path)
+    obj = _load(path, "CTF")
     try:
-        arr = np.asarray(_load(path, "CTF"), np.float64)
+        arr = np.asarray(obj, np.float64)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{path}: expected CTF parameters of shape (N, 9) ({exc})") from None
     if arr.ndim != 2 or arr.shape[1] != 9:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
-from gaussianem.io.checks import check_ctf
+from gaussianem.io.checks import check_ctf, load_error
 from gaussianem.io.mrc import open_stack
 from gaussianem.io.writes import save_npz_atomic
 from gaussianem.physics.ctf import CTF_FIELDS, OPTIONAL_CTF_FIELDS, CTFParams
@@ -126,7 +126,7 @@ def _read_arrays(path: Path, need: tuple[str, ...] = ()):
                 out = {k: f[k] for k in f.files}
             arrays = list(out.values())
     except Exception as exc:  # a truncated or foreign file raises anything (BadZipFile, ValueError, EOFError, ...)
-        raise InputError(f"{path}: damaged or not a numpy file ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: damaged or not a numpy file ({load_error(exc)})") from None
     missing = [k for k in need if k not in out]
     if missing:
         raise InputError(f"{path}: lacks {', '.join(missing)}")

@@ -112,9 +112,24 @@ def staged_folder(target: str | Path, overwrite: bool = False) -> Iterator[Path]
         yield tmp
         fsync_tree(tmp)
         install(tmp, target, overwrite)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        renamed = as_final(exc, tmp, target)
+        if renamed is not exc:
+            raise renamed from None
         raise
+
+
+def as_final(exc: BaseException, tmp: Path, target: Path) -> BaseException:
+    """An OSError about a file in the staging folder ``tmp``, naming the same file under ``target`` instead (what
+    the user asked for); any other exception unchanged."""
+    name = getattr(exc, "filename", None)
+    if not isinstance(exc, OSError) or not isinstance(name, str | os.PathLike):
+        return exc
+    name = os.fspath(name)
+    if not name.startswith(str(tmp)):
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(target) + name[len(str(tmp)):])
 
 
 def install(tmp: Path, target: Path, overwrite: bool = False) -> None:

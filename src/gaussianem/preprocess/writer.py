@@ -23,7 +23,7 @@ from gaussianem.gaussians import GaussianCloud
 from gaussianem.io.dataset import GAUSSIANS_INIT, MANIFEST, PARTICLES, SOURCE_INDEX, write_ctf, write_poses
 from gaussianem.io.mrc import ImageStats, create_stack, write_stack_rows, write_stack_stats
 from gaussianem.io.particles import ParticleImages
-from gaussianem.io.staging import fsync_tree, install, staging_path
+from gaussianem.io.staging import as_final, fsync_tree, install, staging_path
 from gaussianem.io.writes import write_json_atomic
 from gaussianem.preprocess.config import PreprocessConfig
 from gaussianem.preprocess.consensus import map_frame
@@ -142,8 +142,11 @@ def write_dataset(cfg: PreprocessConfig, src: SourceData, geometry: Geometry, cl
         write_json_atomic(tmp / MANIFEST, _manifest(cfg, src, geometry, check, map_info, stats, finite))
         fsync_tree(tmp)
         install(tmp, outdir, overwrite=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        renamed = as_final(exc, tmp, outdir)  # name OUTDIR/..., not the staging folder
+        if renamed is not exc:
+            raise renamed from None
         raise
     finally:
         with contextlib.suppress(Exception):
