@@ -258,6 +258,17 @@ def _image_name_without_at(w, mp):
     return [w.sim / "noat.star", "-o", w.out, "--map", w.map, "--device", "cpu"]
 
 
+@case("preprocess", 2, "several images")
+def _mrc_stack_named_without_at(w, mp):
+    shutil.copy(w.sim / "particles.mrcs", w.sim / "stack.mrc")  # a stack under a single-image suffix
+    blocks = starfile.read(w.star, always_dict=True)
+    key = next(k for k, df in blocks.items() if "rlnImageName" in df.columns)
+    blocks[key]["rlnImageName"] = [f"{i + 1}@stack.mrc" for i in range(len(blocks[key]))]
+    blocks[key].loc[6, "rlnImageName"] = "stack.mrc"
+    starfile.write(blocks, w.sim / "bare.star")
+    return [w.sim / "bare.star", "-o", w.out, "--map", w.map, "--device", "cpu"]
+
+
 @case("preprocess", 2, "all-zero")
 def _all_zero_map(w, mp):
     from gaussianem.io.mrc import write_volume

@@ -63,6 +63,19 @@ def _pixel_sizes_or_header(apix: np.ndarray | None, images: ParticleImages, fall
     return apix
 
 
+def _check_bare_names(df, images: ParticleImages, path: Path) -> None:
+    """A name without ``@`` must be a single-image file: in a stack it would silently mean the first image."""
+    bare = ~df["rlnImageName"].astype(str).str.contains("@", regex=False).to_numpy()
+    if not bare.any():
+        return
+    sizes = np.array([info.n for info in images.infos])[images.file_id]
+    stack = np.flatnonzero(bare & (sizes > 1))
+    if len(stack):
+        raise InputError(f"{path}: rlnImageName must be INDEX@STACK for a stack; {len(stack)} row(s) name a stack of "
+                         f"several images without '@', e.g. row {int(stack[0])}: "
+                         f"{df['rlnImageName'].iloc[stack[0]]!r}")
+
+
 def load_source(cfg: PreprocessConfig) -> SourceData:
     """Read a ``.star``, ``.cs``, or ``.mrcs``/``.mrc``/``.txt`` (+ ``--poses``/``--ctf``) input."""
     path = existing_file(Path(cfg.particles))
@@ -82,6 +95,7 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
         index, names = star.image_names(df, path)
         apix = star.pixel_size(df, path)
         images = ParticleImages.from_names(names, index, path, datadir)
+        _check_bare_names(df, images, path)
         apix = _pixel_sizes_or_header(apix, images, cfg.input_apix, path)
         rotation, shift = star.poses(df, apix, path)
         return SourceData(f"relion-{st.version}", path, images, apix, rotation, shift, star.ctf(df, path))
