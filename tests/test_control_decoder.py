@@ -93,7 +93,7 @@ def test_fast_equals_reference_forward_and_gradients(predict_width):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("interpolation", ["embedding_bag", "gather"])
+@pytest.mark.parametrize("interpolation", ["embedding_bag", "gather", "dense", "auto"])
 def test_fast_equals_reference_on_device(device, interpolation):
     dec, _ = make_decoder(n=2000, n_control=64, k=8, rank=16, interpolation=interpolation)
     randomise_heads(dec)
@@ -121,8 +121,9 @@ def test_runs_under_bf16_autocast(device):
     torch.testing.assert_close(out.float(), dec(z, e), atol=0.05, rtol=0.05)
 
 
-def test_gradcheck_float64():
-    dec, _ = make_decoder(n=16, n_control=5, k=3, rank=3, emb=4, dtype=torch.float64)
+@pytest.mark.parametrize("interpolation", ["auto", "dense"])
+def test_gradcheck_float64(interpolation):
+    dec, _ = make_decoder(n=16, n_control=5, k=3, rank=3, emb=4, dtype=torch.float64, interpolation=interpolation)
     randomise_heads(dec)
     z = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
     e = torch.randn(16, 4, dtype=torch.float64, requires_grad=True)
