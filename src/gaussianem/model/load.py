@@ -24,7 +24,7 @@ def read_checkpoint(path: str | Path, device="cpu") -> dict:
 
 
 def model_from_checkpoint(ckpt: dict, device="cpu") -> GaussianVAE:
-    model = GaussianVAE.from_spec(ModelSpec(**ckpt["spec"]))
+    model = GaussianVAE.from_spec(ModelSpec.from_dict(ckpt["spec"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device)
 
