@@ -152,14 +152,16 @@ def control_decoder_flops_per_particle(n_gaussians: int, n_control: int, k: int 
                                        n_sharp: int = 1, readout_hidden: int = 128, zdim: int = 10,
                                        embedding_dim: int = 32, hidden: int = 128, n_layers: int = 2,
                                        features: int = 256, predict_width: bool = False, batch: int = 32,
-                                       training: bool = True) -> float:
+                                       training: bool = True, dense: bool = False) -> float:
     """FLOPs per particle of :class:`ControlPointDecoder` (forward, ×3 when ``training``).
 
     Per particle: the pair MLP on K control points, the interpolation (G·k·n_out multiply-adds), the read-out MLP
     h(z) and ⟨u_g, h(z)⟩ (G·r·n_sharp) and its addition; per step (÷ batch): pooling the embeddings onto the
-    control points (G·k·E), ``W_e e`` on K rows, ``u_g`` from the embeddings (G·E·r)."""
+    control points (G·k·E), ``W_e e`` on K rows, ``u_g`` from the embeddings (G·E·r). ``dense``: the FLOPs the
+    "dense" interpolation executes, its (G, K) matrix products (G·K in place of G·k, zeros included)."""
     n_out = 5 if predict_width else 4
     per_pair, per_particle, _ = _pair_mlp_flops(zdim, hidden, n_layers, features, n_out)
+    k = n_control if dense else k
     interp = 2 * n_gaussians * k * n_out
     readout = 0
     if rank > 0 and n_sharp > 0:
@@ -331,7 +333,7 @@ class ControlPointDecoder(nn.Module):
             self.n_gaussians, self.n_control, self.control_index.shape[1], self.rank, len(self.sharp_channels),
             self.readout_net[0].out_features if self.sharp_channels else 0, pair.z_proj.in_features,
             pair.e_proj.in_features, pair.z_proj.out_features, n_layers, pair.head.in_features,
-            self.predict_width, batch, training)
+            self.predict_width, batch, training, dense=self.mode(self.control_index.device) == "dense")
 
 
 def flops_per_particle(decoder: nn.Module, n_gaussians: int | None = None, batch: int = 32,

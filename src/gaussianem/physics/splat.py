@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 from gaussianem.physics.projection import project_gaussians, projected_centres
-
 from gaussianem.physics.splat_kernels import triton
 
 if triton is not None:

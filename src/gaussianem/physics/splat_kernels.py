@@ -80,34 +80,38 @@ if triton is not None:
         tl.store(ids_ptr + dest, offs[:, None] + slot[None, :] * 0, mask=keep)
 
     @triton.jit
+    def _work_item(work_ptr, n_work, n_side):
+        # this program's work item: (tile, first, end) of a piece of that tile's list -> image, tile row/column
+        pid = tl.program_id(0)
+        tid = tl.load(work_ptr + pid)
+        start = tl.load(work_ptr + n_work + pid)
+        end = tl.load(work_ptr + 2 * n_work + pid)
+        per_image = n_side * n_side
+        t = tid % per_image
+        return tid // per_image, t // n_side, t % n_side, start, end
+
+    @triton.jit
+    def _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py):
+        # list entries j (masked at end): Gaussian ids, mask, 1/2σ², weights, pixel offsets from the centres
+        m = j < end
+        g = tl.load(ids_ptr + j, mask=m, other=0)
+        dx = px[None, :] - tl.load(ux_ptr + g, mask=m, other=0.0)[:, None]
+        dy = py[None, :] - tl.load(uy_ptr + g, mask=m, other=0.0)[:, None]
+        return g, m, tl.load(a_ptr + g, mask=m, other=0.0), tl.load(w_ptr + g, mask=m, other=0.0), dx, dy
+
+    @triton.jit
     def _splat_fwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, work_ptr, n_work, out_ptr, box, n_side,
                           TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr):
         # program w sums the Gaussians [start, end) of its tile's list (one work item) and adds the partial tile to
         # the image (atomically: several programs may share a tile)
-        pid = tl.program_id(0)
-        tid = tl.load(work_ptr + pid)  # work item: (tile, first, end) of a piece of that tile's list
-        start = tl.load(work_ptr + n_work + pid)
-        end = tl.load(work_ptr + 2 * n_work + pid)
-        per_image = n_side * n_side
-        b = tid // per_image
-        t = tid % per_image
-        ty = t // n_side
-        tx = t % n_side
+        b, ty, tx, start, end = _work_item(work_ptr, n_work, n_side)
         offs = tl.arange(0, TILE)
         px = (tx * TILE + offs).to(tl.float32)
         py = (ty * TILE + offs).to(tl.float32)
         goffs = tl.arange(0, BLOCK_G)
         acc = tl.zeros((TILE, TILE), dtype=tl.float32)
         for i in range(start, end, BLOCK_G):
-            j = i + goffs
-            m = j < end
-            g = tl.load(ids_ptr + j, mask=m, other=0)
-            cx = tl.load(ux_ptr + g, mask=m, other=0.0)
-            cy = tl.load(uy_ptr + g, mask=m, other=0.0)
-            a = tl.load(a_ptr + g, mask=m, other=0.0)
-            w = tl.load(w_ptr + g, mask=m, other=0.0)
-            dx = px[None, :] - cx[:, None]
-            dy = py[None, :] - cy[:, None]
+            g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py)
             ex = tl.exp(-dx * dx * a[:, None])  # (BLOCK_G, TILE x)
             ey = tl.exp(-dy * dy * a[:, None]) * w[:, None]  # (BLOCK_G, TILE y)
             acc += tl.dot(tl.trans(ey), ex, input_precision=PRECISION)  # (TILE y, TILE x)
@@ -120,15 +124,7 @@ if triton is not None:
     def _splat_bwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, work_ptr, n_work, grad_ptr,
                           gux_ptr, guy_ptr, ga_ptr, gw_ptr, box, n_side,
                           TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr):
-        pid = tl.program_id(0)
-        tid = tl.load(work_ptr + pid)  # work item: (tile, first, end) of a piece of that tile's list
-        start = tl.load(work_ptr + n_work + pid)
-        end = tl.load(work_ptr + 2 * n_work + pid)
-        per_image = n_side * n_side
-        b = tid // per_image
-        t = tid % per_image
-        ty = t // n_side
-        tx = t % n_side
+        b, ty, tx, start, end = _work_item(work_ptr, n_work, n_side)
         offs = tl.arange(0, TILE)
         iy = ty * TILE + offs
         ix = tx * TILE + offs
@@ -139,15 +135,7 @@ if triton is not None:
         py = iy.to(tl.float32)
         goffs = tl.arange(0, BLOCK_G)
         for i in range(start, end, BLOCK_G):
-            j = i + goffs
-            m = j < end
-            g = tl.load(ids_ptr + j, mask=m, other=0)
-            cx = tl.load(ux_ptr + g, mask=m, other=0.0)
-            cy = tl.load(uy_ptr + g, mask=m, other=0.0)
-            a = tl.load(a_ptr + g, mask=m, other=0.0)
-            w = tl.load(w_ptr + g, mask=m, other=0.0)
-            dx = px[None, :] - cx[:, None]
-            dy = py[None, :] - cy[:, None]
+            g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py)
             ex = tl.exp(-dx * dx * a[:, None])
             ey = tl.exp(-dy * dy * a[:, None])
             p = tl.dot(ey, gimg, input_precision=PRECISION) * ex  # Σ_y ey·g, times ex: (BLOCK_G, TILE x)
