@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One device call (issue 15, phase 2), in order of value, each part under its own time limit and writing under $OUT
+# as it goes: the CUDA tests (splat kernels = reference, control decoder = reference, whole-step CUDA graph with the
+# old and the new paths), cryoDRGN's training speed at box 128 (cryodrgn_speed.sh; .whl/ at the repository root or
+# one level up), then train_throughput.py at box 128, batch 32: G = 60,000 with every decoder x projector pair, then
+# G = 30,000 and 8,000 old (pair + dense) vs new (control + splat); last, the interpolation micro-benchmark.
+#   OUT=out bash benchmarks/speed/gpu_issue15b.sh
+set -o pipefail
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/inductor-15b}
+start=$(date +%s)
+stamp() { echo "== $1: $(( $(date +%s) - start )) s"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+timeout "${T_TESTS:-150}" python3 -m pytest -q -rs -p no:cacheprovider tests/test_splat.py tests/test_control_decoder.py \
+    2>&1 | tee "$OUT/tests_kernels.txt"
+stamp "kernel tests"
+timeout "${T_GRAPH:-150}" python3 -m pytest -q -rs -p no:cacheprovider tests/test_train.py -k "cuda or graph" \
+    2>&1 | tee "$OUT/tests_graph.txt"
+stamp "graph tests"
+[ -d .whl ] || { [ -d ../.whl ] && ln -s ../.whl .whl; }
+RESULTS=$OUT/cryodrgn BOX=128 N_PARTICLES=${CRYO_N:-6000} EPOCHS=${CRYO_EPOCHS:-3} STEP_TIMEOUT=${T_CRYO:-150} \
+    WORK=/tmp/cryo-speed timeout 240 bash benchmarks/speed/cryodrgn_speed.sh adk 2>&1 | tee "$OUT/cryodrgn.txt"
+stamp "cryodrgn"
+TP="python3 benchmarks/speed/train_throughput.py --device cuda --box 128 --apix 1.8 --batch-size 32 --steps 40 --warmup 8"
+timeout "${T_60K:-200}" $TP --gaussians 60000 --decoder control pair --projector splat dense 2>&1 | tee "$OUT/tp_60k.txt"
+stamp "throughput 60k"
+timeout "${T_NEW:-100}" $TP --gaussians 30000 8000 --decoder control --projector splat 2>&1 | tee "$OUT/tp_new.txt"
+stamp "throughput new 30k 8k"
+timeout "${T_OLD:-100}" $TP --gaussians 30000 8000 --decoder pair --projector dense 2>&1 | tee "$OUT/tp_old.txt"
+stamp "throughput old 30k 8k"
+timeout "${T_MICRO:-60}" python3 benchmarks/speed/decoder_projection.py --gaussians 60000 --skip-old-decoder \
+    --skip-compiled --splat-configs 16x32x4x256 --json "$OUT/micro.json" 2>&1 | tee "$OUT/micro.txt"
+stamp "micro"
