@@ -13,23 +13,27 @@ start=$(date +%s)
 stamp() { echo "== $1: $(( $(date +%s) - start )) s"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-timeout "${T_TESTS:-150}" python3 -m pytest -q -rs -p no:cacheprovider tests/test_splat.py tests/test_control_decoder.py \
+timeout "${T_TESTS:-100}" python3 -m pytest -q -rs -p no:cacheprovider tests/test_splat.py tests/test_control_decoder.py \
     2>&1 | tee "$OUT/tests_kernels.txt"
 stamp "kernel tests"
-timeout "${T_GRAPH:-150}" python3 -m pytest -q -rs -p no:cacheprovider tests/test_train.py -k "cuda or graph" \
-    2>&1 | tee "$OUT/tests_graph.txt"
+timeout "${T_GRAPH:-130}" python3 -m pytest -q -rs -p no:cacheprovider tests/test_train.py \
+    -k "control_decoder_and_splat or cuda_graph_steps_match" 2>&1 | tee "$OUT/tests_graph.txt"
 stamp "graph tests"
+TP="python3 benchmarks/speed/train_throughput.py --device cuda --box 128 --apix 1.8 --batch-size 32 --steps 30 --warmup 6"
+timeout "${T_60K:-90}" $TP --gaussians 60000 --decoder control --projector splat 2>&1 | tee "$OUT/tp_60k_new.txt"
+stamp "throughput 60k new"
+timeout "${T_60K:-90}" $TP --gaussians 60000 --decoder pair --projector dense 2>&1 | tee "$OUT/tp_60k_old.txt"
+stamp "throughput 60k old"
 [ -d .whl ] || { [ -d ../.whl ] && ln -s ../.whl .whl; }
-RESULTS=$OUT/cryodrgn BOX=128 N_PARTICLES=${CRYO_N:-6000} EPOCHS=${CRYO_EPOCHS:-3} STEP_TIMEOUT=${T_CRYO:-150} \
-    WORK=/tmp/cryo-speed timeout 240 bash benchmarks/speed/cryodrgn_speed.sh adk 2>&1 | tee "$OUT/cryodrgn.txt"
+RESULTS=$OUT/cryodrgn BOX=128 N_PARTICLES=${CRYO_N:-6000} EPOCHS=${CRYO_EPOCHS:-3} STEP_TIMEOUT=${T_CRYO:-120} \
+    WORK=/tmp/cryo-speed timeout 200 bash benchmarks/speed/cryodrgn_speed.sh adk 2>&1 | tee "$OUT/cryodrgn.txt"
 stamp "cryodrgn"
-TP="python3 benchmarks/speed/train_throughput.py --device cuda --box 128 --apix 1.8 --batch-size 32 --steps 40 --warmup 8"
-timeout "${T_60K:-200}" $TP --gaussians 60000 --decoder control pair --projector splat dense 2>&1 | tee "$OUT/tp_60k.txt"
-stamp "throughput 60k"
 timeout "${T_NEW:-100}" $TP --gaussians 30000 8000 --decoder control --projector splat 2>&1 | tee "$OUT/tp_new.txt"
 stamp "throughput new 30k 8k"
 timeout "${T_OLD:-100}" $TP --gaussians 30000 8000 --decoder pair --projector dense 2>&1 | tee "$OUT/tp_old.txt"
 stamp "throughput old 30k 8k"
+timeout "${T_MIX:-100}" $TP --gaussians 60000 --decoder control pair --projector dense splat 2>&1 | tee "$OUT/tp_60k_mixed.txt"
+stamp "throughput 60k mixed"
 timeout "${T_MICRO:-60}" python3 benchmarks/speed/decoder_projection.py --gaussians 60000 --skip-old-decoder \
     --skip-compiled --splat-configs 16x32x4x256 --json "$OUT/micro.json" 2>&1 | tee "$OUT/micro.txt"
 stamp "micro"
