@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Second device call (issue 15, phase 2): the CUDA tests with the test dependencies installed (.whl/ via gpu_env),
 # the accuracy of the new paths against the old ones on the same particles (compare_cryodrgn.sh, adk, box 64,
-# GaussianEM only), then a profile of the new step at G = 60,000 (compiled, no CUDA graphs: kernels by name).
+# GaussianEM only; ~4 min per variant on an H200), then a profile of the new step at G = 60,000 (compiled, no CUDA
+# graphs: kernels by name). Needs more than one 10-minute call: set T_TESTS=0-style limits or run the parts apart.
 #   OUT=out bash benchmarks/speed/gpu_issue15c.sh
 set -o pipefail
 OUT=${OUT:-out}
@@ -24,7 +25,7 @@ stamp "graph tests"
 for variant in new old; do
   if [ $variant = new ]; then args="--decoder control --projector auto"; else args="--decoder pair --projector dense"; fi
   RESULTS=$OUT/acc_$variant WORK=/tmp/acc_$variant TOOLS=gaussianem N_PARTICLES=${ACC_N:-8000} EPOCHS=${ACC_EPOCHS:-5} \
-      GEM_TRAIN_ARGS="$args" timeout "${T_ACC:-150}" bash benchmarks/accuracy/compare_cryodrgn.sh adk \
+      GEM_TRAIN_ARGS="$args" timeout "${T_ACC:-300}" bash benchmarks/accuracy/compare_cryodrgn.sh adk \
       > "$OUT/acc_$variant.txt" 2>&1
   tail -5 "$OUT/acc_$variant.txt"
   stamp "accuracy $variant"

@@ -36,8 +36,10 @@ class ModelOptions:
     readout_rank: int = 32
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
-    # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak)
-    projector: str = "auto"
+    # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
+    # Defaults stay the old paths until a trained model's accuracy with the new ones is measured
+    # (docs/FAST_DECODER_AND_SPLAT.md)
+    projector: str = "dense"
     splat_cutoff_sigmas: float = 5.0
 
     def option_errors(self) -> list[str]:
