@@ -2,7 +2,7 @@
 # Second device call (issue 15, phase 2): the CUDA tests with the test dependencies installed (.whl/ via gpu_env),
 # the accuracy of the new paths against the old ones on the same particles (compare_cryodrgn.sh, adk, box 64,
 # GaussianEM only; ~4 min per variant on an H200), then a profile of the new step at G = 60,000 (compiled, no CUDA
-# graphs: kernels by name). Needs more than one 10-minute call: set T_TESTS=0-style limits or run the parts apart.
+# graphs: kernels by name). Needs more than one 10-minute call: raise the T_* limits and run the parts in separate calls.
 #   OUT=out bash benchmarks/speed/gpu_issue15c.sh
 set -o pipefail
 OUT=${OUT:-out}
