@@ -5,26 +5,17 @@
 # one level up), then train_throughput.py at box 128, batch 32: G = 60,000 with every decoder x projector pair, then
 # G = 30,000 and 8,000 old (pair + dense) vs new (control + splat); last, the interpolation micro-benchmark.
 #   OUT=out bash benchmarks/speed/gpu_issue15b.sh
-set -o pipefail
-OUT=${OUT:-out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/inductor-15b}
-start=$(date +%s)
-stamp() { echo "== $1: $(( $(date +%s) - start )) s"; }
+# (The 2026-12-03 call ran its tests before gpu_env installed their dependencies: they were re-run by gpu_issue15c.sh.)
+# shellcheck source=benchmarks/speed/issue15_common.sh
+. benchmarks/speed/issue15_common.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-timeout "${T_TESTS:-100}" python3 -m pytest -q -rs -p no:cacheprovider tests/test_splat.py tests/test_control_decoder.py \
-    2>&1 | tee "$OUT/tests_kernels.txt"
-stamp "kernel tests"
-timeout "${T_GRAPH:-130}" python3 -m pytest -q -rs -p no:cacheprovider tests/test_train.py \
-    -k "control_decoder_and_splat or cuda_graph_steps_match" 2>&1 | tee "$OUT/tests_graph.txt"
-stamp "graph tests"
+cuda_tests
 TP="python3 benchmarks/speed/train_throughput.py --device cuda --box 128 --apix 1.8 --batch-size 32 --steps 30 --warmup 6"
 timeout "${T_60K:-90}" $TP --gaussians 60000 --decoder control --projector splat 2>&1 | tee "$OUT/tp_60k_new.txt"
 stamp "throughput 60k new"
 timeout "${T_60K:-90}" $TP --gaussians 60000 --decoder pair --projector dense 2>&1 | tee "$OUT/tp_60k_old.txt"
 stamp "throughput 60k old"
-[ -d .whl ] || { [ -d ../.whl ] && ln -s ../.whl .whl; }
 RESULTS=$OUT/cryodrgn BOX=128 N_PARTICLES=${CRYO_N:-6000} EPOCHS=${CRYO_EPOCHS:-3} STEP_TIMEOUT=${T_CRYO:-120} \
     WORK=/tmp/cryo-speed timeout 200 bash benchmarks/speed/cryodrgn_speed.sh adk 2>&1 | tee "$OUT/cryodrgn.txt"
 stamp "cryodrgn"
