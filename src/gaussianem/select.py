@@ -10,17 +10,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from gaussianem.errors import InputError
 from gaussianem.io import cryosparc, star
-from gaussianem.io.dataset import MANIFEST, SOURCE_INDEX
+from gaussianem.io.dataset import MANIFEST, SOURCE_INDEX, read_json
 from gaussianem.io.files import existing_file
+from gaussianem.io.pickles import load_pickle
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +31,14 @@ def read_integers(path: str | Path, what: str) -> np.ndarray:
         if path.suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif path.suffix == ".pkl":
-            with open(path, "rb") as f:
-                arr = pickle.load(f)
+            arr = load_pickle(path, what)
         else:
             arr = np.array(path.read_text().replace(",", " ").split(), dtype=np.float64)
         arr = np.asarray(arr).reshape(-1)
+        if arr.dtype.hasobject or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise InputError(f"{path}: {what} must be integers, got {arr.dtype} values")
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
     if arr.size and not np.all(np.asarray(arr, np.float64) == np.round(np.asarray(arr, np.float64))):
@@ -59,7 +61,7 @@ def resolve_source(path: str | Path) -> tuple[Path, np.ndarray | None, int | Non
     if path.is_dir():
         if not (path / MANIFEST).is_file():
             raise InputError(f"{path} is not a GaussianEM dataset folder (no {MANIFEST})")
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = read_json(path / MANIFEST)
         src = Path(manifest.get("source_path", ""))
         kind = manifest.get("source_kind", "")
         if not (kind.startswith("relion") or kind == "cryosparc"):
@@ -67,7 +69,10 @@ def resolve_source(path: str | Path) -> tuple[Path, np.ndarray | None, int | Non
                              "subsets of RELION/cryoSPARC sources only")
         if not src.is_file():
             raise InputError(f"{path}: its source file {src} is missing")
-        index = np.load(path / SOURCE_INDEX)
+        try:
+            index = np.load(path / SOURCE_INDEX, allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"{path / SOURCE_INDEX}: unreadable ({type(exc).__name__}: {exc})") from None
         return src, index, int(manifest["n_particles"])
     return existing_file(path), None, None
 

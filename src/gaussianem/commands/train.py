@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
+import shutil
 import sys
 from dataclasses import fields
+from pathlib import Path
 
+from gaussianem.model.spec import DECODERS, PROJECTORS
 from gaussianem.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,11 @@ _SIZES = [
     ("window_radius", float, "soft window: inner radius (fraction of D/2)"),
     ("window_edge", float, "soft window: cosine edge width (fraction of D/2)"),
     ("projection_chunk", int, "Gaussians per projection chunk (lower to save GPU memory; default: automatic)"),
+    ("n_control_points", int, "--decoder control: control points where the pair MLP runs"),
+    ("control_neighbours", int, "--decoder control: control points each Gaussian interpolates from"),
+    ("readout_rank", int, "--decoder control: rank of the per-Gaussian amplitude read-out (0: none)"),
+    ("splat_cutoff_sigmas", float, "--projector splat: footprint half-width in σ (skipped values < exp(-c²/2) of "
+     "a Gaussian's peak)"),
     ("eval_batch_size", int, "batch size of the evaluation (encoding) pass"),
 ]
 _LOSSES = [
@@ -85,6 +94,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="also train the base Gaussian cloud")
     parser.add_argument("--predict-width", action="store_true", default=d["predict_width"],
                         help="decode a per-particle Δwidth too")
+    parser.add_argument("--decoder", choices=DECODERS, default=d["decoder"],
+                        help="pair: an MLP for every (particle, Gaussian) pair; control: the MLP on control points, "
+                        "interpolated to every Gaussian, plus a per-Gaussian amplitude read-out (cost nearly "
+                        "independent of the number of Gaussians) (default %(default)s)")
+    parser.add_argument("--projector", choices=PROJECTORS, default=d["projector"],
+                        help="dense: every Gaussian on every pixel; splat: tile splatting of each Gaussian's "
+                        "footprint (Triton kernels, CUDA); auto: splat where its kernel runs, dense elsewhere "
+                        "(default %(default)s)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d["compile"],
                         help="torch.compile the training step (default: on with CUDA, off on the CPU)")
     parser.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=d["cudagraphs"],
@@ -134,8 +151,34 @@ def _argv_without_gpus(command_line: str) -> list[str]:
     return out
 
 
+def _has_run(rundir: Path) -> bool:
+    from gaussianem.model.runfiles import CONFIG, list_checkpoints
+
+    return (rundir / CONFIG).is_file() or bool(list_checkpoints(rundir))
+
+
+def _remove_stub(rundir: Path) -> None:
+    """A run that failed before its first checkpoint: remove what it wrote, so that a plain rerun is not blocked."""
+    from gaussianem.io.locks import LOCK_NAME
+    from gaussianem.model.runfiles import list_checkpoints
+
+    if not rundir.is_dir() or list_checkpoints(rundir):
+        return
+    for p in rundir.iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+    log.info("the run failed before its first checkpoint: removed its partial outputs in %s", rundir)
+
+
 def main(args: argparse.Namespace) -> int:
     from gaussianem.errors import InputError
+    from gaussianem.io.locks import folder_lock
+    from gaussianem.io.staging import check_output, sweep_leftovers
     from gaussianem.training import distributed
     from gaussianem.training.loop import train
     from gaussianem.training.objective import TrainingError
@@ -145,9 +188,22 @@ def main(args: argparse.Namespace) -> int:
     if args.gpus > 1 and distributed.world_from_env()[1] == 1:
         return distributed.launch(args.gpus, _argv_without_gpus(args.command_line))
     cfg = config_from_args(args)
+    cfg.validate()
+    rundir = Path(args.rundir)
+    check_output(rundir, [args.dataset, args.gaussians, args.load], overwrite=True)
     rank, world = distributed.init_process_group(args.device)
     try:
-        rundir = train(cfg, resume=args.resume, overwrite=args.overwrite, rank=rank, world_size=world)
+        lock = folder_lock(rundir, "gaussianem train") if rank == 0 else contextlib.nullcontext()
+        with lock:
+            had_run = _has_run(rundir)
+            if rank == 0:
+                sweep_leftovers(rundir, locked=True)
+            try:
+                rundir = train(cfg, resume=args.resume, overwrite=args.overwrite, rank=rank, world_size=world)
+            except BaseException:
+                if rank == 0 and not args.resume and (args.overwrite or not had_run):
+                    _remove_stub(rundir)
+                raise
     except TrainingError as exc:
         log.error("%s", exc)
         print(f"gaussianem train: error: {exc}", file=sys.stderr)
