@@ -178,7 +178,7 @@ def find_states(z: np.ndarray, k_max: int = 8, min_fraction: float = 0.03, dip_r
     means = np.stack([z[labels == s].mean(0) for s in range(len(counts))])
     ind = np.array([np.flatnonzero(labels == s)[np.argmin(((z[labels == s] - means[s]) ** 2).sum(1))]
                     for s in range(len(counts))], np.int64)
-    log.info("mixture on z: BIC chose %d components, merged into %d states %s (stability %.2f)", n_comp,
+    log.debug("mixture: BIC chose %d components, merged into %d states %s (stability %.2f)", n_comp,
              len(counts), counts.tolist(), stability)
     return States(labels.astype(np.int64), means, counts, ind, int(n_comp), bic, stability)
 
