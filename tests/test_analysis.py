@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from fakes import HingeFadeModel
 
-from gaussianem.analysis import atomic, latent, pipeline, volumes
-from gaussianem.analysis.fakes import HingeFadeModel
+from gaussianem.analysis import atomic, inputs, latent, states, volumes
 from gaussianem.io.pdb import gaussian_index_of, read_structure, width_to_bfactor, write_structure
 
 BOX, APIX = 32, 2.0
@@ -307,7 +307,7 @@ def _fake_run(tmp_path: Path, monkeypatch, zdim: int = 3, n: int = 300) -> tuple
         assert Path(rd) == rundir
         return model, yaml.safe_load((rd / "config.yaml").read_text()), epoch or 2
 
-    monkeypatch.setattr(pipeline, "_load_model", fake_load)
+    monkeypatch.setattr(inputs, "_load_model", fake_load)
     return rundir, model, truth
 
 
@@ -362,7 +362,7 @@ def test_analyze_command_end_to_end(analyzed):
         with mrcfile.open(kdir / f"vol_{j:03d}.mrc") as m:
             assert m.data.shape == (BOX,) * 3 and m.voxel_size.z == pytest.approx(APIX)
             assert (m.header.origin.x, m.header.origin.y, m.header.origin.z) == (0.0, 0.0, 0.0)
-            f = pipeline._low_res_fsc(m.data.copy(), consensus)
+            f = states.low_res_fsc(m.data.copy(), consensus)
             assert f > 0.8
         assert gemmi.read_structure(str(kdir / f"model_{j:03d}.pdb"))[0].count_atom_sites() > 0
         assert (kdir / f"gaussians_{j:03d}.ply").is_file()
@@ -449,12 +449,12 @@ def test_decode_batches_cover_all_rows(device):
 
 def test_analyze_and_eval_vol_on_a_trained_run(tmp_path):
     """Integration with the real training code: one tiny epoch, then analyze and eval-vol through the CLI."""
-    pytest.importorskip("gaussianem.training.hetero")
-    from test_train import SMALL, make_dataset  # the training tests' tiny dataset (tests/ is on sys.path)
+    pytest.importorskip("gaussianem.training.loop")
+    from conftest import SMALL, make_dataset  # the training tests' tiny dataset
 
     from gaussianem.cli import main
     from gaussianem.training.config import TrainConfig
-    from gaussianem.training.hetero import train
+    from gaussianem.training.loop import train
 
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -469,11 +469,11 @@ def test_analyze_and_eval_vol_on_a_trained_run(tmp_path):
         cons = mrcfile.read(out / "consensus.mrc")
         with mrcfile.open(out / "kmeans3" / "vol_000.mrc") as m:
             assert m.voxel_size.x == pytest.approx(2.0) and m.data.shape == (32,) * 3
-            assert pipeline._low_res_fsc(m.data.copy(), cons) > 0.8
+            assert states.low_res_fsc(m.data.copy(), cons) > 0.8
         assert len(gemmi.read_structure(str(out / "pc1" / "traj.pdb"))) == 10
         assert (out / "report.html").stat().st_size > 10_000
         assert main(["eval-vol", str(run), "--particles", "5", "-o", str(tmp_path / "ev"), "--format", "mrc"]) == 0
-        model, config, epoch, _ = pipeline.load_run(run)
+        model, config, epoch, _ = inputs.load_run(run)
         pos, wid, amp = volumes.decode_points(model, z[5:6])
         ref = volumes.render_volume(pos[0], wid[0], amp[0], volumes.working_grid(config))
         np.testing.assert_allclose(mrcfile.read(tmp_path / "ev" / "vol_000.mrc"), ref, rtol=1e-4, atol=1e-5)

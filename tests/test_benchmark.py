@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from gaussianem.benchmark import external, metrics
 from gaussianem.cli import main as cli_main
+from gaussianem.evaluation import external, metrics
 from gaussianem.io.dataset import save_npz_atomic, write_json_atomic
 from gaussianem.io.mrc import write_volume
 from gaussianem.physics.projection import voxelize_gaussians
@@ -88,19 +88,19 @@ def fake_run(sim, tmp_path, monkeypatch) -> Path:
     np.save(dataset / "source_index.npy", order)
     (run / "config.yaml").write_text(f"dataset: {dataset}\n")
     np.save(run / "z.2.npy", z[order])
-    fake = types.ModuleType("gaussianem.training.checkpoint")
+    fake = types.ModuleType("gaussianem.model.load")
 
     def load_model(rundir, epoch=None, device="cpu"):
         assert Path(rundir) == run
         return FakeModel(), {"dataset": str(dataset)}, 2 if epoch is None else epoch
 
     fake.load_model = load_model
-    monkeypatch.setitem(sys.modules, "gaussianem.training.checkpoint", fake)
+    monkeypatch.setitem(sys.modules, "gaussianem.model.load", fake)
     return run
 
 
 def test_truth_rows_for_run(sim, tmp_path):
-    from gaussianem.benchmark.suite import truth_rows_for_run
+    from gaussianem.evaluation.suite import truth_rows_for_run
 
     truth = metrics.load_truth(sim)
     (tmp_path / "ds").mkdir()
@@ -234,7 +234,8 @@ def test_command_on_perfect_fake_run(sim, fake_run, tmp_path):
     assert "| per-image FSC-AUC (mean ± sd, n=40) | 0.458 ± 0.000 |" in md
     assert "particles/s | 60.0 |" in md
     # the benchmark script's row collector
-    spec = importlib.util.spec_from_file_location("collect_results", ROOT / "benchmarks" / "collect_results.py")
+    script = ROOT / "benchmarks" / "accuracy" / "collect_results.py"
+    spec = importlib.util.spec_from_file_location("collect_results", script)
     collect = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(collect)
     log = tmp_path / "log.jsonl"

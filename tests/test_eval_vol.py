@@ -9,9 +9,9 @@ import mrcfile
 import numpy as np
 import pytest
 import yaml
+from fakes import HingeFadeModel
 
-from gaussianem.analysis import pipeline, volumes
-from gaussianem.analysis.fakes import HingeFadeModel
+from gaussianem.analysis import inputs, volumes
 from gaussianem.cli import main
 from gaussianem.errors import InputError
 
@@ -26,7 +26,7 @@ def run(tmp_path, monkeypatch) -> tuple[Path, HingeFadeModel, np.ndarray]:
     z = np.random.default_rng(0).normal(size=(50, 2))
     np.save(rundir / "z.3.npy", z)
     model = HingeFadeModel(30, 10)
-    monkeypatch.setattr(pipeline, "_load_model", lambda rd, epoch, device: (model, CONFIG, epoch or 3))
+    monkeypatch.setattr(inputs, "_load_model", lambda rd, epoch, device: (model, CONFIG, epoch or 3))
     return rundir, model, z
 
 
@@ -89,7 +89,7 @@ def test_eval_vol_bad_input_exit_2(run, tmp_path, argv, capsys):
 
 
 def test_parsers():
-    np.testing.assert_array_equal(pipeline.parse_z_values("1 2 3 4", 2), [[1, 2], [3, 4]])
-    np.testing.assert_array_equal(pipeline.parse_indices("5, 1,2", 10), [5, 1, 2])
+    np.testing.assert_array_equal(inputs.parse_z_values("1 2 3 4", 2), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(inputs.parse_indices("5, 1,2", 10), [5, 1, 2])
     with pytest.raises(InputError):
-        pipeline.parse_indices("", 10)
+        inputs.parse_indices("", 10)

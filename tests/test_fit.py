@@ -26,8 +26,10 @@ from gaussianem.physics.fourier import lowpass_volume
 from gaussianem.physics.fsc import fsc, fsc_auc
 from gaussianem.physics.projection import voxelize_gaussians
 from gaussianem.physics.rotation import random_rotations
-from gaussianem.training.fit import FitConfig, fit_cloud, map_origin_for_box, render_batch
-from gaussianem.training.strategy import DensifyPruneStrategy, StrategyConfig
+from gaussianem.training.config import FitConfig, StrategyConfig
+from gaussianem.training.fit import fit_cloud, render_batch
+from gaussianem.training.fit_outputs import map_origin_for_box
+from gaussianem.training.strategy import DensifyPruneStrategy
 
 
 def truth_cloud(box: int, apix: float, n: int = 40, seed: int = 0) -> GaussianCloud:
@@ -82,7 +84,7 @@ def make_dataset(root: Path, n: int = 300, box: int = 24, apix: float = 2.0, snr
     write_json_atomic(root / MANIFEST, {
         "n_particles": n, "box_size": box, "pixel_size_angstrom": apix, "original_box_size": box,
         "original_pixel_size_angstrom": apix, "contrast": "as-is", "image_std": float(images.std()),
-        "consensus_map": "consensus_map.mrc",
+        "map": {"path": "consensus_map.mrc"},
     })
     return root, gt
 

@@ -6,7 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
-from test_preprocess import assert_same_angles, run, simulate, write_map, write_stack
+from conftest import assert_same_angles, run, simulate, write_map, write_stack
 
 from gaussianem.errors import InputError
 from gaussianem.io import cryodrgn

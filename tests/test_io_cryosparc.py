@@ -5,42 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_angles, make_cs, run, simulate, write_map, write_relion31, write_stack
 from scipy.spatial.transform import Rotation
-from test_preprocess import assert_same_angles, run, simulate, write_map, write_relion31, write_stack
 
 from gaussianem.errors import InputError
 from gaussianem.io import cryosparc
 from gaussianem.io.dataset import load_dataset
 from gaussianem.physics.rotation import rotvec_to_matrix
-
-
-def make_cs(sim: dict, paths: list[str], idx: np.ndarray, psize: float, extra: bool = True) -> np.ndarray:
-    """A .cs array built from RELION poses by the published conventions (cryoDRGN parse_pose_csparc, pyem):
-    A = Rodrigues(pose)ᵀ, shift (px) = rlnOrigin (px), angles in radians."""
-    n = len(idx)
-    fields = [("uid", "<u8"), ("blob/path", "S64"), ("blob/idx", "<u4"), ("blob/shape", "<u4", (2,)),
-              ("blob/psize_A", "<f4"), ("alignments3D/pose", "<f4", (3,)), ("alignments3D/shift", "<f4", (2,)),
-              ("alignments3D/psize_A", "<f4"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"),
-              ("ctf/df_angle_rad", "<f4"), ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"),
-              ("ctf/amp_contrast", "<f4"), ("ctf/phase_shift_rad", "<f4")]
-    if extra:
-        fields.append(("alignments3D/class_posterior", "<f4"))
-    cs = np.zeros(n, dtype=fields)
-    cs["uid"] = np.arange(n) + 10**12
-    cs["blob/path"] = [p.encode() for p in paths]
-    cs["blob/idx"] = idx
-    cs["blob/shape"] = sim["box"]
-    cs["blob/psize_A"] = psize
-    cs["alignments3D/psize_A"] = psize
-    # scipy's rotation vector of Aᵀ: an independent implementation of the inverse of A = Rodrigues(pose)ᵀ
-    cs["alignments3D/pose"] = Rotation.from_matrix(np.transpose(sim["rotation"], (0, 2, 1))).as_rotvec()
-    cs["alignments3D/shift"] = sim["shift"] / psize
-    c = sim["ctf"]
-    cs["ctf/df1_A"], cs["ctf/df2_A"] = c["defocus_u_angstrom"], c["defocus_v_angstrom"]
-    cs["ctf/df_angle_rad"] = np.deg2rad(c["defocus_angle_deg"])
-    cs["ctf/accel_kv"], cs["ctf/cs_mm"], cs["ctf/amp_contrast"] = 300, 2.7, 0.1
-    cs["ctf/phase_shift_rad"] = np.deg2rad(c["phase_shift_deg"])
-    return cs
 
 
 @pytest.fixture(scope="module")

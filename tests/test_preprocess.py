@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from pathlib import Path
 
 import mrcfile
 import numpy as np
@@ -13,6 +12,17 @@ import pandas as pd
 import pytest
 import starfile
 import torch
+from conftest import (
+    assert_same_angles,
+    blob_model,
+    optics_table,
+    relion_columns,
+    run,
+    simulate,
+    write_map,
+    write_relion31,
+    write_stack,
+)
 
 from gaussianem.cli import main as cli_main
 from gaussianem.errors import InputError
@@ -21,133 +31,7 @@ from gaussianem.io.mrc import write_volume
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2
 from gaussianem.physics.projection import project_gaussians, voxelize_gaussians
-from gaussianem.physics.rotation import matrix_to_euler_relion, random_rotations
-from gaussianem.preprocess import PreprocessConfig, plan_geometry, preprocess
-
-# ---------------------------------------------------------------------------------------------- tiny simulator
-
-BLOBS = np.array([[-9.0, -4.0, 2.0], [8.0, -6.0, -3.0], [2.0, 9.0, 5.0], [-3.0, 3.0, -8.0], [10.0, 7.0, 0.0]])
-
-
-def blob_model(apix: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """An asymmetric cluster of Gaussians (Å) whose projections at random poses decorrelate."""
-    pos = torch.as_tensor(BLOBS * 1.6, dtype=torch.float64)
-    sig = torch.full((len(BLOBS),), 2.2 * apix, dtype=torch.float64)
-    amp = torch.tensor([1.0, 0.8, 1.2, 0.9, 0.7], dtype=torch.float64)
-    return pos, sig, amp
-
-
-def random_ctf(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {
-        "defocus_u_angstrom": rng.uniform(8000, 20000, n),
-        "defocus_v_angstrom": rng.uniform(8000, 20000, n),
-        "defocus_angle_deg": rng.uniform(-90, 90, n),
-        "voltage_kv": np.full(n, 300.0),
-        "cs_mm": np.full(n, 2.7),
-        "amplitude_contrast": np.full(n, 0.1),
-        "phase_shift_deg": np.zeros(n),
-    }
-
-
-def simulate(n: int, box: int, apix: float, seed: int = 0, noise: float = 0.0, dark: bool = False,
-             with_ctf: bool = True) -> dict:
-    """Images (n, box, box) of the blob model with RELION poses + CTF (positive at low frequency = white)."""
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    rot = random_rotations(n, gen)
-    shift = torch.as_tensor(rng.uniform(-3, 3, (n, 2)) * apix)
-    pos, sig, amp = blob_model(apix)
-    img = project_gaussians(pos, sig, amp, rot, shift, box, apix)
-    ctf = random_ctf(n, rng) if with_ctf else None
-    if ctf is not None:
-        params = {k: torch.as_tensor(v) for k, v in ctf.items()}
-        img = apply_filter_rfft2(img, ctf_rfft2(box, apix, params, dtype=torch.float64))
-    img = img.numpy()
-    if noise:
-        img = img + rng.normal(0, noise * img.std(), img.shape)
-    if dark:
-        img = -img
-    volume = voxelize_gaussians(pos, sig, amp, box, apix).numpy()
-    return {"images": img.astype(np.float32), "rotation": rot.numpy(), "shift": shift.numpy(), "ctf": ctf,
-            "euler": matrix_to_euler_relion(rot).numpy(), "volume": volume.astype(np.float32), "apix": apix,
-            "box": box}
-
-
-def write_stack(path: Path, images: np.ndarray, apix: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with mrcfile.new(path, overwrite=True) as m:
-        m.set_data(np.ascontiguousarray(images, np.float32))
-        m.set_image_stack()
-        m.voxel_size = apix
-
-
-def relion_columns(sim: dict, names: list[str], angst: bool = True) -> pd.DataFrame:
-    n = len(names)
-    e, s, c = sim["euler"], sim["shift"], sim["ctf"]
-    df = pd.DataFrame({"rlnImageName": names, "rlnAngleRot": e[:, 0], "rlnAngleTilt": e[:, 1],
-                       "rlnAnglePsi": e[:, 2]})
-    if angst:
-        df["rlnOriginXAngst"], df["rlnOriginYAngst"] = s[:, 0], s[:, 1]
-    else:
-        df["rlnOriginX"], df["rlnOriginY"] = s[:, 0] / sim["apix"], s[:, 1] / sim["apix"]
-    if c is not None:
-        df["rlnDefocusU"], df["rlnDefocusV"] = c["defocus_u_angstrom"], c["defocus_v_angstrom"]
-        df["rlnDefocusAngle"] = c["defocus_angle_deg"]
-        df["rlnPhaseShift"] = c["phase_shift_deg"]
-    df["rlnRandomSubset"] = np.arange(n) % 2 + 1
-    return df
-
-
-def optics_table(groups: list[tuple[int, float, int]]) -> pd.DataFrame:
-    """Optics rows for (group number, pixel size, box)."""
-    return pd.DataFrame({
-        "rlnOpticsGroupName": [f"opticsGroup{g}" for g, _, _ in groups],
-        "rlnOpticsGroup": [g for g, _, _ in groups],
-        "rlnImagePixelSize": [a for _, a, _ in groups],
-        "rlnImageSize": [d for _, _, d in groups],
-        "rlnImageDimensionality": [2] * len(groups),
-        "rlnVoltage": [300.0] * len(groups),
-        "rlnSphericalAberration": [2.7] * len(groups),
-        "rlnAmplitudeContrast": [0.1] * len(groups),
-    })
-
-
-def write_relion31(folder: Path, sim: dict, n_stacks: int = 2, name: str = "run_data.star") -> Path:
-    """RELION 3.1 project layout: star in Refine3D/job010/, stacks in Extract/job005/Movies/ (project-relative)."""
-    n = len(sim["images"])
-    split = np.array_split(np.arange(n), n_stacks)
-    names = []
-    for k, rows in enumerate(split):
-        rel = f"Extract/job005/Movies/mic{k:03d}.mrcs"
-        write_stack(folder / rel, sim["images"][rows], sim["apix"])
-        names += [f"{i + 1:06d}@{rel}" for i in range(len(rows))]
-    df = relion_columns(sim, names)
-    df["rlnOpticsGroup"] = 1
-    star_path = folder / "Refine3D" / "job010" / name
-    star_path.parent.mkdir(parents=True, exist_ok=True)
-    starfile.write({"optics": optics_table([(1, sim["apix"], sim["box"])]), "particles": df}, star_path,
-                   float_format="%.12g")
-    return star_path
-
-
-def write_map(path: Path, sim: dict) -> Path:
-    write_volume(path, sim["volume"], sim["apix"])
-    return path
-
-
-def run(tmp: Path, particles: Path, map_path: Path, **kw) -> Path:
-    cfg = PreprocessConfig(particles=particles, outdir=tmp / kw.pop("out", "ds"), map_path=map_path, **kw)
-    return preprocess(cfg)
-
-
-def euler_of(rotation: np.ndarray) -> np.ndarray:
-    return matrix_to_euler_relion(torch.as_tensor(rotation)).numpy()
-
-
-def assert_same_angles(rot_a: np.ndarray, rot_b: np.ndarray, tol: float = 1e-6) -> None:
-    """Rotation matrices agree (max element error ≤ tol ⇒ angles agree to ~tol rad)."""
-    assert np.abs(rot_a - rot_b).max() <= tol
-
+from gaussianem.preprocess import plan_geometry
 
 # ------------------------------------------------------------------------------------------------------- tests
 

@@ -7,8 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import starfile
-from test_io_cryosparc import make_cs
-from test_preprocess import run, simulate, write_map, write_relion31
+from conftest import make_cs, run, simulate, write_map, write_relion31
 
 from gaussianem.cli import main as cli_main
 from gaussianem.errors import InputError
@@ -50,7 +49,7 @@ def test_star_round_trip(tmp_path, sim):
 
 
 def test_labels_classes_and_cs(tmp_path, sim):
-    from test_preprocess import write_stack
+    from conftest import write_stack
 
     write_stack(tmp_path / "s.mrcs", sim["images"], sim["apix"])
     n = len(sim["images"])

@@ -64,7 +64,7 @@ def test_noise_free_particles_equal_forward_model(tmp_path, contrast):
     with mrcfile.open(tmp_path / "particles.mrcs") as m:
         images = torch.tensor(np.asarray(m.data, dtype=np.float64))
         assert m.voxel_size.x == pytest.approx(spec.apix)
-    # the forward model of DESIGN.md, in float64, from what the star file says
+    # the forward model of docs/DESIGN.md, in float64, from what the star file says
     ens = build_ensemble(spec)
     pos = ens.positions(truth["coordinate"], dtype=torch.float64)
     amp = ens.amplitudes(truth["state"], dtype=torch.float64)

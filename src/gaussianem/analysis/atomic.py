@@ -257,16 +257,6 @@ def write_warped(
     return paths
 
 
-def ca_rmsd(a: gemmi.Structure | np.ndarray, b: gemmi.Structure | np.ndarray) -> float:
-    """Cα RMSD (no superposition) between two structures with the same Cα atoms in the same order, or two
-    (M, 3) arrays."""
-    pa = a if isinstance(a, np.ndarray) else ca_positions(a)
-    pb = b if isinstance(b, np.ndarray) else ca_positions(b)
-    if pa.shape != pb.shape:
-        raise ValueError(f"Cα sets differ: {pa.shape} vs {pb.shape}")
-    return float(np.sqrt(((pa - pb) ** 2).sum(1).mean()))
-
-
 def is_alpha_carbon(res: gemmi.Residue, atom: gemmi.Atom) -> bool:
     """A protein Cα (atom 'CA' of a residue that is not a calcium ion; PDB files without element columns make
     gemmi guess calcium from the name)."""

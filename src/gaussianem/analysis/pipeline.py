@@ -1,152 +1,53 @@
-"""``analyze`` and ``eval-vol`` as library calls: they take a model-like object (anything with ``decode`` and
-``base_cloud``), the latents and the run config, and do not care where these came from.
+"""``analyze`` as a library call: it takes a model-like object (anything with ``decode`` and ``base_cloud``), the
+latents and the run config, and does not care where these came from.
 
 Cost is bounded independently of the number of particles N: k-means and PCA work on z alone (MiniBatchKMeans for
 large N); only the K class centres, the trajectory points and a sample of ``flex_sample`` particles are decoded,
 and only the K + n_pcs·n_points states are voxelised.
+
+The stages, in order: the consensus (the base cloud), the latent space (k-means, PCA, plots, UMAP), the class
+volumes, the PC trajectories, the flexibility over a particle sample, the warping of the user's atomic model, then
+the report (``outputs``). Loading a run lives in ``inputs``, decoding and writing states in ``states``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from gaussianem import __version__
-from gaussianem.analysis import atomic, latent, report, volumes
+from gaussianem.analysis import atomic, latent, outputs, volumes
+from gaussianem.analysis.options import AnalysisOptions
+from gaussianem.analysis.states import StateSet, render_states
 from gaussianem.analysis.volumes import VolumeGrid
 from gaussianem.errors import InputError
 from gaussianem.gaussians import automatic_threshold, write_gaussians_ply
 from gaussianem.io.dataset import write_json_atomic
 from gaussianem.io.mrc import write_volume
 from gaussianem.io.pdb import CIF_SUFFIXES, read_structure, structure_positions, write_structure
-from gaussianem.physics.fsc import fsc
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("mrc", "ply", "pdb")
-CLASS_COLOURS = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#ee7733",
-                 "#0077bb", "#33bbee", "#009988", "#cc3311", "#ee3377", "#999933", "#882255", "#44aa99"]
+
+class _Laps:
+    """Wall time of each stage, logged as it ends and kept for ``summary.json``."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.t, 2)
+        log.info("%s done in %.1f s", name, now - self.t)
+        self.t = now
 
 
-# ----------------------------------------------------------------------------------------------- run folders
-def _load_model(rundir: Path, epoch: int | None, device: Any):
-    """The training engineer's loader (imported lazily so analysis works against any model-like object)."""
-    from gaussianem.training.checkpoint import load_model
-
-    return load_model(rundir, epoch=epoch, device=device)
-
-
-def load_run(rundir: str | Path, epoch: int | None = None, device: Any = "cpu") -> tuple[Any, dict, int, np.ndarray]:
-    """A run folder -> (model, config, epoch, z (N, zdim)) with z from ``z.E.npy``."""
-    rundir = Path(rundir)
-    if not rundir.is_dir():
-        raise InputError(f"run folder not found: {rundir}")
-    if epoch is not None and epoch < 1:
-        raise InputError(f"--epoch is 1-based, got {epoch}")
-    model, config, epoch = _load_model(rundir, epoch, device)
-    zpath = rundir / f"z.{epoch}.npy"
-    if not zpath.is_file():
-        raise InputError(f"{rundir}: epoch {epoch} has no latents ({zpath.name} missing)")
-    z = np.load(zpath)
-    if z.ndim != 2 or len(z) == 0:
-        raise InputError(f"{zpath}: expected an (N, zdim) array, got shape {z.shape}")
-    if hasattr(model, "eval"):
-        model.eval()
-    return model, config, int(epoch), z
-
-
-# -------------------------------------------------------------------------------------------------- options
-@dataclass
-class AnalysisOptions:
-    ksample: int = 20
-    n_pcs: int = 3
-    n_points: int = 10
-    box: int | None = None
-    apix: float | None = None
-    atomic_model: Path | None = None
-    flex_sample: int = 1000
-    umap: bool = True
-    seed: int = 0
-    batch_size: int = 32
-    device: str = "cpu"
-    min_occupancy: float = 0.1
-    command_line: str = ""
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
-class _StateSet:
-    """Decoded states and what was written for them (for the report and the ChimeraX script)."""
-
-    label: str
-    folder: Path
-    z: np.ndarray
-    positions: np.ndarray
-    widths: np.ndarray
-    amplitudes: np.ndarray
-    volume_files: list[Path]
-    levels: list[float]
-    thumbs: list[bytes]
-    fsc_low: list[float]
-
-
-def _low_res_fsc(vol: np.ndarray, ref: np.ndarray) -> float:
-    """Mean FSC over shells 1 .. D/8 (the low-resolution band)."""
-    with volumes.single_cpu_thread("cpu"):
-        curve = fsc(torch.from_numpy(vol), torch.from_numpy(ref)).numpy()
-    hi = max(2, len(curve) // 4)
-    return float(np.mean(curve[1:hi]))
-
-
-def _render_states(
-    label: str, folder: Path, model: Any, z: np.ndarray, grid: VolumeGrid, opts: AnalysisOptions,
-    consensus: np.ndarray | None, base_amp: np.ndarray, formats: tuple[str, ...] = FORMATS,
-    pdb_trajectory: str | None = None, cell: float | None = None,
-) -> _StateSet:
-    """Decode the latent points z (T, zdim), write vol_XXX.mrc / gaussians_XXX.ply / model_XXX.pdb (per
-    ``formats``) and optionally a multi-model PDB; keep thumbnails and levels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pos, wid, amp = volumes.decode_points(model, z, opts.batch_size, opts.device)
-    n = len(z)
-    vol_names = volumes.state_names(n, "vol", ".mrc")
-    ply_names = volumes.state_names(n, "gaussians", ".ply")
-    pdb_names = volumes.state_names(n, "model", ".pdb")
-    files, levels, thumbs, fscs = [], [], [], []
-    for i in tqdm(range(n), desc=label, unit="vol", leave=False):
-        if "mrc" in formats or consensus is not None:
-            vol = volumes.render_volume(pos[i], wid[i], amp[i], grid, opts.device)
-            levels.append(automatic_threshold(vol, 0.85) if (vol > 0).any() else 0.0)
-            thumbs.append(report.image_png(volumes.thumbnails(vol)))
-            if consensus is not None:
-                fscs.append(_low_res_fsc(vol, consensus))
-            if "mrc" in formats:
-                write_volume(folder / vol_names[i], vol, grid.pixel_size_angstrom, grid.origin_angstrom)
-                files.append(folder / vol_names[i])
-        if "ply" in formats:
-            write_gaussians_ply(folder / ply_names[i], pos[i], wid[i], amp[i])
-        if "pdb" in formats:
-            st = atomic.pseudo_atomic_structure(pos[i], wid[i], amp[i], grid.centre_angstrom, base_amp,
-                                                min_occupancy=opts.min_occupancy, cell_angstrom=cell)
-            write_structure(folder / pdb_names[i], st)
-    if pdb_trajectory:
-        st = atomic.pseudo_atomic_trajectory(pos, wid, amp, grid.centre_angstrom, base_amp, cell)
-        write_structure(folder / pdb_trajectory, st)
-    return _StateSet(label, folder, z, pos, wid, amp, files, levels, thumbs, fscs)
-
-
-def _atomic_suffix(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    return ".cif" if any(s in CIF_SUFFIXES for s in suffixes) else ".pdb"
-
-
-# ------------------------------------------------------------------------------------------------- analyze
 def run_analysis(
     model: Any, z: np.ndarray, config: dict, outdir: str | Path, opts: AnalysisOptions, epoch: int | None = None,
     rundir: Path | None = None,
@@ -164,44 +65,88 @@ def run_analysis(
     out.mkdir(parents=True, exist_ok=True)
     z = np.asarray(z, np.float64)
     n, zdim = z.shape
+    _check_options(n, opts)
+    grid = volumes.output_grid(volumes.working_grid(config), opts.box, opts.apix)
+    cell = grid.extent_angstrom
+    log.info("analysing %d particles, zdim %d; volumes on box %d at %.4g Å/voxel (origin %s)", n, zdim,
+             grid.box_size, grid.pixel_size_angstrom, tuple(round(o, 3) for o in grid.origin_angstrom))
+    laps = _Laps()
+    base = volumes.base_cloud_arrays(model)
+    consensus, cons_level = _write_consensus(out, base, grid, opts)
+    laps.lap("consensus")
+
+    km, pca, plots, umap_note = _latent_space(out, z, opts, laps)
+    kdir = out / f"kmeans{opts.ksample}"
+    classes = render_states(f"kmeans{opts.ksample}", kdir, model, km.centers, grid, opts, consensus, base[2],
+                            cell=cell)
+    outputs.write_counts(kdir / "counts.txt", km.counts, km.centers_ind, classes.fsc_low)
+    laps.lap(f"{opts.ksample} class volumes")
+
+    trajs = _trajectories(out, model, z, pca, grid, opts, consensus, base[2])
+    laps.lap("PC trajectories")
+
+    sample, rmsf = _flexibility(out, model, z, base, grid, opts)
+    plots["flex"] = outputs.plot_flexibility(rmsf, out / "flexibility.png")
+    laps.lap(f"flexibility ({len(sample)} particles)")
+
+    warp = {"warped_files": [], "warp_reference": None, "warp_skipped": None}
+    if opts.atomic_model is not None:
+        warp = _warp_atomic_model(out, base[0], classes, trajs, grid, opts)
+        laps.lap("atomic-model warping")
+
+    summary = {
+        "version": __version__, "command_line": opts.command_line, "epoch": epoch,
+        "rundir": str(rundir) if rundir else None, "n_particles": n, "zdim": zdim, "n_gaussians": len(base[0]),
+        "grid": {"box_size": grid.box_size, "pixel_size_angstrom": grid.pixel_size_angstrom,
+                 "origin_angstrom": list(grid.origin_angstrom)},
+        "ksample": opts.ksample, "counts": km.counts.tolist(), "centers_ind": km.centers_ind.tolist(),
+        "class_fsc_low_res_vs_consensus": [round(v, 4) for v in classes.fsc_low],
+        "pc_explained_variance_ratio": [round(float(v), 5) for v in pca.explained_variance_ratio_],
+        "trajectory_fsc_low_res_vs_consensus": {s.label: [round(v, 4) for v in s.fsc_low] for s in trajs},
+        "flexibility": {"n_particles": len(sample), "rmsf_mean": float(rmsf.mean()), "rmsf_max": float(rmsf.max())},
+        **warp,
+        "options": {k: str(v) for k, v in asdict(opts).items()},
+    }
+    cxc = outputs.write_cxc(out, cons_level, classes, trajs)
+    outputs.write_report(out, summary, plots, classes, trajs, cxc, umap_note, rundir, opts)
+    laps.timings["report"] = round(time.perf_counter() - laps.t, 2)
+    summary["timings_s"] = laps.timings
+    summary["total_s"] = round(time.perf_counter() - t0, 2)
+    write_json_atomic(out / "summary.json", summary)
+    log.info("analysis written to %s in %.1f s", out, summary["total_s"])
+    return summary
+
+
+def _check_options(n: int, opts: AnalysisOptions) -> None:
     if opts.ksample < 1 or opts.ksample > n:
         raise InputError(f"--ksample must lie in 1..{n} (the number of particles), got {opts.ksample}")
     if opts.n_pcs < 0:
         raise InputError(f"--pc must be >= 0, got {opts.n_pcs}")
-    working = volumes.working_grid(config)
-    grid = volumes.output_grid(working, opts.box, opts.apix)
-    cell = grid.extent_angstrom
-    log.info("analysing %d particles, zdim %d; volumes on box %d at %.4g Å/voxel (origin %s)", n, zdim,
-             grid.box_size, grid.pixel_size_angstrom, tuple(round(o, 3) for o in grid.origin_angstrom))
-    timings: dict[str, float] = {}
 
-    def lap(name: str, t: float) -> float:
-        now = time.perf_counter()
-        timings[name] = round(now - t, 2)
-        log.info("%s done in %.1f s", name, now - t)
-        return now
 
-    t = time.perf_counter()
-    base_pos, base_wid, base_amp = volumes.base_cloud_arrays(model)
-    g = len(base_pos)
+def _write_consensus(out: Path, base: tuple, grid: VolumeGrid, opts: AnalysisOptions) -> tuple[np.ndarray, float]:
+    """The base cloud as consensus.mrc and gaussians_base.ply -> (consensus volume, its display level)."""
+    base_pos, base_wid, base_amp = base
     consensus = volumes.render_volume(base_pos, base_wid, base_amp, grid, opts.device)
     write_volume(out / "consensus.mrc", consensus, grid.pixel_size_angstrom, grid.origin_angstrom)
     write_gaussians_ply(out / "gaussians_base.ply", base_pos, base_wid, base_amp)
-    cons_level = automatic_threshold(consensus, 0.85)
-    t = lap("consensus", t)
+    return consensus, automatic_threshold(consensus, 0.85)
 
-    # ---- latent: k-means, PCA, UMAP
+
+def _latent_space(out: Path, z: np.ndarray, opts: AnalysisOptions, laps: _Laps) -> tuple[Any, Any, dict, str]:
+    """k-means (saved under kmeansK/), PCA and the latent plots (UMAP when asked and installed) ->
+    (k-means result, PCA, plots as PNG bytes by name, a note on UMAP for the report)."""
+    zdim = z.shape[1]
     km = latent.kmeans(z, opts.ksample, opts.seed)
     kdir = out / f"kmeans{opts.ksample}"
     kdir.mkdir(exist_ok=True)
-    _save_npy(kdir / "labels.npy", km.labels)
-    _save_npy(kdir / "centers.npy", km.centers)
-    _save_npy(kdir / "centers_ind.npy", km.centers_ind)
-    _save_npy(kdir / "centers_kmeans.npy", km.raw_centers)
-    counts = km.counts
+    outputs.save_npy(kdir / "labels.npy", km.labels)
+    outputs.save_npy(kdir / "centers.npy", km.centers)
+    outputs.save_npy(kdir / "centers_ind.npy", km.centers_ind)
+    outputs.save_npy(kdir / "centers_kmeans.npy", km.raw_centers)
     pca = latent.pca_fit(z)
     scores = pca.transform(z)
-    t = lap("k-means + PCA", t)
+    laps.lap("k-means + PCA")
 
     plots: dict[str, bytes] = {}
     if zdim >= 2:
@@ -210,16 +155,16 @@ def run_analysis(
                                                    out / "z_pca.png", seed=opts.seed)
     plots["hist"] = latent.plot_latent_histograms(z, out / "z_hist.png")
     plots["variance"] = latent.plot_pca_variance(pca, out / "pca_variance.png")
-    plots["counts"] = latent.plot_class_counts(counts, kdir / "counts.png")
+    plots["counts"] = latent.plot_class_counts(km.counts, kdir / "counts.png")
     umap_note = ""
     if zdim > 2 and opts.umap:
         emb = latent.umap_embedding(z, opts.seed)
         if emb is not None:
-            _save_npy(out / "umap.npy", emb)
+            outputs.save_npy(out / "umap.npy", emb)
             plots["umap"] = latent.plot_scatter_classes(emb, km.labels, km.centers_ind,
                                                         "UMAP of z, coloured by k-means class", "UMAP1", "UMAP2",
                                                         out / "umap.png", seed=opts.seed)
-            t = lap("UMAP", t)
+            laps.lap("UMAP")
         else:
             umap_note = "umap-learn is not installed: UMAP skipped (PCA shown instead)."
     elif zdim > 2:
@@ -227,289 +172,89 @@ def run_analysis(
     elif zdim == 2:
         plots["z"] = latent.plot_scatter_classes(z, km.labels, km.centers_ind, "z, coloured by k-means class",
                                                  "z1", "z2", out / "z.png", seed=opts.seed)
-    t = lap("plots", t)
+    laps.lap("plots")
+    return km, pca, plots, umap_note
 
-    # ---- class volumes
-    classes = _render_states(f"kmeans{opts.ksample}", kdir, model, km.centers, grid, opts, consensus, base_amp,
-                             cell=cell)
-    _write_counts(kdir / "counts.txt", counts, km.centers_ind, classes.fsc_low)
-    t = lap(f"{opts.ksample} class volumes", t)
 
-    # ---- PCA trajectories (never the k-means volumes)
-    trajs: list[_StateSet] = []
+def _trajectories(
+    out: Path, model: Any, z: np.ndarray, pca: Any, grid: VolumeGrid, opts: AnalysisOptions,
+    consensus: np.ndarray, base_amp: np.ndarray,
+) -> list[StateSet]:
+    """Volume series and a multi-model PDB along PC1..PCn under pcN/ (decoded on the PC axes, never the k-means
+    volumes)."""
+    trajs: list[StateSet] = []
     for dim in range(1, min(opts.n_pcs, pca.n_components_) + 1):
         zt = latent.pc_trajectory(z, pca, dim, opts.n_points)
         pdir = out / f"pc{dim}"
         pdir.mkdir(exist_ok=True)
         np.savetxt(pdir / "z_values.txt", zt, fmt="%.9g")
-        trajs.append(_render_states(f"pc{dim}", pdir, model, zt, grid, opts, consensus, base_amp,
-                                    formats=("mrc",), pdb_trajectory="traj.pdb", cell=cell))
+        trajs.append(render_states(f"pc{dim}", pdir, model, zt, grid, opts, consensus, base_amp,
+                                   formats=("mrc",), pdb_trajectory="traj.pdb", cell=grid.extent_angstrom))
     if opts.n_pcs > pca.n_components_:
-        log.info("zdim %d: only %d PC trajectories", zdim, pca.n_components_)
-    t = lap("PC trajectories", t)
+        log.info("zdim %d: only %d PC trajectories", z.shape[1], pca.n_components_)
+    return trajs
 
-    # ---- flexibility over a particle sample
+
+def _flexibility(
+    out: Path, model: Any, z: np.ndarray, base: tuple, grid: VolumeGrid, opts: AnalysisOptions,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-Gaussian RMS displacement over a particle sample, written as .npy, B-factors of a PDB and a map ->
+    (sampled particle indices, RMSF per Gaussian)."""
+    base_pos, base_wid, base_amp = base
     rng = np.random.default_rng(opts.seed)
+    n = len(z)
     sample = np.sort(rng.choice(n, min(n, opts.flex_sample), replace=False))
-    _save_npy(out / "flexibility_particles.npy", sample)
+    outputs.save_npy(out / "flexibility_particles.npy", sample)
     flex = atomic.flexibility(model, z[sample], base_pos, opts.batch_size, opts.device)
-    _save_npy(out / "flexibility_rmsf.npy", flex["rmsf"])
+    outputs.save_npy(out / "flexibility_rmsf.npy", flex["rmsf"])
     st = atomic.pseudo_atomic_structure(base_pos, base_wid, base_amp, grid.centre_angstrom, None,
-                                        b_factors=atomic.rmsf_to_bfactor(flex["rmsf"]), cell_angstrom=cell)
+                                        b_factors=atomic.rmsf_to_bfactor(flex["rmsf"]),
+                                        cell_angstrom=grid.extent_angstrom)
     write_structure(out / "flexibility.pdb", st)
     flex_map = atomic.flexibility_map(base_pos, base_wid, base_amp, flex["rmsf"], grid, device=opts.device)
     write_volume(out / "flexibility.mrc", flex_map, grid.pixel_size_angstrom, grid.origin_angstrom)
-    plots["flex"] = _plot_flexibility(flex["rmsf"], out / "flexibility.png")
-    t = lap(f"flexibility ({len(sample)} particles)", t)
+    return sample, flex["rmsf"]
 
-    # ---- warping the user's atomic model
-    warped_files: list[str] = []
-    warp_reference = None
+
+def _warp_atomic_model(
+    out: Path, base_pos: np.ndarray, classes: StateSet, trajs: list[StateSet], grid: VolumeGrid,
+    opts: AnalysisOptions,
+) -> dict:
+    """Carry the user's atomic model to every class centre and trajectory point by the learned displacements,
+    starting from the state it fits best -> the summary's warped_files, warp_reference, warp_skipped."""
+    name = Path(opts.atomic_model).name
+    user = read_structure(opts.atomic_model)
+    ext = _atomic_suffix(Path(opts.atomic_model))
+    user_xyz = structure_positions(user) - np.asarray(grid.centre_angstrom)
+    ref_i, fit = atomic.best_reference(user_xyz, [base_pos, *classes.positions])
+    reference = base_pos if ref_i == 0 else classes.positions[ref_i - 1]
+    log.info("%s fits the consensus cloud with an RMS atom-to-nearest-Gaussian distance of %.2f Å; the best "
+             "fit is %s (%.2f Å): displacements are taken from there", name, fit[0],
+             "the consensus" if ref_i == 0 else f"class {ref_i - 1}", fit[ref_i])
+    unit = max(grid.pixel_size_angstrom, 1.0)
     warp_skipped = None
-    if opts.atomic_model is not None:
-        user = read_structure(opts.atomic_model)
-        ext = _atomic_suffix(Path(opts.atomic_model))
-        user_xyz = structure_positions(user) - np.asarray(grid.centre_angstrom)
-        ref_i, fit = atomic.best_reference(user_xyz, [base_pos, *classes.positions])
-        reference = base_pos if ref_i == 0 else classes.positions[ref_i - 1]
-        log.info("%s fits the consensus cloud with an RMS atom-to-nearest-Gaussian distance of %.2f Å; the best "
-                 "fit is %s (%.2f Å): displacements are taken from there", Path(opts.atomic_model).name, fit[0],
-                 "the consensus" if ref_i == 0 else f"class {ref_i - 1}", fit[ref_i])
-        unit = max(grid.pixel_size_angstrom, 1.0)
-        if fit[ref_i] > 10 * unit:
-            warp_skipped = (f"{Path(opts.atomic_model).name} lies {fit[ref_i]:.1f} Å (RMS) from the nearest Gaussians: "
-                            "it is not in the consensus map's frame, so no warped models were written (fit it into "
-                            "the consensus map first, e.g. ChimeraX 'fitmap', and save it relative to that map)")
-            log.error("%s", warp_skipped)
-        elif fit[ref_i] > 3 * unit:
-            log.warning("the atomic model lies far from the Gaussians (%.1f Å RMS): is it fitted to the consensus "
-                        "map (same origin and voxel size)?", fit[ref_i])
-        warp_reference = "consensus" if ref_i == 0 else f"class {ref_i - 1}"
-        for s in [] if warp_skipped else [classes, *trajs]:
-            warped = atomic.warp_structure_states(user, reference, s.positions, grid.centre_angstrom)
-            names = volumes.state_names(len(warped), "atomic", ext)
-            traj_name = f"atomic_traj{ext}" if s is not classes else None
-            paths = atomic.write_warped(s.folder, user, warped, names, traj_name)
-            warped_files += [str(p.relative_to(out)) for p in paths]
-            shift = [float(np.sqrt(((w - warped[0]) ** 2).sum(1).mean())) for w in warped]
-            log.info("%s: warped %s, RMSD of each state from the first: %s", s.label, Path(opts.atomic_model).name,
-                     ", ".join(f"{v:.2f}" for v in shift))
-        t = lap("atomic-model warping", t)
-
-    # ---- report and ChimeraX script
-    summary = {
-        "version": __version__, "command_line": opts.command_line, "epoch": epoch,
-        "rundir": str(rundir) if rundir else None, "n_particles": n, "zdim": zdim, "n_gaussians": g,
-        "grid": {"box_size": grid.box_size, "pixel_size_angstrom": grid.pixel_size_angstrom,
-                 "origin_angstrom": list(grid.origin_angstrom)},
-        "ksample": opts.ksample, "counts": counts.tolist(), "centers_ind": km.centers_ind.tolist(),
-        "class_fsc_low_res_vs_consensus": [round(v, 4) for v in classes.fsc_low],
-        "pc_explained_variance_ratio": [round(float(v), 5) for v in pca.explained_variance_ratio_],
-        "trajectory_fsc_low_res_vs_consensus": {s.label: [round(v, 4) for v in s.fsc_low] for s in trajs},
-        "flexibility": {"n_particles": len(sample), "rmsf_mean": float(flex["rmsf"].mean()),
-                        "rmsf_max": float(flex["rmsf"].max())},
-        "warped_files": warped_files, "warp_reference": warp_reference, "warp_skipped": warp_skipped,
-        "options": {k: str(v) for k, v in asdict(opts).items()},
-    }
-    cxc = _write_cxc(out, cons_level, classes, trajs)
-    _write_report(out, summary, plots, classes, trajs, cxc, umap_note, rundir, opts)
-    timings["report"] = round(time.perf_counter() - t, 2)
-    summary["timings_s"] = timings
-    summary["total_s"] = round(time.perf_counter() - t0, 2)
-    write_json_atomic(out / "summary.json", summary)
-    log.info("analysis written to %s in %.1f s", out, summary["total_s"])
-    return summary
+    if fit[ref_i] > 10 * unit:
+        warp_skipped = (f"{name} lies {fit[ref_i]:.1f} Å (RMS) from the nearest Gaussians: "
+                        "it is not in the consensus map's frame, so no warped models were written (fit it into "
+                        "the consensus map first, e.g. ChimeraX 'fitmap', and save it relative to that map)")
+        log.error("%s", warp_skipped)
+    elif fit[ref_i] > 3 * unit:
+        log.warning("the atomic model lies far from the Gaussians (%.1f Å RMS): is it fitted to the consensus "
+                    "map (same origin and voxel size)?", fit[ref_i])
+    warped_files: list[str] = []
+    for s in [] if warp_skipped else [classes, *trajs]:
+        warped = atomic.warp_structure_states(user, reference, s.positions, grid.centre_angstrom)
+        names = volumes.state_names(len(warped), "atomic", ext)
+        traj_name = f"atomic_traj{ext}" if s is not classes else None
+        paths = atomic.write_warped(s.folder, user, warped, names, traj_name)
+        warped_files += [str(p.relative_to(out)) for p in paths]
+        shift = [float(np.sqrt(((w - warped[0]) ** 2).sum(1).mean())) for w in warped]
+        log.info("%s: warped %s, RMSD of each state from the first: %s", s.label, name,
+                 ", ".join(f"{v:.2f}" for v in shift))
+    return {"warped_files": warped_files, "warp_reference": "consensus" if ref_i == 0 else f"class {ref_i - 1}",
+            "warp_skipped": warp_skipped}
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    from gaussianem.io.writes import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-
-
-def _write_counts(path: Path, counts: np.ndarray, centers_ind: np.ndarray, fsc_low: list[float]) -> None:
-    from gaussianem.io.writes import atomic_path
-
-    total = counts.sum()
-    lines = ["# class  particles  fraction  centre_particle_index  low_res_FSC_vs_consensus"]
-    for j, c in enumerate(counts):
-        f = f"{fsc_low[j]:.4f}" if j < len(fsc_low) else "nan"
-        lines.append(f"{j:5d} {int(c):10d} {c / total:9.4f} {int(centers_ind[j]):22d} {f}")
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-
-
-def _plot_flexibility(rmsf: np.ndarray, path: Path) -> bytes:
-    plt = latent._plt()
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(np.arange(len(rmsf)), rmsf, lw=0.6, color="#4477aa")
-    ax.set_xlabel("Gaussian")
-    ax.set_ylabel("RMSF (Å)")
-    ax.set_title("per-Gaussian flexibility", fontsize=9)
-    return latent._figure_to_png(fig, path)
-
-
-def _write_cxc(out: Path, cons_level: float, classes: _StateSet, trajs: list[_StateSet]) -> str:
-    vols = []
-    for j, (p, lev) in enumerate(zip(classes.volume_files, classes.levels, strict=True)):
-        vols.append(report.CxcVolume(str(p.relative_to(out)), lev, CLASS_COLOURS[j % len(CLASS_COLOURS)],
-                                     shown=j == 0))
-    for s in trajs:
-        if s.volume_files:
-            vols.append(report.CxcVolume(f"{s.folder.name}/vol_*.mrc", float(np.median(s.levels)), "#cc6677",
-                                         series=True))
-    models = ["flexibility.pdb"]
-    return report.write_chimerax_script(out / "chimerax.cxc", report.CxcVolume("consensus.mrc", cons_level),
-                                        vols, models)
-
-
-def _write_report(
-    out: Path, summary: dict, plots: dict[str, bytes], classes: _StateSet, trajs: list[_StateSet], cxc: str,
-    umap_note: str, rundir: Path | None, opts: AnalysisOptions,
-) -> None:
-    r = report.Report("GaussianEM analysis", {
-        "run": str(rundir) if rundir else "(in memory)", "epoch": str(summary["epoch"]),
-        "particles": f"{summary['n_particles']:,}", "latent dimension": str(summary["zdim"]),
-        "Gaussians": f"{summary['n_gaussians']:,}",
-        "volumes": f"box {summary['grid']['box_size']}, {summary['grid']['pixel_size_angstrom']:.4g} Å/voxel",
-        "gaussianem": summary["version"],
-    })
-    k = len(classes.z)
-    r.heading(f"k-means classes (K = {k})")
-    r.paragraph("Each class is represented by the real particle nearest to its centre. Thumbnails are sum-"
-                "projections along z, y and x. Low-res FSC is the mean FSC with the consensus map over the lowest "
-                "quarter of the shells (the volumes share its frame).")
-    r.figures([(classes.thumbs[j], f"class {j}: {summary['counts'][j]:,}") for j in range(k)], thumb=True)
-    r.figures([(plots["counts"], "particles per class")])
-    total = max(1, sum(summary["counts"]))
-    r.table(["class", "particles", "fraction", "centre particle", "low-res FSC", "volume"],
-            [[j, summary["counts"][j], f"{summary['counts'][j] / total:.3f}", summary["centers_ind"][j],
-              f"{classes.fsc_low[j]:.3f}", str(classes.volume_files[j].relative_to(out))] for j in range(k)])
-    r.heading("Latent space")
-    figs = [(plots[key], c) for key, c in (("umap", "UMAP"), ("pca", "PCA (PC1, PC2)"), ("z", "z"),
-                                       ("variance", "PCA explained variance")) if key in plots]
-    r.figures(figs)
-    if umap_note:
-        r.paragraph(umap_note)
-    r.figures([(plots["hist"], "latent histograms")])
-    for s in trajs:
-        r.heading(f"Trajectory along {s.label.upper()} (5th → 95th percentile)")
-        r.figures([(s.thumbs[i], f"{s.label} point {i}") for i in range(len(s.thumbs))], thumb=True)
-    r.heading("Flexibility")
-    f = summary["flexibility"]
-    r.paragraph(f"RMS fluctuation of every Gaussian over {f['n_particles']:,} particles: mean {f['rmsf_mean']:.2f} Å, "
-                f"max {f['rmsf_max']:.2f} Å. flexibility.pdb holds it as B-factors (8π²·RMSF²/3) of the consensus "
-                "pseudo-atomic model; flexibility.mrc holds the local RMSF (Å) inside the consensus envelope.")
-    r.figures([(plots["flex"], "RMSF per Gaussian")])
-    if summary["warped_files"]:
-        r.heading("Warped atomic model")
-        r.paragraph(f"{opts.atomic_model} carried to every class centre and trajectory point: "
-                    f"{len(summary['warped_files'])} files (atomic_XXX, atomic_traj in each folder).")
-    elif summary.get("warp_skipped"):
-        r.heading("Warped atomic model")
-        r.paragraph(f"Not written: {summary['warp_skipped']}.")
-    if rundir is not None and (rundir / "log.jsonl").is_file():
-        png = report.plot_loss_curves(report.read_log(rundir / "log.jsonl"))
-        if png:
-            r.heading("Training")
-            r.figures([(png, "training curves from log.jsonl")])
-    r.heading("Open the results")
-    r.code("chimerax chimerax.cxc        # consensus map (mesh) + class volumes + trajectories as volume series\n"
-           "chimerax pc1/traj.pdb         # pseudo-atomic trajectory: play it with  coordset #1\n"
-           "pymol pc1/traj.pdb            # the same in PyMOL (one state per model)\n"
-           f"gaussianem eval-vol RUNDIR --particles {summary['centers_ind'][0]} -o OUT   # any particle's state\n"
-           f"gaussianem select DATASET --labels kmeans{k}/labels.npy --classes 0,3 -o subset.star   # particles")
-    r.paragraph("chimerax.cxc:")
-    r.code(cxc)
-    r.write(out / "report.html")
-
-
-# ------------------------------------------------------------------------------------------------ eval-vol
-def evaluate_points(
-    model: Any, z_points: np.ndarray, config: dict, outdir: str | Path, formats: tuple[str, ...] = ("mrc",),
-    box: int | None = None, apix: float | None = None, device: str = "cpu", batch_size: int = 32,
-) -> list[Path]:
-    """Volumes / Gaussian clouds / pseudo-atomic PDBs at latent points (T, zdim), named vol_000.mrc ... in the
-    request order. Returns the written paths."""
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise InputError(f"--format takes a comma list of {', '.join(FORMATS)}, got {','.join(formats) or '(none)'}")
-    grid = volumes.output_grid(volumes.working_grid(config), box, apix)
-    out = Path(outdir)
-    _, _, base_amp = volumes.base_cloud_arrays(model)
-    opts = AnalysisOptions(batch_size=batch_size, device=device, min_occupancy=0.0)
-    s = _render_states("eval-vol", out, model, np.atleast_2d(z_points), grid, opts, None, base_amp,
-                       formats=tuple(formats), cell=grid.extent_angstrom)
-    np.savetxt(out / "z_values.txt", np.atleast_2d(z_points), fmt="%.9g")
-    n = len(s.z)
-    names = {"mrc": ("vol", ".mrc"), "ply": ("gaussians", ".ply"), "pdb": ("model", ".pdb")}
-    paths = [out / name for f in FORMATS if f in formats for name in volumes.state_names(n, *names[f])]
-    log.info("%d points -> %d files in %s", len(s.z), len(paths), out)
-    return paths
-
-
-def parse_z_values(text: str, zdim: int) -> np.ndarray:
-    """``--z``: numbers separated by commas/spaces, points by ';' (or a flat list of k·zdim numbers) -> (T, zdim)."""
-    points = [p for p in text.replace("\n", ";").split(";") if p.strip()]
-    rows = []
-    for p in points:
-        try:
-            vals = [float(v) for v in p.replace(",", " ").split()]
-        except ValueError as exc:
-            raise InputError(f"--z: not a number in {p.strip()!r} ({exc})") from exc
-        if len(vals) % zdim or not vals:
-            raise InputError(f"--z: a point needs {zdim} values (zdim {zdim}), got {len(vals)} in {p.strip()!r}")
-        rows += [vals[i:i + zdim] for i in range(0, len(vals), zdim)]
-    if not rows:
-        raise InputError("--z: no values given")
-    return np.asarray(rows, np.float64)
-
-
-def read_z_file(path: str | Path, zdim: int) -> np.ndarray:
-    """``--z-file``: .npy or text (one point per line) -> (T, zdim)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--z-file not found: {path}")
-    try:
-        z = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=None, ndmin=2, comments="#")
-    except ValueError as exc:
-        raise InputError(f"{path}: not a numeric table ({exc})") from exc
-    z = np.atleast_2d(np.asarray(z, np.float64))
-    if z.shape[1] != zdim:
-        if z.size % zdim == 0 and z.shape[0] == 1:
-            z = z.reshape(-1, zdim)
-        else:
-            raise InputError(f"{path}: expected rows of {zdim} values (zdim), got shape {z.shape}")
-    return z
-
-
-def parse_indices(text: str, n: int) -> np.ndarray:
-    """``--particles``: a comma/space list of indices or a file (.npy, .pkl as cryoDRGN writes, or text)."""
-    path = Path(text)
-    if path.is_file():
-        if path.suffix == ".npy":
-            idx = np.load(path)
-        elif path.suffix == ".pkl":
-            import pickle
-
-            with open(path, "rb") as f:
-                idx = pickle.load(f)  # noqa: S301 - the user's own index file (cryoDRGN's format)
-        else:
-            idx = path.read_text().replace(",", " ").split()
-    else:
-        if any(c in text for c in "/\\") or text.endswith((".npy", ".pkl", ".txt")):
-            raise InputError(f"--particles: index file not found: {text}")
-        idx = text.replace(",", " ").split()
-    try:
-        arr = np.asarray([int(v) for v in np.ravel(idx)], np.int64)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"--particles: indices must be integers ({exc})") from exc
-    if arr.size == 0:
-        raise InputError("--particles: no indices given")
-    bad = arr[(arr < 0) | (arr >= n)]
-    if bad.size:
-        raise InputError(f"--particles: index {int(bad[0])} outside 0..{n - 1}")
-    return arr
-
+def _atomic_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    return ".cif" if any(s in CIF_SUFFIXES for s in suffixes) else ".pdb"

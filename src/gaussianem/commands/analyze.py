@@ -32,7 +32,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gaussianem.analysis.pipeline import AnalysisOptions, load_run, run_analysis
+    from gaussianem.analysis.inputs import load_run
+    from gaussianem.analysis.options import AnalysisOptions
+    from gaussianem.analysis.pipeline import run_analysis
 
     args.device = str(resolve_device(args.device))
     model, config, epoch, z = load_run(args.rundir, args.epoch, args.device)

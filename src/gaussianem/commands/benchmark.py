@@ -5,7 +5,7 @@
   gaussianem benchmark [RUNDIR] --truth SIMDIR --external-z z.pkl --external-volumes DIR --external-name cryodrgn
 
 Writes OUT/metrics.md (a table, one column per tool) and OUT/metrics.json (every number, per particle too).
-Metric definitions: gaussianem.benchmark.metrics.
+Metric definitions: gaussianem.evaluation.metrics.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def _throughput(result: dict, seconds: float | None, particle_epochs: float | No
 
 def main(args: argparse.Namespace) -> int:
 
-    from gaussianem.benchmark.external import load_latents, load_rows, score_external, write_eval_inputs
-    from gaussianem.benchmark.metrics import ScoreConfig
-    from gaussianem.benchmark.suite import load_truth_checked, score_gaussianem_run, write_outputs
+    from gaussianem.evaluation.external import load_latents, load_rows, score_external, write_eval_inputs
+    from gaussianem.evaluation.metrics import ScoreConfig
+    from gaussianem.evaluation.suite import load_truth_checked, score_gaussianem_run, write_outputs
 
     if args.n_images < 1:
         raise InputError("--n-images must be at least 1")

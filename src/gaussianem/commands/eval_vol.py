@@ -29,13 +29,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gaussianem.analysis.pipeline import (
-        evaluate_points,
-        load_run,
-        parse_indices,
-        parse_z_values,
-        read_z_file,
-    )
+    from gaussianem.analysis.inputs import load_run, parse_indices, parse_z_values, read_z_file
+    from gaussianem.analysis.states import evaluate_points
 
     args.device = str(resolve_device(args.device))
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())

@@ -10,49 +10,57 @@ import argparse
 import logging
 
 from gaussianem.errors import InputError
+from gaussianem.training.config import FitConfig, StrategyConfig
 
 log = logging.getLogger(__name__)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
+    d, s = FitConfig(), StrategyConfig()
+    on = {True: "on", False: "off"}
     parser.add_argument("dataset", metavar="DATASET", help="dataset folder written by 'gaussianem preprocess'")
     parser.add_argument("-o", "--out", metavar="OUT", default=None, help="output folder (default: DATASET)")
-    parser.add_argument("--epochs", type=int, default=3, help="passes over the particles (default 3)")
-    parser.add_argument("--batch-size", type=int, default=64, help="particles per step (default 64)")
-    parser.add_argument("--lr", type=float, default=5e-2,
-                        help="Adam learning rate at the start, relative amplitude change per step (default 5e-2)")
-    parser.add_argument("--lr-final", type=float, default=5e-4,
-                        help="learning rate at the end of the exponential decay (default 5e-4)")
-    parser.add_argument("--train-positions", action=argparse.BooleanOptionalAction, default=True,
-                        help="also refine the Gaussians' positions (default: on)")
-    parser.add_argument("--position-lr", type=float, default=1e-2, metavar="ANGSTROM",
-                        help="Adam learning rate of the positions with --train-positions (default 0.01 Å)")
-    parser.add_argument("--fix-widths", action="store_true", help="keep the widths at their initial values")
+    parser.add_argument("--epochs", type=int, default=d.epochs,
+                        help="passes over the particles (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="particles per step (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=d.lr,
+                        help="Adam learning rate at the start, relative amplitude change per step "
+                        "(default %(default)s)")
+    parser.add_argument("--lr-final", type=float, default=d.lr_final,
+                        help="learning rate at the end of the exponential decay (default %(default)s)")
+    parser.add_argument("--train-positions", action=argparse.BooleanOptionalAction, default=d.train_positions,
+                        help=f"also refine the Gaussians' positions (default: {on[d.train_positions]})")
+    parser.add_argument("--position-lr", type=float, default=d.position_lr_angstrom, metavar="ANGSTROM",
+                        help="Adam learning rate of the positions with --train-positions (default %(default)s Å)")
+    parser.add_argument("--fix-widths", action="store_true", default=not d.train_widths,
+                        help="keep the widths at their initial values")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available, else cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the particle order (default 0)")
-    parser.add_argument("--max-gaussians", type=int, default=None, help="cap on the number of Gaussians")
-    parser.add_argument("--densify", action=argparse.BooleanOptionalAction, default=False,
-                        help="add Gaussians where position gradients are large (default off: on a cloud made from "
-                        "the consensus map it lowered the FSC of the fit)")
-    parser.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True,
-                        help="remove Gaussians of negligible mass (default on)")
-    parser.add_argument("--prune-every", type=int, default=200, metavar="STEPS", help="pruning period (default 200)")
-    parser.add_argument("--densify-every", type=int, default=200, metavar="STEPS",
-                        help="densification period (default 200)")
+    parser.add_argument("--seed", type=int, default=d.seed,
+                        help="random seed of the particle order (default %(default)s)")
+    parser.add_argument("--max-gaussians", type=int, default=s.max_gaussians,
+                        help="cap on the number of Gaussians")
+    parser.add_argument("--densify", action=argparse.BooleanOptionalAction, default=s.densify,
+                        help=f"add Gaussians where position gradients are large (default {on[s.densify]}: on a cloud "
+                        "made from the consensus map it lowered the FSC of the fit)")
+    parser.add_argument("--prune", action=argparse.BooleanOptionalAction, default=s.prune,
+                        help=f"remove Gaussians of negligible mass (default {on[s.prune]})")
+    parser.add_argument("--prune-every", type=int, default=s.prune_every, metavar="STEPS",
+                        help="pruning period (default %(default)s)")
+    parser.add_argument("--densify-every", type=int, default=s.densify_every, metavar="STEPS",
+                        help="densification period (default %(default)s)")
     parser.add_argument("--map", default=None,
                         help="input consensus map for the FSC (default: the one recorded in dataset.json)")
     parser.add_argument("--reference", default=None,
                         help="another map (e.g. a ground-truth volume) to compute an FSC against: fsc_reference.*")
-    parser.add_argument("--max-particles", type=int, default=None, help="use only the first N particles")
+    parser.add_argument("--max-particles", type=int, default=d.max_particles,
+                        help="use only the first N particles")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/fit_checkpoint.pt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def config_from_args(args: argparse.Namespace):
-    from gaussianem.training.fit import FitConfig
-    from gaussianem.training.strategy import StrategyConfig
-
+def config_from_args(args: argparse.Namespace) -> FitConfig:
     for name in ("epochs", "batch_size", "prune_every", "densify_every"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
@@ -70,7 +78,7 @@ def config_from_args(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> int:
     from gaussianem.devices import resolve_device
-    from gaussianem.training.fit import run_fit
+    from gaussianem.training.fit_outputs import run_fit
 
     config = config_from_args(args)
     device = resolve_device(args.device)

@@ -69,7 +69,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="default %(default)s")
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default=d["lr_schedule"])
     parser.add_argument("--seed", type=int, default=d["seed"])
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
+    parser.add_argument("--device", choices=["cuda", "cpu"], default=d["device"],
                         help="default: cuda when available")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d["amp"],
                         help="bf16 autocast for the MLPs on CUDA (projection and losses stay float32)")
@@ -81,24 +81,27 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in RUNDIR from its last checkpoint "
                         "(its saved settings are used; --epochs, --device and --num-workers may change)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous run in RUNDIR")
-    parser.add_argument("--train-base", action="store_true", help="also train the base Gaussian cloud")
-    parser.add_argument("--predict-width", action="store_true", help="decode a per-particle Δwidth too")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+    parser.add_argument("--train-base", action="store_true", default=d["train_base"],
+                        help="also train the base Gaussian cloud")
+    parser.add_argument("--predict-width", action="store_true", default=d["predict_width"],
+                        help="decode a per-particle Δwidth too")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d["compile"],
                         help="torch.compile the training step (default: on with CUDA, off on the CPU)")
-    parser.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=None,
+    parser.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=d["cudagraphs"],
                         help="replay the compiled step as CUDA graphs (default: on with CUDA and --compile in one "
                         "process)")
-    parser.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
+    parser.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=d["step_graph"],
                         help="with --cudagraphs, capture the whole step (forward, backward, AdamW, memory bank) as one "
                         "CUDA graph: one launch per step (default on; --no-step-graph: forward and backward replay "
                         "as torch.compile's CUDA graphs, AdamW outside them)")
     parser.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=d["tf32"],
                         help="float32 matrix products (the projection's sums over Gaussians) on TF32 tensor cores: "
                         "inputs rounded to 10-bit mantissas, sums in float32 (CUDA)")
-    parser.add_argument("--autotune", action="store_true",
+    parser.add_argument("--autotune", action="store_true", default=d["autotune"],
                         help="compile the step with max-autotune (benchmarks Triton matrix kernels with fused "
                         "epilogues first: minutes more compilation, maybe a faster step; CUDA)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=d["progress"],
+                        help="no progress bars")
     parser.add_argument("--gpus", type=int, default=1, help="data-parallel processes on this node (launches "
                         "torchrun; --batch-size is per process); under torchrun the process group is joined "
                         "automatically")
@@ -134,7 +137,8 @@ def _argv_without_gpus(command_line: str) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     from gaussianem.errors import InputError
     from gaussianem.training import distributed
-    from gaussianem.training.hetero import TrainingError, train
+    from gaussianem.training.loop import train
+    from gaussianem.training.objective import TrainingError
 
     if args.gpus < 1:
         raise InputError("--gpus must be >= 1")

@@ -16,9 +16,10 @@ from torch import Tensor, nn
 class Decoder(nn.Module):
     """Pair MLP: split first layer (H), ``n_layers - 1`` more Linear(H, H), Linear(H, F) features, heads.
 
-    With DESIGN sizes (H = 128, two hidden layers, F = 256) a pair costs H·H + H·F + F·n_out multiply-adds after
-    the broadcast sum. Heads: Δamplitude (1, pre-activation), Δposition (3, in units of the caller's scale) and
-    optionally Δwidth (1, pre-activation). Heads are zero-initialised: training starts at the base cloud.
+    With the docs/DESIGN.md sizes (H = 128, two hidden layers, F = 256) a pair costs H·H + H·F + F·n_out
+    multiply-adds after the broadcast sum. Heads: Δamplitude (1, pre-activation), Δposition (3, in units of the
+    caller's scale) and optionally Δwidth (1, pre-activation). Heads are zero-initialised: training starts at the
+    base cloud.
 
     Args:
         zdim: latent size; embedding_dim: Gaussian embedding size; hidden: H; n_layers: hidden layers including the

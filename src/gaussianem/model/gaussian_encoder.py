@@ -14,7 +14,7 @@ class GaussianEncoder(nn.Module):
     """``n_layers`` × (Linear -> LayerNorm -> ReLU) of width ``hidden``, then Linear -> ``embedding_dim``.
 
     Args:
-        hidden: width (DESIGN: 128); n_layers: hidden layers (DESIGN: 3); embedding_dim: output size (DESIGN: 32).
+        hidden: width; n_layers: hidden layers; embedding_dim: output size (docs/DESIGN.md: 128, 3, 32).
     """
 
     def __init__(self, hidden: int = 128, n_layers: int = 3, embedding_dim: int = 32,

@@ -11,8 +11,8 @@ class ImageEncoder(nn.Module):
     Args:
         n_pixels: D·D, the length of a flattened image.
         zdim: latent dimension.
-        hidden: width of the hidden layers (DESIGN: 1024).
-        n_layers: number of hidden layers (DESIGN: 3).
+        hidden: width of the hidden layers (docs/DESIGN.md: 1024).
+        n_layers: number of hidden layers (docs/DESIGN.md: 3).
     """
 
     def __init__(self, n_pixels: int, zdim: int, hidden: int = 1024, n_layers: int = 3) -> None:

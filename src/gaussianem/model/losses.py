@@ -34,10 +34,6 @@ class RadiusGraph:
     def n_edges(self) -> int:
         return int(self.src.shape[0])
 
-    def to(self, device) -> RadiusGraph:
-        return RadiusGraph(self.src.to(device), self.dst.to(device), self.rest_length.to(device),
-                           self.weight.to(device), self.mean_nn)
-
 
 def mean_nearest_neighbour_distance(positions: np.ndarray) -> float:
     """Mean distance (Å) from each point (G, 3) to its nearest other point."""
@@ -67,11 +63,6 @@ def radius_graph(positions: np.ndarray, factor: float, mean_nn: float | None = N
 def render_l1(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
     """Mean window-weighted |rendered - images|: (B, D, D), (B, D, D), window (D, D) -> scalar."""
     return ((rendered - images).abs() * window).sum() / (window.sum() * images.shape[0])
-
-
-def render_l1_per_image(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
-    """(B,) per-image window-weighted mean |rendered - images|."""
-    return ((rendered - images).abs() * window).sum((-1, -2)) / window.sum()
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -1,10 +1,13 @@
-"""The training configuration: one frozen dataclass, written to ``RUNDIR/config.yaml`` with the package version,
-the command line and the dataset's geometry."""
+"""The configurations of ``train`` and ``fit`` (no torch import: the command line takes its defaults from here).
+
+:class:`TrainConfig` is written to ``RUNDIR/config.yaml`` with the package version, the command line and the
+dataset's geometry; :class:`FitConfig` (with its :class:`StrategyConfig`) to ``fit.json`` and the fit checkpoint.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -12,24 +15,26 @@ import yaml
 from gaussianem import __version__
 from gaussianem.errors import InputError
 from gaussianem.io.writes import atomic_path
-from gaussianem.model.spec import LAYER_DEFAULTS as _SPEC
-
-CONFIG = "config.yaml"
+from gaussianem.model.runfiles import CONFIG
+from gaussianem.model.spec import ModelOptions
 
 # fields a --resume may change (they do not change the numbers of the run)
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """All settings of a heterogeneity training run (defaults: DESIGN.md "The model")."""
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(ModelOptions):
+    """All settings of a heterogeneity training run (defaults: docs/DESIGN.md "The model").
+
+    The model's layer sizes and geometry (``zdim``, ``encoder_hidden``, ... ``projection_chunk``) are the fields
+    of :class:`~gaussianem.model.spec.ModelOptions`, inherited with their defaults.
+    """
 
     dataset: str
     rundir: str
     gaussians: str | None = None
     epochs: int = 20
     batch_size: int = 32
-    zdim: int = _SPEC["zdim"]
     lr: float = 1e-4
     weight_decay: float = 0.01
     lr_schedule: str = "constant"  # constant | cosine
@@ -39,26 +44,12 @@ class TrainConfig:
     num_workers: int = 2
     load: str | None = None
     train_base: bool = False
-    predict_width: bool = _SPEC["predict_width"]
     compile: bool | None = None  # None: on with CUDA, off on the CPU
     cudagraphs: bool | None = None  # None: on with CUDA + compile in one process
     step_graph: bool | None = None  # None/True: with CUDA graphs, the whole step (AdamW too) as one CUDA graph
     tf32: bool = False  # float32 matrix products (the projection's) on TF32 tensor cores (CUDA)
     autotune: bool = False  # compile with max-autotune (Triton GEMMs with fused epilogues; minutes of compilation)
     preload: str = "auto"  # particles in device memory: auto (CUDA, stack <= 30 % of the GPU), on, off
-    # layer sizes and geometry of the model: ModelSpec's defaults
-    encoder_hidden: int = _SPEC["encoder_hidden"]
-    encoder_layers: int = _SPEC["encoder_layers"]
-    gaussian_hidden: int = _SPEC["gaussian_hidden"]
-    gaussian_layers: int = _SPEC["gaussian_layers"]
-    embedding_dim: int = _SPEC["embedding_dim"]
-    decoder_hidden: int = _SPEC["decoder_hidden"]
-    decoder_layers: int = _SPEC["decoder_layers"]
-    decoder_features: int = _SPEC["decoder_features"]
-    position_scale_angstrom: float = _SPEC["position_scale_angstrom"]
-    window_radius: float = _SPEC["window_radius"]
-    window_edge: float = _SPEC["window_edge"]
-    projection_chunk: int | None = _SPEC["projection_chunk"]
     # loss weights (relative to the render L1)
     kl_weight: float = 1 / 5e4
     knn_weight: float = 1 / 1e6
@@ -128,8 +119,48 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def read_config(rundir: str | Path) -> dict:
-    path = Path(rundir) / CONFIG
-    if not path.is_file():
-        raise InputError(f"{rundir} is not a GaussianEM run folder (no {CONFIG})")
-    return yaml.safe_load(path.read_text())
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Settings of :class:`~gaussianem.training.strategy.DensifyPruneStrategy` (steps are optimizer steps)."""
+
+    densify: bool = False  # opt-in: on a cloud initialised from the consensus map it lowered the fit FSC
+    prune: bool = True
+    prune_every: int = 200
+    densify_every: int = 200
+    start_step: int = 100  # no change before this step (let the statistics settle)
+    stop_fraction: float = 0.75  # no densification in the last quarter of the run (the cloud settles)
+    prune_mass_fraction: float = 0.02  # prune when a·σ³ < fraction × median(a·σ³)
+    grad_factor: float = 2.5  # densify when the mean |∂L/∂μ| > factor × its median over the cloud
+    max_densify_fraction: float = 0.02  # at most this fraction of the cloud is densified per refinement
+    split_shrink: float = 0.8  # children of a split take width × shrink (clamped to the bounds)
+    max_gaussians: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of the homogeneous fit (written to ``fit.json`` and into the checkpoint)."""
+
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 5e-2  # Adam on raw amplitudes and widths, start (see "Learning rate" in training/fit.py)
+    lr_final: float = 5e-4  # ... and end of the exponential decay
+    position_lr_angstrom: float = 1e-2  # Adam on positions (Å per step scale) when train_positions
+    train_positions: bool = True  # measured: + 0.03 FSC-AUC on the adk fit acceptance (benchmarks/RESULTS.md)
+    train_widths: bool = True
+    window_radius_fraction: float = 0.85  # soft circular window: 1 inside this fraction of D/2
+    scale_batches: int = 4  # batches used for the least-squares amplitude scale
+    max_particles: int | None = None  # use only the first N particles (quick runs)
+    seed: int = 0
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitConfig:
+        d = dict(d)
+        d["strategy"] = StrategyConfig(**d.get("strategy", {}))
+        return cls(**d)

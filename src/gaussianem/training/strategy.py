@@ -19,34 +19,15 @@ Adam's moment estimates follow the Gaussians: survivors keep theirs, new Gaussia
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from gaussianem.gaussians import GaussianCloud, amplitude_inverse, width_inverse
+from gaussianem.training.config import StrategyConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StrategyConfig:
-    """Settings of :class:`DensifyPruneStrategy` (steps are optimizer steps)."""
-
-    densify: bool = False  # opt-in: on a cloud initialised from the consensus map it lowered the fit FSC
-    prune: bool = True
-    prune_every: int = 200
-    densify_every: int = 200
-    start_step: int = 100  # no change before this step (let the statistics settle)
-    stop_fraction: float = 0.75  # no densification in the last quarter of the run (the cloud settles)
-    prune_mass_fraction: float = 0.02  # prune when a·σ³ < fraction × median(a·σ³)
-    grad_factor: float = 2.5  # densify when the mean |∂L/∂μ| > factor × its median over the cloud
-    max_densify_fraction: float = 0.02  # at most this fraction of the cloud is densified per refinement
-    split_shrink: float = 0.8  # children of a split take width × shrink (clamped to the bounds)
-    max_gaussians: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -70,10 +51,6 @@ class DensifyPruneStrategy:
         self.count = 0
 
     # ----------------------------------------------------------------- statistics
-    @property
-    def needs_position_grad(self) -> bool:
-        return self.config.densify
-
     def after_backward(self, cloud: GaussianCloud) -> None:
         """Accumulate ∂L/∂μ (G, 3) from ``cloud.positions.grad`` (call after ``loss.backward()``)."""
         if not self.config.densify or cloud.positions.grad is None:

@@ -1,0 +1,97 @@
+"""The run folder of ``gaussianem train``: checks before a run, the base cloud it starts from, its log records.
+
+A run folder holds ``config.yaml``, ``weights.E.pt``, ``z.E.npy``, ``z_logvar.E.npy``, ``log.jsonl`` (one JSON
+record a line), ``loss.png`` and the base cloud ``gaussians_base.ply``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from gaussianem.errors import InputError
+from gaussianem.io.writes import atomic_path
+from gaussianem.model.runfiles import CONFIG, list_checkpoints, read_config
+from gaussianem.training.config import RUNTIME_FIELDS, TrainConfig
+
+log = logging.getLogger(__name__)
+
+LOG = "log.jsonl"
+BASE_PLY = "gaussians_base.ply"
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def resolve_base_cloud(cfg: TrainConfig) -> Path:
+    """--gaussians PLY, else DATASET/gaussians.ply (after ``fit``), else DATASET/gaussians_init.ply."""
+    if cfg.gaussians:
+        p = Path(cfg.gaussians)
+        if not p.is_file():
+            raise InputError(f"--gaussians: file not found: {p}")
+        return p
+    root = Path(cfg.dataset)
+    for name in ("gaussians.ply", "gaussians_init.ply"):
+        if (root / name).is_file():
+            return root / name
+    raise InputError(f"{root}: no gaussians.ply or gaussians_init.ply; run 'gaussianem fit' or give --gaussians")
+
+
+def _run_outputs(rundir: Path) -> list[Path]:
+    pats = ["weights.*.pt", "z.*.npy", "z_logvar.*.npy", LOG, "loss.png", CONFIG, BASE_PLY]
+    return [p for pat in pats for p in rundir.glob(pat)]
+
+
+def prepare_rundir(cfg: TrainConfig, resume: bool, overwrite: bool) -> TrainConfig:
+    """Check the run folder; returns the config to use (the saved one, with runtime fields, on --resume)."""
+    root = Path(cfg.rundir)
+    epochs = list_checkpoints(root)
+    has_config = (root / CONFIG).is_file()
+    if resume:
+        if not has_config:
+            raise InputError(f"--resume: {root} holds no run to resume (no {CONFIG})")
+        saved = TrainConfig.from_dict(read_config(root))
+        return saved.replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS}, command_line=cfg.command_line)
+    if epochs or has_config:
+        if not overwrite:
+            saved = read_config(root) if has_config else {}
+            total = saved.get("epochs")
+            if epochs and total is not None and epochs[-1] >= int(total):
+                what = f"a finished run ({epochs[-1]} epochs)"
+            elif epochs:
+                what = f"an interrupted run (last complete epoch {epochs[-1]})"
+            else:
+                what = "a run that has no complete epoch yet"
+            raise InputError(f"{root} holds {what}; use --resume to continue it or --overwrite to replace it")
+        for p in _run_outputs(root):
+            p.unlink()
+        log.info("--overwrite: removed the previous run's outputs in %s", root)
+    return cfg
+
+
+def trim_log(path: Path, last_epoch: int) -> None:
+    """On resume: keep only the log records of complete epochs (<= last_epoch)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("epoch", 0) <= last_epoch:
+            keep.append(line)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(k + "\n" for k in keep))
+
+
+def log_record(log_file, record: dict) -> None:
+    """One JSON line in the run's log.jsonl (nothing on ranks that do not write it)."""
+    if log_file is not None:
+        log_file.write(json.dumps(record) + "\n")
