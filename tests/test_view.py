@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import HingeFadeModel
 
-from gaussianem.analysis.fakes import HingeFadeModel
 from gaussianem.errors import InputError
 from gaussianem.view.session import ViewSession
 

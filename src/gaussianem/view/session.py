@@ -47,7 +47,7 @@ class Cloud:
 
 
 def _pkg_load_run(rundir: Path, epoch: int | None, device: str):
-    from gaussianem.analysis.pipeline import load_run
+    from gaussianem.analysis.inputs import load_run
 
     return load_run(rundir, epoch, device)
 
@@ -302,7 +302,7 @@ class ViewSession:
         """Write the state z (zdim,) (or states (T, zdim)) into a new ``state_NNN/`` folder: vol_000.mrc (voxelised
         on the working grid, in the consensus map's frame), gaussians_000.ply, model_000.pdb (pseudo-atomic), as
         ``eval-vol`` writes them, plus z_values.txt. Returns the written paths."""
-        from gaussianem.analysis.pipeline import evaluate_points
+        from gaussianem.analysis.states import evaluate_points
 
         formats = tuple(f for f in formats if f in EXPORT_FORMATS)
         if not formats:
