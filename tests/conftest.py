@@ -17,9 +17,10 @@ import starfile
 import torch
 from scipy.spatial.transform import Rotation
 
-from gaussianem.gaussians import write_gaussians_ply
-from gaussianem.io.dataset import write_ctf, write_json_atomic, write_poses
+from gaussianem.io.dataset import write_ctf, write_poses
 from gaussianem.io.mrc import write_volume
+from gaussianem.io.ply import write_gaussians_ply
+from gaussianem.io.writes import write_json_atomic
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2
 from gaussianem.physics.projection import project_gaussians, voxelize_gaussians

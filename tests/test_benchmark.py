@@ -14,8 +14,8 @@ import torch
 
 from gaussianem.cli import main as cli_main
 from gaussianem.evaluation import external, metrics
-from gaussianem.io.dataset import save_npz_atomic, write_json_atomic
 from gaussianem.io.mrc import write_volume
+from gaussianem.io.writes import save_npz_atomic, write_json_atomic
 from gaussianem.physics.projection import voxelize_gaussians
 
 ROOT = Path(__file__).resolve().parents[1]

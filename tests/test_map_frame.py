@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import run, simulate, write_map, write_relion31
 
-from gaussianem.preprocess import map_origin_angstrom
+from gaussianem.io.mrc import map_origin_angstrom
 
 
 def _map_with_header(path: Path, sim: dict, origin=(0.0, 0.0, 0.0), start=(0, 0, 0), axes=(1, 2, 3)) -> Path:

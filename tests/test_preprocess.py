@@ -31,7 +31,7 @@ from gaussianem.io.mrc import write_volume
 from gaussianem.physics.ctf import ctf_rfft2
 from gaussianem.physics.fourier import apply_filter_rfft2
 from gaussianem.physics.projection import project_gaussians, voxelize_gaussians
-from gaussianem.preprocess import plan_geometry
+from gaussianem.preprocess.geometry import plan_geometry
 
 # ------------------------------------------------------------------------------------------------------- tests
 

@@ -13,7 +13,8 @@ import torch
 from conftest import APIX, BOX, SMALL, make_dataset, tiny_cloud
 
 from gaussianem.errors import InputError
-from gaussianem.io.dataset import write_ctf, write_json_atomic
+from gaussianem.io.dataset import write_ctf
+from gaussianem.io.writes import write_json_atomic
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.training.config import TrainConfig
 

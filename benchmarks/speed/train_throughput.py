@@ -123,7 +123,8 @@ def loader_batches(n: int, b: int, d: int, apix: float, workers: int, device, tm
     """The real data path: a memory-mapped stack on disk through ParticleBatchDataset + the training DataLoader."""
     import mrcfile
 
-    from gaussianem.io.dataset import write_ctf, write_json_atomic, write_poses
+    from gaussianem.io.dataset import write_ctf, write_poses
+    from gaussianem.io.writes import write_json_atomic
     from gaussianem.training.data import ParticleBatchDataset, ResumableBatchSampler, make_loader
 
     rng = np.random.default_rng(0)

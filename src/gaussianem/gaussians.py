@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gaussianem.io.ply import read_gaussians_ply, write_gaussians_ply
+
 log = logging.getLogger(__name__)
 
 
@@ -94,49 +96,6 @@ class GaussianCloud(nn.Module):
         wmin, wmax = bounds if bounds is not None else (float(wid.min()) * 0.999, float(wid.max()) * 1.001 + 1e-6)
         t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
         return cls(t(pos), t(wid), t(amp), wmin, wmax)
-
-
-def write_gaussians_ply(
-    path: str | Path, positions: np.ndarray, widths: np.ndarray, amplitudes: np.ndarray,
-    width_min: float | None = None, width_max: float | None = None,
-) -> None:
-    """Gaussians to a binary little-endian PLY (one vertex per Gaussian), atomically."""
-    from plyfile import PlyData, PlyElement
-
-    from gaussianem.io.writes import atomic_path
-
-    n = positions.shape[0]
-    arr = np.empty(n, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("sigma", "f4"), ("amplitude", "f4")])
-    arr["x"], arr["y"], arr["z"] = positions[:, 0], positions[:, 1], positions[:, 2]
-    arr["sigma"], arr["amplitude"] = widths, amplitudes
-    comments = ["GaussianEM Gaussian cloud; units: angstrom, map frame, origin at box centre"]
-    if width_min is not None and width_max is not None:
-        comments.append(f"width_bounds_angstrom {width_min!r} {width_max!r}")
-    data = PlyData([PlyElement.describe(arr, "vertex")], text=False, byte_order="<", comments=comments)
-    with atomic_path(path) as tmp:
-        data.write(str(tmp))
-
-
-def read_gaussians_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float] | None]:
-    """Read a PLY written by :func:`write_gaussians_ply` -> positions (G, 3), widths (G,), amplitudes (G,), bounds."""
-    from plyfile import PlyData
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Gaussian PLY not found: {path}")
-    ply = PlyData.read(str(path))
-    v = ply["vertex"].data
-    names = v.dtype.names
-    for need in ("x", "y", "z", "sigma", "amplitude"):
-        if need not in names:
-            raise ValueError(f"{path}: PLY vertex lacks property '{need}' (has {', '.join(names)})")
-    pos = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64)
-    bounds = None
-    for c in ply.comments:
-        if c.startswith("width_bounds_angstrom"):
-            _, lo, hi = c.split()
-            bounds = (float(lo), float(hi))
-    return pos, np.asarray(v["sigma"], np.float64), np.asarray(v["amplitude"], np.float64), bounds
 
 
 def automatic_threshold(volume: np.ndarray, mass_fraction: float = 0.9) -> float:

@@ -20,15 +20,14 @@ import numpy as np
 from gaussianem.errors import InputError
 from gaussianem.io import cryosparc, star
 from gaussianem.io.dataset import MANIFEST, SOURCE_INDEX
+from gaussianem.io.files import existing_file
 
 log = logging.getLogger(__name__)
 
 
 def read_integers(path: str | Path, what: str) -> np.ndarray:
     """Integers (N,) from a .npy, .txt or .pkl file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     try:
         if path.suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -70,9 +69,7 @@ def resolve_source(path: str | Path) -> tuple[Path, np.ndarray | None, int | Non
             raise InputError(f"{path}: its source file {src} is missing")
         index = np.load(path / SOURCE_INDEX)
         return src, index, int(manifest["n_particles"])
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
-    return path, None, None
+    return existing_file(path), None, None
 
 
 def select(source: str | Path, output: str | Path, indices: np.ndarray | None = None,

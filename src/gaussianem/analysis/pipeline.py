@@ -26,10 +26,11 @@ from gaussianem.analysis.options import AnalysisOptions
 from gaussianem.analysis.states import StateSet, render_states
 from gaussianem.analysis.volumes import VolumeGrid
 from gaussianem.errors import InputError
-from gaussianem.gaussians import automatic_threshold, write_gaussians_ply
-from gaussianem.io.dataset import write_json_atomic
+from gaussianem.gaussians import automatic_threshold
 from gaussianem.io.mrc import write_volume
 from gaussianem.io.pdb import CIF_SUFFIXES, read_structure, structure_positions, write_structure
+from gaussianem.io.ply import write_gaussians_ply
+from gaussianem.io.writes import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from gaussianem.analysis import atomic, state_views, volumes
 from gaussianem.analysis.options import AnalysisOptions
 from gaussianem.analysis.volumes import VolumeGrid
 from gaussianem.errors import InputError
-from gaussianem.gaussians import automatic_threshold, write_gaussians_ply
+from gaussianem.gaussians import automatic_threshold
 from gaussianem.io.mrc import write_volume
 from gaussianem.io.pdb import write_structure
+from gaussianem.io.ply import write_gaussians_ply
 from gaussianem.physics.fsc import fsc
 
 log = logging.getLogger(__name__)

@@ -124,7 +124,7 @@ def stage_arguments(stage: str, root: Path, s: DemoSettings) -> list:
 def run_demo(outdir: str | Path, settings: DemoSettings) -> dict:
     """Run the stages in order; stop at the first missing one. Returns the summary (also DIR/demo.json)."""
     from gaussianem import __version__
-    from gaussianem.io.dataset import write_json_atomic
+    from gaussianem.io.writes import write_json_atomic
 
     root = Path(outdir)
     root.mkdir(parents=True, exist_ok=True)

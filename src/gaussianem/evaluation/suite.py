@@ -12,9 +12,9 @@ from torch import Tensor
 
 from gaussianem.errors import InputError
 from gaussianem.evaluation.metrics import ScoreConfig, Truth, VolumeGenerator, load_truth, score
-from gaussianem.io.dataset import SOURCE_INDEX, write_json_atomic
+from gaussianem.io.dataset import SOURCE_INDEX
 from gaussianem.io.mrc import read_volume
-from gaussianem.io.writes import atomic_path
+from gaussianem.io.writes import atomic_path, write_json_atomic
 from gaussianem.physics.projection import voxelize_gaussians
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
-from gaussianem.io.writes import atomic_path
+from gaussianem.io.files import existing_file
+from gaussianem.io.writes import save_pickle_atomic
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,7 @@ CTF_COLUMNS = ("box_size", "pixel_size_angstrom", "defocus_u_angstrom", "defocus
 
 
 def _load(path: Path) -> object:
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    existing_file(path)
     try:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
@@ -119,9 +119,7 @@ def read_ctf(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.nd
 
 def read_txt_list(path: str | Path) -> list[Path]:
     """Stacks named in a cryoDRGN ``.txt`` particle list (one per line, relative to the list's folder)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     out = []
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -137,8 +135,7 @@ def write_pose_pkl(path: str | Path, rotation: np.ndarray, shift_angstrom: np.nd
                    pixel_size_angstrom: float) -> None:
     """Write a cryoDRGN pose pickle (rot = A, trans = origin / (D · pixel size)), atomically."""
     trans = np.asarray(shift_angstrom, np.float64) / (box_size * pixel_size_angstrom)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump((np.asarray(rotation, np.float64), trans), f)
+    save_pickle_atomic(path, (np.asarray(rotation, np.float64), trans))
 
 
 def write_ctf_pkl(path: str | Path, ctf: dict[str, np.ndarray], box_size: int, pixel_size_angstrom: float) -> None:
@@ -148,5 +145,4 @@ def write_ctf_pkl(path: str | Path, ctf: dict[str, np.ndarray], box_size: int, p
     arr[:, 0], arr[:, 1] = box_size, pixel_size_angstrom
     for i, name in enumerate(CTF_COLUMNS[2:], start=2):
         arr[:, i] = ctf[name]
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(arr, f)
+    save_pickle_atomic(path, arr)

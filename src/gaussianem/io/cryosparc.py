@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
-from gaussianem.io.writes import atomic_path
+from gaussianem.io.files import existing_file
+from gaussianem.io.writes import save_npy_atomic
 from gaussianem.physics.rotation import matrix_to_rotvec, rotvec_to_matrix
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,7 @@ CTF_FIELDS = ("ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad", "ctf/accel_kv", "ctf
 
 def read_cs(path: str | Path) -> np.ndarray:
     """Load a ``.cs`` structured array (N,), with a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -204,6 +203,4 @@ def relion_to_cs_pose(rotation: np.ndarray, shift_angstrom: np.ndarray, psize: n
 
 def write_cs(path: str | Path, cs: np.ndarray) -> None:
     """Save a structured array as a ``.cs`` file (``np.save`` format, no suffix added), atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, cs)
+    save_npy_atomic(path, cs)

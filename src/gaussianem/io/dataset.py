@@ -30,7 +30,7 @@ import torch
 
 from gaussianem.errors import InputError
 from gaussianem.io.mrc import open_stack
-from gaussianem.io.writes import atomic_path
+from gaussianem.io.writes import save_npz_atomic
 from gaussianem.physics.ctf import CTF_FIELDS, OPTIONAL_CTF_FIELDS, CTFParams
 
 MANIFEST = "dataset.json"
@@ -39,29 +39,6 @@ POSES = "poses.npz"
 CTF = "ctf.npz"
 SOURCE_INDEX = "source_index.npy"
 GAUSSIANS_INIT = "gaussians_init.ply"
-
-
-def write_json_atomic(path: str | Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
 
 
 def write_poses(root: Path, rotation: np.ndarray, shift_angstrom: np.ndarray) -> None:

@@ -1,22 +1,28 @@
-"""MRC volumes and image stacks (mrcfile), with clear errors for damaged files."""
+"""MRC volumes and image stacks (mrcfile), with clear errors for damaged files.
+
+Image stacks are written in chunks: :func:`new_stack` creates the file (data left sparse), chunks go in through
+its memory map or by positioned writes (:func:`write_stack_rows`), :class:`ImageStats` gathers the pixel
+statistics on the way and :func:`set_stack_stats` puts them in the header.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.io.writes import atomic_path
 
 log = logging.getLogger(__name__)
 
 
 def _open(path: Path, mmap: bool):
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    existing_file(path)
     try:
         return (mrcfile.mmap if mmap else mrcfile.open)(path, mode="r", permissive=False)
     except Exception as exc:  # mrcfile raises ValueError/OSError with varied text on damaged headers
@@ -48,6 +54,18 @@ def header_origin_angstrom(header, voxel: float, path: str | Path = "map") -> tu
         log.warning("%s: the MRC origin and start indices look uninitialised: taking the origin as (0, 0, 0)", path)
         return (0.0, 0.0, 0.0)
     return tuple(float(s * voxel) for s in xyz_start)  # type: ignore[return-value]
+
+
+def map_origin_angstrom(path: str | Path, voxel: float) -> tuple[float, float, float]:
+    """Where a map's voxel 0 sits in the user's (ChimeraX/PDB) frame, (x, y, z) Å, from its header alone, with
+    ``voxel`` (Å) given by the caller (the header's may be unset): see :func:`header_origin_angstrom`."""
+    try:
+        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
+            return header_origin_angstrom(m.header, voxel, path)
+    except InputError:
+        raise
+    except Exception as exc:  # mrcfile raises ValueError/OSError with varied text on damaged headers
+        raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
 
 
 def _axes(header) -> list[int]:
@@ -98,3 +116,69 @@ def open_stack(path: str | Path):
     and checks a stack's header alone.
     """
     return _open(Path(path), mmap=True)
+
+
+def new_stack(path: str | Path, n: int, box: int, pixel_size_angstrom: float):
+    """Create an (n, box, box) float32 MRC image stack with the pixel size in the header, its data left sparse.
+
+    Returns the open, memory-mapped mrcfile object (use it as a context manager); the data start at byte
+    :func:`stack_data_offset` for positioned writes.
+    """
+    mrc = mrcfile.new_mmap(path, shape=(n, box, box), mrc_mode=2, overwrite=True)
+    mrc.set_image_stack()
+    mrc.voxel_size = pixel_size_angstrom
+    return mrc
+
+
+def stack_data_offset(mrc) -> int:
+    """Byte offset of the first image in an open mrcfile object (header + extended header)."""
+    return int(mrc.header.nbytes) + int(mrc.header.nsymbt)
+
+
+def create_stack(path: str | Path, n: int, box: int, pixel_size_angstrom: float) -> int:
+    """:func:`new_stack`, closed at once -> byte offset of the data (for :func:`write_stack_rows`)."""
+    with new_stack(path, n, box, pixel_size_angstrom) as mrc:
+        return stack_data_offset(mrc)
+
+
+def write_stack_rows(f, offset: int, start: int, images: np.ndarray) -> None:
+    """Write images (B, D, D) as little-endian float32 at image ``start`` of a stack open as binary file ``f``."""
+    d = images.shape[-1]
+    f.seek(offset + start * d * d * 4)
+    f.write(np.ascontiguousarray(images, dtype="<f4").tobytes())
+
+
+class ImageStats:
+    """Pixel statistics gathered over chunks of images: min, max, mean and (population) std, float64 sums."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.count = 0
+        self.lo, self.hi = math.inf, -math.inf
+
+    def add(self, images: np.ndarray) -> None:
+        x = np.asarray(images, np.float64)
+        if x.size:
+            self.total += float(x.sum())
+            self.total_sq += float((x * x).sum())
+            self.count += x.size
+            self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+
+    def result(self) -> dict[str, float]:
+        """{"mean", "std", "min", "max"}; all 0 when nothing was added."""
+        mean = self.total / max(self.count, 1)
+        std = math.sqrt(max(self.total_sq / max(self.count, 1) - mean * mean, 0.0))
+        return {"mean": mean, "std": std, "min": self.lo if self.count else 0.0, "max": self.hi if self.count else 0.0}
+
+
+def set_stack_stats(header, stats: dict[str, float]) -> None:
+    """Put :meth:`ImageStats.result` into an MRC header (DMIN, DMAX, DMEAN, RMS)."""
+    header.dmin, header.dmax = stats["min"], stats["max"]
+    header.dmean, header.rms = stats["mean"], stats["std"]
+
+
+def write_stack_stats(path: str | Path, stats: dict[str, float]) -> None:
+    """:func:`set_stack_stats` on a stack on disk (only the header is touched; the data pages stay unmapped)."""
+    with mrcfile.mmap(path, mode="r+") as mrc:
+        set_stack_stats(mrc.header, stats)

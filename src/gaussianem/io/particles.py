@@ -22,6 +22,7 @@ import mrcfile.utils
 import numpy as np
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,7 @@ class StackInfo:
 
 def stack_info(path: str | Path) -> StackInfo:
     """Parse and check an MRC stack header (clear InputError for a missing, damaged or truncated file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     try:
         with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
             h = m.header

@@ -15,6 +15,7 @@ import gemmi
 import numpy as np
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.io.writes import atomic_path
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,6 @@ CIF_SUFFIXES = (".cif", ".mmcif")
 def width_to_bfactor(sigma_angstrom: np.ndarray) -> np.ndarray:
     """Isotropic Gaussian width σ (Å) -> B-factor (Å²): ``B = 8π²σ²`` (σ² = mean-square displacement per axis)."""
     return 8.0 * math.pi**2 * np.asarray(sigma_angstrom, np.float64) ** 2
-
-
-def bfactor_to_width(b: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`width_to_bfactor`."""
-    return np.sqrt(np.asarray(b, np.float64) / (8.0 * math.pi**2))
 
 
 def gaussian_index_of(chain: str, seqnum: int) -> int:
@@ -109,15 +105,19 @@ def write_structure(path: str | Path, st: gemmi.Structure) -> None:
             tmp.write_text(st.make_pdb_string())
 
 
-def read_structure(path: str | Path) -> gemmi.Structure:
-    """Read a user's PDB or mmCIF (gzip allowed); bad input -> InputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"atomic model not found: {path}")
+def read_structure_file(path: str | Path, what: str = "atomic model") -> gemmi.Structure:
+    """Read a PDB or mmCIF file (gzip allowed) with gemmi, every model as stored; a missing or unreadable file
+    -> InputError (``what`` names the file in the message)."""
+    path = existing_file(path, what)
     try:
-        st = gemmi.read_structure(str(path))
+        return gemmi.read_structure(str(path))
     except Exception as exc:  # gemmi raises RuntimeError/ValueError with varied text
         raise InputError(f"{path}: not a readable PDB/mmCIF file ({exc})") from exc
+
+
+def read_structure(path: str | Path) -> gemmi.Structure:
+    """Read a user's PDB or mmCIF (gzip allowed), first model only; bad input -> InputError."""
+    st = read_structure_file(path)
     if len(st) == 0 or st[0].count_atom_sites() == 0:
         raise InputError(f"{path}: the model holds no atoms")
     if len(st) > 1:
@@ -131,17 +131,6 @@ def read_structure(path: str | Path) -> gemmi.Structure:
 def structure_positions(st: gemmi.Structure) -> np.ndarray:
     """All atom positions of the first model, in file order -> (M, 3) Å."""
     return np.array([[a.pos.x, a.pos.y, a.pos.z] for a in _atoms(st[0])], dtype=np.float64).reshape(-1, 3)
-
-
-def set_structure_positions(st: gemmi.Structure, positions: np.ndarray) -> gemmi.Structure:
-    """A copy of ``st`` (first model) whose atoms sit at ``positions`` (M, 3), residues/chains/names kept."""
-    out = st.clone()
-    atoms = list(_atoms(out[0]))
-    if len(atoms) != len(positions):
-        raise ValueError(f"{len(positions)} positions for {len(atoms)} atoms")
-    for a, p in zip(atoms, positions, strict=True):
-        a.pos = gemmi.Position(float(p[0]), float(p[1]), float(p[2]))
-    return out
 
 
 def _new_model(number: int) -> gemmi.Model:

@@ -30,6 +30,7 @@ import starfile
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 from gaussianem.io.writes import atomic_path
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
@@ -75,9 +76,7 @@ class StarFile:
 
 def read_star(path: str | Path) -> StarFile:
     """Read a RELION particle star file (3.0 single block, or 3.1+ with ``data_optics`` + ``data_particles``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    path = existing_file(path)
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile/pandas raise many kinds on malformed text

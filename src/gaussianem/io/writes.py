@@ -1,12 +1,19 @@
-"""Atomic writes: a file appears complete under its final name or not at all."""
+"""Atomic writes: a file appears complete under its final name or not at all.
+
+:func:`atomic_path` is the primitive; the writers below serialise JSON, ``.npy``, ``.npz`` and pickles with it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -34,3 +41,39 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def write_json_atomic(path: str | Path, obj: dict) -> None:
+    """Write ``obj`` as indented JSON with sorted keys (numpy scalars/arrays and paths converted), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` to ``path`` (no suffix added), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+    """``np.save`` to ``path`` (no suffix added), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def save_pickle_atomic(path: str | Path, obj: object) -> None:
+    """``pickle.dump`` to ``path``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(obj, f)

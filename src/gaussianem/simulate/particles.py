@@ -1,6 +1,6 @@
 """Particle images: poses, shifts, CTF, CTF-filtered analytic projections, white noise at a chosen SNR.
 
-The clean image of a particle is the forward model of DESIGN.md: ``project_gaussians`` of the atom Gaussians
+The clean image of a particle is the forward model of docs/DESIGN.md: ``project_gaussians`` of the atom Gaussians
 (rotation A, origin = shift in Å; computed by its windowed fast path, equal to float precision) filtered by
 the CTF (:func:`gaussianem.physics.forward.render_images`; positive at low frequency: white particles). Noise
 is white and Gaussian with one variance for the whole dataset, ``σ_n² = mean_i var(clean_i) / SNR`` where
@@ -15,12 +15,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from gaussianem.io.mrc import ImageStats, new_stack, set_stack_stats
 from gaussianem.io.writes import atomic_path
 from gaussianem.physics.ctf import CTFParams
 from gaussianem.physics.forward import render_images
@@ -31,10 +31,6 @@ from gaussianem.simulate.spec import SimulationSpec
 
 log = logging.getLogger(__name__)
 
-CTF_KEYS = ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_deg", "voltage_kv", "cs_mm",
-            "amplitude_contrast", "phase_shift_deg")
-
-
 @dataclass
 class ParticleTruth:
     """Per-particle ground truth and acquisition parameters, all (N, ...) numpy arrays."""
@@ -44,7 +40,7 @@ class ParticleTruth:
     volume_index: np.ndarray  # (N,) int
     rotation: np.ndarray  # (N, 3, 3) RELION matrices A
     shift_angstrom: np.ndarray  # (N, 2) RELION origins (x, y) in Å
-    ctf: dict[str, np.ndarray]  # CTF_KEYS -> (N,)
+    ctf: dict[str, np.ndarray]  # the ctf.npz fields (physics.ctf.CTF_FIELDS) -> (N,)
 
     @property
     def n(self) -> int:
@@ -113,37 +109,27 @@ def write_particle_stack(
     n, box, apix, chunk = truth.n, spec.box, spec.apix, spec.chunk_size
     noise_gen = torch.Generator().manual_seed(int(_streams(spec.seed)["noise"].generate_state(1)[0]))
     sign = -1.0 if spec.contrast == "dark" else 1.0
-    with atomic_path(path) as tmp:
-        with mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
-            mrc.set_image_stack()
-            mrc.voxel_size = apix
-            var_sum = 0.0
-            for start in tqdm(range(0, n, chunk), desc="render particles", unit="chunk", leave=False):
-                idx = np.arange(start, min(start + chunk, n))
-                with torch.no_grad():
-                    img = render_clean(ensemble, truth, idx, box, apix, device).cpu()
-                var_sum += float(img.to(torch.float64).var(dim=(-2, -1), unbiased=False).sum())
-                mrc.data[start:start + len(idx)] = img.numpy()
-            signal_var = var_sum / n
-            noise_var = 0.0 if spec.snr is None else signal_var / spec.snr
-            stats = np.array([np.inf, -np.inf, 0.0, 0.0])  # min, max, sum, sum of squares
-            desc = "add noise" if noise_var > 0 else "finalise"
-            for start in tqdm(range(0, n, chunk), desc=desc, unit="chunk", leave=False):
-                stop = min(start + chunk, n)
-                img = torch.from_numpy(np.array(mrc.data[start:stop]))
-                if noise_var > 0:
-                    img = img + torch.randn(img.shape, generator=noise_gen, dtype=img.dtype) * noise_var**0.5
-                img = img * sign
-                mrc.data[start:stop] = img.numpy()
-                x = img.to(torch.float64)
-                stats[0] = min(stats[0], float(x.min()))
-                stats[1] = max(stats[1], float(x.max()))
-                stats[2] += float(x.sum())
-                stats[3] += float((x**2).sum())
-            count = n * box * box
-            mean = stats[2] / count
-            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = stats[0], stats[1], mean
-            mrc.header.rms = np.sqrt(max(stats[3] / count - mean**2, 0.0))
+    with atomic_path(path) as tmp, new_stack(tmp, n, box, apix) as mrc:
+        var_sum = 0.0
+        for start in tqdm(range(0, n, chunk), desc="render particles", unit="chunk", leave=False):
+            idx = np.arange(start, min(start + chunk, n))
+            with torch.no_grad():
+                img = render_clean(ensemble, truth, idx, box, apix, device).cpu()
+            var_sum += float(img.to(torch.float64).var(dim=(-2, -1), unbiased=False).sum())
+            mrc.data[start:start + len(idx)] = img.numpy()
+        signal_var = var_sum / n
+        noise_var = 0.0 if spec.snr is None else signal_var / spec.snr
+        stats = ImageStats()
+        desc = "add noise" if noise_var > 0 else "finalise"
+        for start in tqdm(range(0, n, chunk), desc=desc, unit="chunk", leave=False):
+            stop = min(start + chunk, n)
+            img = torch.from_numpy(np.array(mrc.data[start:stop]))
+            if noise_var > 0:
+                img = img + torch.randn(img.shape, generator=noise_gen, dtype=img.dtype) * noise_var**0.5
+            img = img * sign
+            mrc.data[start:stop] = img.numpy()
+            stats.add(img.numpy())
+        set_stack_stats(mrc.header, stats.result())
     log.info("particles: signal variance %.4g, noise variance %.4g (SNR %s)", signal_var, noise_var,
              "inf" if spec.snr is None else f"{spec.snr:g}")
     return {"signal_variance": signal_var, "noise_variance": noise_var, "snr": spec.snr}

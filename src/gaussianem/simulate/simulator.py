@@ -22,8 +22,8 @@ import torch
 from tqdm import tqdm
 
 from gaussianem import __version__
-from gaussianem.io.dataset import save_npz_atomic, write_json_atomic
 from gaussianem.io.mrc import write_volume
+from gaussianem.io.writes import save_npz_atomic, write_json_atomic
 from gaussianem.physics.fourier import lowpass_volume
 from gaussianem.physics.fsc import fsc, fsc_auc
 from gaussianem.simulate.ensemble import Ensemble, build_ensemble

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gaussianem.errors import InputError
+from gaussianem.io.files import existing_file
 
 
 @dataclass
@@ -156,9 +157,7 @@ def load_spec(path: str | Path) -> SimulationSpec:
 
     from gaussianem.simulate.presets import preset_dict
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"spec file not found: {path}")
+    path = existing_file(path, "spec file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -85,15 +85,9 @@ class AtomSet:
 
 def load_structure(path: str | Path, hydrogens: bool = False) -> AtomSet:
     """Read a PDB / mmCIF file (optionally gzipped) with gemmi: first model, no waters, first altloc."""
-    import gemmi
+    from gaussianem.io.pdb import read_structure_file  # gemmi loads only when a structure is read
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"structure file not found: {path}")
-    try:
-        st = gemmi.read_structure(str(path))
-    except Exception as exc:  # gemmi raises RuntimeError/ValueError with varied text
-        raise InputError(f"{path}: not a readable PDB/mmCIF file ({exc})") from exc
+    st = read_structure_file(path, "structure file")
     if len(st) == 0:
         raise InputError(f"{path}: the structure has no model")
     st.remove_waters()

@@ -14,8 +14,8 @@ import torch
 
 from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
-from gaussianem.io.dataset import ParticleDataset, write_json_atomic
-from gaussianem.io.writes import atomic_path
+from gaussianem.io.dataset import ParticleDataset
+from gaussianem.io.writes import atomic_path, write_json_atomic
 from gaussianem.physics.fourier import soft_circular_mask
 from gaussianem.training.config import FitConfig
 from gaussianem.training.fit import fit_cloud

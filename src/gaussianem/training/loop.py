@@ -23,6 +23,7 @@ from gaussianem.devices import resolve_device
 from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.io.dataset import ParticleDataset, load_dataset
+from gaussianem.io.writes import save_npy_atomic
 from gaussianem.model import losses as L
 from gaussianem.model.load import model_from_checkpoint, read_checkpoint, resolve_weights
 from gaussianem.model.runfiles import list_checkpoints, read_config, weights_path
@@ -52,7 +53,6 @@ from gaussianem.training.rundir import (
     log_record,
     prepare_rundir,
     resolve_base_cloud,
-    save_npy_atomic,
     trim_log,
 )
 from gaussianem.training.step import Stepper, StepResult, tf32_matmuls

@@ -10,8 +10,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from gaussianem.errors import InputError
 from gaussianem.io.writes import atomic_path
 from gaussianem.model.runfiles import CONFIG, list_checkpoints, read_config
@@ -21,12 +19,6 @@ log = logging.getLogger(__name__)
 
 LOG = "log.jsonl"
 BASE_PLY = "gaussians_base.ply"
-
-
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
 
 
 def resolve_base_cloud(cfg: TrainConfig) -> Path:

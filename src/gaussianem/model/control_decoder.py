@@ -1,0 +1,325 @@
+"""Control-point decoder: the pair MLP runs per (particle, control point), not per (particle, Gaussian).
+
+The per-particle cost of :class:`~gaussianem.model.decoder.Decoder` is a full MLP per Gaussian (about 100 kFLOP
+forward with the DESIGN sizes, 6 GFLOP per particle at 60,000 Gaussians). Here the same MLP runs on K control
+points (K ≪ G, chosen once from the base cloud) and every Gaussian reads its changes from two cheap terms:
+
+* **interpolation** (smooth): ``Δ_g = Σ_j w_gj · Δ_c(g, j)`` over the k nearest control points of Gaussian g
+  (normalised Gaussian RBF weights of the base distances, fixed buffers ``index`` (G, k), ``weight`` (G, k));
+* **low-rank read-out** (sharp, per Gaussian): ``Δ_g += ⟨u_g, h(z)⟩`` for the channels in ``sharp_channels``
+  (amplitude by default), with ``u_g`` (G, r) learned per Gaussian (a free vector plus a linear map of the
+  Gaussian's embedding) and ``h(z)`` (r per channel) a small MLP on z. A subunit can fade to ~0 while its
+  touching neighbour stays at base, which an interpolation of control points would blur across the boundary.
+
+The control points see the Gaussian embeddings pooled onto them by the transpose of the interpolation
+(column-normalised), so ``forward(z, embedding)`` keeps :class:`Decoder`'s interface: (B, G, n_out) raw head
+outputs ``[Δamp, Δx, Δy, Δz(, Δwidth)]``. All heads start at zero: training starts at the base cloud.
+
+Fast paths (gather / ``embedding_bag`` / ``index_add``) have dense references (``(G, K)`` weight matrix products,
+:meth:`ControlPointDecoder.forward_reference`); tests compare forward and gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gaussianem.model.decoder import Decoder
+
+
+# ---- control points and interpolation weights ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ControlGraph:
+    """Control points of a base cloud and each Gaussian's interpolation from them.
+
+    Attributes:
+        control_positions: (K, 3) Å. index: (G, k) int64 control-point indices, nearest first.
+        weight: (G, k) interpolation weights (rows sum to 1). bandwidth_angstrom: RBF width h used for the weights.
+    """
+
+    control_positions: Tensor
+    index: Tensor
+    weight: Tensor
+    bandwidth_angstrom: float
+
+    @property
+    def n_control(self) -> int:
+        return self.control_positions.shape[0]
+
+    def dense_weights(self) -> Tensor:
+        """The interpolation as a dense (G, K) matrix (reference paths; small sizes)."""
+        return interpolation_matrix(self.index, self.weight, self.n_control)
+
+
+def interpolation_matrix(index: Tensor, weight: Tensor, n_control: int) -> Tensor:
+    """index (G, k), weight (G, k) -> dense W (G, K) with ``W[g, index[g, j]] = weight[g, j]``."""
+    w = torch.zeros(index.shape[0], n_control, dtype=weight.dtype, device=weight.device)
+    return w.scatter_add(1, index, weight)
+
+
+def _sq_dists_chunked(a: Tensor, b: Tensor, k: int, chunk: int = 8192) -> tuple[Tensor, Tensor]:
+    """k smallest squared distances from each row of a (N, 3) to b (M, 3): (N, k) values, (N, k) indices."""
+    vals, idxs = [], []
+    for s in range(0, a.shape[0], chunk):
+        d2 = torch.cdist(a[s:s + chunk], b).pow(2)
+        v, i = torch.topk(d2, k, dim=1, largest=False, sorted=True)
+        vals.append(v)
+        idxs.append(i)
+    return torch.cat(vals), torch.cat(idxs)
+
+
+def farthest_point_sampling(positions: Tensor, n: int, seed: int = 0) -> Tensor:
+    """Indices (n,) int64 of n points of positions (G, 3) chosen greedily farthest from those already chosen.
+
+    Deterministic given ``seed`` (it picks the first point; ties go to the lowest index)."""
+    g = positions.shape[0]
+    if not 0 < n <= g:
+        raise ValueError(f"cannot pick {n} control points from {g} Gaussians")
+    gen = torch.Generator().manual_seed(seed)
+    first = int(torch.randint(g, (1,), generator=gen))
+    chosen = torch.empty(n, dtype=torch.long, device=positions.device)
+    chosen[0] = first
+    d2 = (positions - positions[first]).pow(2).sum(1)
+    for i in range(1, n):
+        nxt = torch.argmax(d2)
+        chosen[i] = nxt
+        d2 = torch.minimum(d2, (positions - positions[nxt]).pow(2).sum(1))
+    return chosen
+
+
+def build_control_graph(positions: Tensor, n_control: int = 1024, k: int = 8, bandwidth_scale: float = 1.0,
+                        kmeans_iters: int = 10, seed: int = 0) -> ControlGraph:
+    """Control points and interpolation weights from base positions (G, 3) Å. Pure and deterministic given seed.
+
+    Control points: farthest-point sampling, then ``kmeans_iters`` Lloyd iterations (an empty cluster keeps its
+    centre), so they sit at the centroids of K patches of the cloud. Each Gaussian reads its k nearest control
+    points with weights ``softmax_j(-d_gj² / 2h²)``, h = ``bandwidth_scale`` × the median distance from a control
+    point to its nearest other control point (the spacing), computed in float64 on the positions' device.
+
+    Returns a :class:`ControlGraph` with tensors in the positions' dtype (weights) on their device.
+    """
+    with torch.no_grad():
+        pos = positions.detach().double()
+        g = pos.shape[0]
+        n_control = min(n_control, g)
+        k = min(k, n_control)
+        centres = pos[farthest_point_sampling(pos, n_control, seed)].clone()
+        for _ in range(kmeans_iters):
+            _, assign = _sq_dists_chunked(pos, centres, 1)
+            assign = assign[:, 0]
+            sums = torch.zeros_like(centres).index_add_(0, assign, pos)
+            counts = torch.bincount(assign, minlength=n_control).to(pos.dtype)
+            filled = counts > 0
+            centres[filled] = sums[filled] / counts[filled, None]
+        if n_control > 1:
+            nn_d2, _ = _sq_dists_chunked(centres, centres, 2)
+            spacing = float(nn_d2[:, 1].sqrt().median())
+        else:
+            spacing = float((pos - centres).norm(dim=1).max()) if g > 1 else 1.0
+        h = bandwidth_scale * max(spacing, 1e-6)
+        d2, index = _sq_dists_chunked(pos, centres, k)
+        weight = torch.softmax(-d2 / (2 * h * h), dim=1)
+        dtype = positions.dtype if positions.is_floating_point() else torch.float32
+        return ControlGraph(centres.to(dtype), index, weight.to(dtype), h)
+
+
+# ---- FLOP counts -----------------------------------------------------------------------------------------------
+def _pair_mlp_flops(zdim: int, hidden: int, n_layers: int, features: int, n_out: int) -> tuple[int, int, int]:
+    """Forward FLOPs (2 per multiply-add) of the pair MLP: (per pair, per particle, per row of the embedding)."""
+    per_pair = 2 * (hidden * hidden * (n_layers - 1) + hidden * features + features * n_out) + hidden
+    return per_pair, 2 * zdim * hidden, 0
+
+
+def pair_decoder_flops_per_particle(n_gaussians: int, zdim: int = 10, embedding_dim: int = 32, hidden: int = 128,
+                                    n_layers: int = 2, features: int = 256, predict_width: bool = False,
+                                    batch: int = 32, training: bool = True) -> float:
+    """FLOPs per particle of :class:`~gaussianem.model.decoder.Decoder` (forward, ×3 when ``training``).
+
+    Per pair: the broadcast sum (H) and the MLP after the split first layer; per particle: ``W_z z``; per step
+    (shared by the batch, divided by ``batch``): ``W_e e`` for every Gaussian. Biases and activations ignored."""
+    n_out = 5 if predict_width else 4
+    per_pair, per_particle, _ = _pair_mlp_flops(zdim, hidden, n_layers, features, n_out)
+    shared = 2 * n_gaussians * embedding_dim * hidden
+    forward = n_gaussians * per_pair + per_particle + shared / batch
+    return float(forward * (3 if training else 1))
+
+
+def control_decoder_flops_per_particle(n_gaussians: int, n_control: int, k: int = 8, rank: int = 32,
+                                       n_sharp: int = 1, readout_hidden: int = 128, zdim: int = 10,
+                                       embedding_dim: int = 32, hidden: int = 128, n_layers: int = 2,
+                                       features: int = 256, predict_width: bool = False, batch: int = 32,
+                                       training: bool = True) -> float:
+    """FLOPs per particle of :class:`ControlPointDecoder` (forward, ×3 when ``training``).
+
+    Per particle: the pair MLP on K control points, the interpolation (G·k·n_out multiply-adds), the read-out MLP
+    h(z) and ⟨u_g, h(z)⟩ (G·r·n_sharp) and its addition; per step (÷ batch): pooling the embeddings onto the
+    control points (G·k·E), ``W_e e`` on K rows, ``u_g`` from the embeddings (G·E·r)."""
+    n_out = 5 if predict_width else 4
+    per_pair, per_particle, _ = _pair_mlp_flops(zdim, hidden, n_layers, features, n_out)
+    interp = 2 * n_gaussians * k * n_out
+    readout = 0
+    if rank > 0 and n_sharp > 0:
+        readout = 2 * (zdim * readout_hidden + readout_hidden * rank * n_sharp) + 2 * n_gaussians * rank * n_sharp
+        readout += n_gaussians * n_sharp
+    shared = 2 * n_gaussians * k * embedding_dim + 2 * n_control * embedding_dim * hidden
+    if rank > 0 and n_sharp > 0:
+        shared += 2 * n_gaussians * embedding_dim * rank
+    forward = n_control * per_pair + per_particle + interp + readout + shared / batch
+    return float(forward * (3 if training else 1))
+
+
+# ---- the decoder -----------------------------------------------------------------------------------------------
+class ControlPointDecoder(nn.Module):
+    """Pair MLP on K control points + fixed sparse interpolation + low-rank per-Gaussian read-out.
+
+    Args:
+        zdim, embedding_dim, hidden, n_layers, features, predict_width: as :class:`Decoder` (the control-point MLP
+            is a :class:`Decoder`).
+        graph: a :class:`ControlGraph` of the base cloud (``build_control_graph``); its index/weight become
+            buffers ``control_index`` (G, k) int64, ``control_weight`` (G, k), and ``control_positions`` (K, 3).
+        rank: r of the per-Gaussian read-out (0 disables it); readout_hidden: width of h(z)'s hidden layer;
+        sharp_channels: output channels that get the read-out (default: amplitude only, channel 0).
+        interpolation: "embedding_bag" (one fused weighted gather) or "gather" (k index_selects, summed); same
+            result, different kernels (the benchmark picks).
+    """
+
+    def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
+                 n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
+                 readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
+                 interpolation: str = "embedding_bag") -> None:
+        super().__init__()
+        if interpolation not in ("embedding_bag", "gather"):
+            raise ValueError(f"interpolation must be 'embedding_bag' or 'gather', not {interpolation!r}")
+        self.interpolation = interpolation
+        self.pair = Decoder(zdim, embedding_dim, hidden, n_layers, features, predict_width)
+        self.n_out = self.pair.n_out
+        self.predict_width = predict_width
+        if any(not 0 <= c < self.n_out for c in sharp_channels):
+            raise ValueError(f"sharp channels {sharp_channels} outside 0..{self.n_out - 1}")
+        self.register_buffer("control_index", graph.index.detach().clone().long())
+        self.register_buffer("control_weight", graph.weight.detach().clone().float())
+        self.register_buffer("control_positions", graph.control_positions.detach().clone().float())
+        n_control = graph.n_control
+        col = torch.zeros(n_control).index_add_(0, graph.index.reshape(-1).cpu(),
+                                                graph.weight.reshape(-1).float().cpu())
+        # pooled embeddings are divided by each control point's total weight (controls nobody reads get 0)
+        self.register_buffer("pool_norm", (1.0 / col.clamp_min(1e-12)).to(graph.weight.device))
+        self.rank = rank
+        self.sharp_channels = tuple(sharp_channels) if rank > 0 else ()
+        n_sharp = len(self.sharp_channels)
+        if n_sharp:
+            gen = torch.Generator().manual_seed(seed)
+            n_g = graph.index.shape[0]
+            self.readout_vectors = nn.Parameter(torch.randn(n_g, rank, generator=gen) / math.sqrt(rank))
+            self.readout_embed = nn.Linear(embedding_dim, rank, bias=False)
+            self.readout_net = nn.Sequential(nn.Linear(zdim, readout_hidden), nn.ReLU(),
+                                             nn.Linear(readout_hidden, rank * n_sharp))
+            nn.init.zeros_(self.readout_net[-1].weight)
+            nn.init.zeros_(self.readout_net[-1].bias)
+            select = torch.zeros(n_sharp, self.n_out)
+            select[torch.arange(n_sharp), torch.tensor(self.sharp_channels)] = 1.0
+            self.register_buffer("sharp_select", select, persistent=False)
+
+    @property
+    def n_control(self) -> int:
+        return self.control_positions.shape[0]
+
+    @property
+    def n_gaussians(self) -> int:
+        return self.control_index.shape[0]
+
+    # ---- pieces (fast) ----------------------------------------------------------------------------------------
+    def pool_embedding(self, embedding: Tensor) -> Tensor:
+        """Gaussian embeddings (G, E) -> control-point embeddings (K, E): weighted means by the interpolation."""
+        idx, w = self.control_index, self.control_weight.to(embedding.dtype)
+        src = (w[:, :, None] * embedding[:, None, :]).reshape(-1, embedding.shape[1])
+        out = torch.zeros(self.n_control, embedding.shape[1], dtype=embedding.dtype, device=embedding.device)
+        out = out.index_add(0, idx.reshape(-1), src)
+        return out * self.pool_norm.to(embedding.dtype)[:, None]
+
+    def interpolate(self, control_out: Tensor) -> Tensor:
+        """Control-point outputs (B, K, n) -> per-Gaussian (B, G, n) (float32 or float64) by the sparse
+        interpolation (one ``embedding_bag``: a weighted sum of k gathered rows per Gaussian)."""
+        b, k, n = control_out.shape
+        dtype = torch.promote_types(control_out.dtype, torch.float32)  # float32 under bf16 autocast
+        if self.interpolation == "gather":
+            src = control_out.to(dtype)
+            w = self.control_weight.to(dtype)
+            out = src.index_select(1, self.control_index[:, 0]) * w[None, :, 0, None]
+            for j in range(1, self.control_index.shape[1]):
+                out = out + src.index_select(1, self.control_index[:, j]) * w[None, :, j, None]
+            return out
+        table = control_out.to(dtype).permute(1, 0, 2).reshape(k, b * n)
+        with torch.autocast(control_out.device.type, enabled=False):
+            out = F.embedding_bag(self.control_index, table, mode="sum",
+                                  per_sample_weights=self.control_weight.to(dtype))
+        return out.reshape(-1, b, n).permute(1, 0, 2)
+
+    def readout_weights(self, embedding: Tensor) -> Tensor:
+        """Per-Gaussian read-out vectors u (G, r) = free vectors + a linear map of the embeddings."""
+        return self.readout_vectors.to(embedding.dtype) + self.readout_embed(embedding)
+
+    def sharp(self, z: Tensor, embedding: Tensor) -> Tensor:
+        """The low-rank per-Gaussian term (B, G, n_out) (zero in the channels without a read-out)."""
+        u = self.readout_weights(embedding)  # (G, r)
+        b, c = z.shape[0], len(self.sharp_channels)
+        h = self.readout_net(z).reshape(b, self.rank, c)  # (B, r, c)
+        # one (G, r) × (r, B·c) product: no (B, G, r) broadcast of u in the forward or its gradient
+        s = torch.matmul(u.to(h.dtype), h.permute(1, 0, 2).reshape(self.rank, b * c))  # (G, B·c)
+        s = s.reshape(-1, b, c).permute(1, 0, 2)  # (B, G, c)
+        return torch.matmul(s, self.sharp_select.to(s.dtype))
+
+    # ---- forward ----------------------------------------------------------------------------------------------
+    def forward(self, z: Tensor, embedding: Tensor) -> Tensor:
+        """z (B, zdim), embedding (G, E) -> raw head outputs (B, G, n_out): [Δamp, Δx, Δy, Δz(, Δwidth)]."""
+        control_out = self.pair(z, self.pool_embedding(embedding))  # (B, K, n_out)
+        out = self.interpolate(control_out)
+        if self.sharp_channels:
+            out = out + self.sharp(z, embedding).to(out.dtype)
+        return out
+
+    def forward_reference(self, z: Tensor, embedding: Tensor) -> Tensor:
+        """Plain reference of :meth:`forward`: dense (G, K) interpolation matrix products, concatenation MLP."""
+        w = interpolation_matrix(self.control_index, self.control_weight.to(embedding.dtype), self.n_control)
+        pooled = (w.T @ embedding) * self.pool_norm.to(embedding.dtype)[:, None]
+        control_out = self.pair.forward_concat(z, pooled)
+        dtype = torch.promote_types(control_out.dtype, torch.float32)
+        out = torch.einsum("gk,bkn->bgn", w.to(dtype), control_out.to(dtype))
+        if self.sharp_channels:
+            u = self.readout_vectors.to(embedding.dtype) + embedding @ self.readout_embed.weight.T
+            h = self.readout_net(z).reshape(z.shape[0], self.rank, len(self.sharp_channels))
+            s = torch.einsum("gr,brc->bgc", u, h)
+            full = torch.zeros_like(out)
+            full[..., list(self.sharp_channels)] = s
+            out = out + full
+        return out
+
+    def flops_per_particle(self, batch: int = 32, training: bool = True) -> float:
+        """This decoder's FLOPs per particle (see :func:`control_decoder_flops_per_particle`)."""
+        pair = self.pair
+        n_layers = sum(isinstance(m, nn.Linear) for m in pair.mlp)
+        return control_decoder_flops_per_particle(
+            self.n_gaussians, self.n_control, self.control_index.shape[1], self.rank, len(self.sharp_channels),
+            self.readout_net[0].out_features if self.sharp_channels else 0, pair.z_proj.in_features,
+            pair.e_proj.in_features, pair.z_proj.out_features, n_layers, pair.head.in_features,
+            self.predict_width, batch, training)
+
+
+def flops_per_particle(decoder: nn.Module, n_gaussians: int | None = None, batch: int = 32,
+                       training: bool = True) -> float:
+    """FLOPs per particle of either decoder: :class:`Decoder` (needs ``n_gaussians``) or
+    :class:`ControlPointDecoder` (its own G). Forward only unless ``training`` (then ×3: forward + backward)."""
+    if isinstance(decoder, ControlPointDecoder):
+        return decoder.flops_per_particle(batch, training)
+    if isinstance(decoder, Decoder):
+        if n_gaussians is None:
+            raise ValueError("the pair decoder's cost depends on the number of Gaussians: pass n_gaussians")
+        return pair_decoder_flops_per_particle(
+            n_gaussians, decoder.z_proj.in_features, decoder.e_proj.in_features, decoder.z_proj.out_features,
+            sum(isinstance(m, nn.Linear) for m in decoder.mlp), decoder.head.in_features, decoder.predict_width,
+            batch, training)
+    raise TypeError(f"no FLOP count for {type(decoder).__name__}")

@@ -1,0 +1,61 @@
+"""The consensus map: its frame (origin in the user's coordinates) and the initial Gaussians sampled from it on
+the working grid."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from gaussianem.errors import InputError
+from gaussianem.gaussians import GaussianCloud, automatic_threshold, cloud_from_map
+from gaussianem.io.mrc import map_origin_angstrom, read_volume
+from gaussianem.preprocess.config import PreprocessConfig
+from gaussianem.preprocess.geometry import Geometry, resample_map
+
+log = logging.getLogger(__name__)
+
+
+def initial_cloud(cfg: PreprocessConfig, geometry: Geometry) -> tuple[GaussianCloud, dict]:
+    """Initial Gaussians from the consensus map above ``--threshold`` (automatic contour when absent)."""
+    volume, voxel, _ = read_volume(cfg.map_path)
+    if len(set(volume.shape)) != 1:
+        raise InputError(f"{cfg.map_path}: the map must be a cube, got shape {volume.shape}")
+    if not voxel > 0:
+        if volume.shape[0] == geometry.original_box:
+            log.warning("%s: no voxel size in the header: assuming the particles' %g Å", cfg.map_path,
+                        geometry.original_pixel_size)
+            voxel = geometry.original_pixel_size
+        else:
+            raise InputError(f"{cfg.map_path}: the map's voxel size is needed but absent from its header")
+    work, work_voxel = resample_map(volume, voxel, geometry)
+    threshold = cfg.threshold
+    if threshold is None:
+        threshold = automatic_threshold(work)
+        log.info("automatic contour level %.4g (90%% of the positive density)", threshold)
+    try:
+        cloud = cloud_from_map(work, work_voxel, threshold, interval=cfg.gaussian_interval,
+                               max_gaussians=cfg.max_gaussians)
+    except ValueError as exc:
+        raise InputError(f"{cfg.map_path}: {exc}") from exc
+    origin = map_origin_angstrom(cfg.map_path, voxel)
+    info = {"path": str(Path(cfg.map_path).resolve()), "box_size": volume.shape[0], "voxel_size_angstrom": voxel,
+            "origin_angstrom": list(origin), "threshold": float(threshold), "n_gaussians": cloud.n,
+            "gaussian_interval": cfg.gaussian_interval or (2 if work.shape[0] > 256 else 1),
+            "resampled_voxel_size_angstrom": work_voxel}
+    return cloud, info
+
+
+def map_frame(map_info: dict, geometry: Geometry) -> dict:
+    """The consensus map's frame for the manifest.
+
+    ``map_origin_angstrom`` (x, y, z) Å of the map's voxel 0, ``map_box``, ``map_apix`` (Å) as read from the map;
+    ``working_origin_angstrom``: the MRC origin of the working grid (``box_size`` × ``pixel_size_angstrom``)
+    placed so that its voxel ``box_size//2`` (the Gaussians' origin) coincides with the map's voxel ``map_box//2``
+    — the value ``TrainConfig.map_origin_angstrom`` and analysis take (analysis puts the frame centre at
+    ``origin + (box_size//2)·pixel_size_angstrom``). The two origins are equal when the map and the working grid
+    have the same half-extent.
+    """
+    origin, box, apix = map_info["origin_angstrom"], int(map_info["box_size"]), float(map_info["voxel_size_angstrom"])
+    delta = (box // 2) * apix - (geometry.box // 2) * geometry.pixel_size
+    return {"map_origin_angstrom": [float(o) for o in origin], "map_box": box, "map_apix": apix,
+            "working_origin_angstrom": [float(o) + delta for o in origin]}
