@@ -122,7 +122,7 @@ def write_index_pkl(dataset: str | Path, output: str | Path, indices: np.ndarray
     """Write the chosen dataset particles as a cryoDRGN index file (``--ind``): a pickled int64 array of their rows
     in the source named in the dataset's manifest (``source_index.npy``), so it applies to that original stack.
     Returns the count."""
-    from gaussianem.io.writes import atomic_path
+    from gaussianem.io.writes import save_pickle_atomic
 
     dataset, output = Path(dataset), Path(output)
     if not (dataset / MANIFEST).is_file():
@@ -135,8 +135,6 @@ def write_index_pkl(dataset: str | Path, output: str | Path, indices: np.ndarray
         raise InputError(f"indices must be distinct and lie in [0, {n})")
     index_file = dataset / SOURCE_INDEX
     rows = np.load(index_file)[indices] if index_file.is_file() else indices
-    with atomic_path(output) as tmp:
-        with open(tmp, "wb") as f:
-            pickle.dump(np.asarray(rows, np.int64), f)
+    save_pickle_atomic(output, np.asarray(rows, np.int64))
     log.info("wrote %d source rows (cryoDRGN --ind) to %s", len(rows), output)
     return len(rows)
