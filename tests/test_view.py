@@ -107,9 +107,12 @@ def test_a_large_cloud_is_subsampled_for_drawing_only(tmp_path):
     cloud = s.decode(s.z[0])
     assert cloud.positions.shape[0] == s.n_gaussians == 140
     fig = figures.cloud_figure(s, cloud, "test", "t1")
-    drawn = sum(len(t.x) for t in fig.data)
-    assert drawn == 50 and "drawing 50 of 140 Gaussians" in fig.layout.title.text
-    assert all(0 < t.opacity <= 1 for t in fig.data) and fig.layout.meta["tag"] == "t1"
+    drawn = sum(len(t["x"]) for t in fig["data"])
+    assert drawn == 50 and "drawing 50 of 140 Gaussians" in fig["layout"]["title"]["text"]
+    assert all(0 < t["opacity"] <= 1 for t in fig["data"]) and fig["layout"]["meta"]["tag"] == "t1"
+    import plotly.io
+
+    plotly.io.from_json(plotly.io.to_json(fig))  # a valid figure
 
 
 def test_decode_60k_gaussians_on_the_cpu():
@@ -137,13 +140,13 @@ def test_callbacks_pick_trajectory_subset_export(tiny_run, tmp_path):
 
     s = ViewSession.open(tiny_run / "run", outdir=tmp_path / "view")
     cb = ViewCallbacks(s)
-    assert len(cb.draw_map("pca", "class").data) == 1 + len(np.unique(s.labels))
+    assert len(cb.draw_map("pca", "class")["data"]) == 1 + len(np.unique(s.labels))
     fig, state, clicks, info = cb.pick(None, None, None, None, "pca", [])
     assert "mean of the 64 particles" in info and clicks == []
     fig, state, clicks, _ = cb.pick("map", {"points": [{"x": 0.3, "y": -0.1}]}, None, None, "pca", clicks)
     fig, state, clicks, _ = cb.pick("map", {"points": [{"x": 0, "y": 0, "customdata": 5}]}, None, None, "pca",
                                     clicks)
-    assert np.allclose(state["z"], s.z[5]) and len(clicks) == 2 and fig.layout.meta["tag"] == state["tag"]
+    assert np.allclose(state["z"], s.z[5]) and len(clicks) == 2 and fig["layout"]["meta"]["tag"] == state["tag"]
     traj, top, value, marks, msg = cb.make_trajectory("traj-line", 1, 4, clicks)
     assert top == 3 and value == 0 and np.allclose(traj["z"][-1], s.z[5])
     _, state3, _, info = cb.pick("frame", None, 3, traj, "pca", clicks)
@@ -237,6 +240,11 @@ def _wait(fn, timeout: float, what: str, poll: float = 0.02):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+CLOCK_JS = """
+const m = document.querySelector('#map .js-plotly-plot'), c = document.querySelector('#cloud .js-plotly-plot');
+m.on('plotly_click', () => { window.__clicked = performance.now(); });
+c.on('plotly_afterplot', () => { window.__drawn = performance.now(); window.__tag = c.layout.meta.tag; });
+"""
 TAG_JS = ("const g = document.querySelector('#cloud .js-plotly-plot');"
           "return g && g.layout && g.layout.meta ? g.layout.meta.tag : null;")
 
@@ -256,13 +264,20 @@ def test_view_in_headless_chromium(tiny_run, tmp_path):
         first = _wait(lambda: browser.execute_script(TAG_JS), 60, "the first cloud")
         drag = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#map .nsewdrag"), 30, "the map")[0]
         w, h = drag.size["width"], drag.size["height"]
-        # a click on an empty spot of the map (no particle there needed) redraws the cloud within 1 s
+        # a click on an empty spot of the map (no particle there needed) redraws the cloud within 1 s, timed in the
+        # page from the click event to the redrawn 3D plot (WebDriver's own round trips are not the app's latency)
+        browser.execute_script(CLOCK_JS)
         t0 = time.perf_counter()
         ActionChains(browser).move_to_element_with_offset(drag, int(0.3 * w), int(-0.3 * h)).click().perform()
         tag = _wait(lambda: (t := browser.execute_script(TAG_JS)) != first and t, 10, "the clicked cloud")
-        elapsed = time.perf_counter() - t0
-        logging.getLogger(__name__).info("the cloud updated %.3f s after the click", elapsed)
-        assert elapsed < 1.0, f"the cloud took {elapsed:.2f} s to update"
+        outer = time.perf_counter() - t0
+        time.sleep(0.2)
+        clicked, drawn, drawn_tag = browser.execute_script("return [window.__clicked, window.__drawn, window.__tag]")
+        assert drawn_tag == tag and clicked is not None
+        latency = (drawn - clicked) / 1000
+        logging.getLogger(__name__).info("cloud redrawn %.3f s after the click (%.3f s with WebDriver)", latency,
+                                         outer)
+        assert latency < 1.0, f"the cloud took {latency:.2f} s to update"
         assert "map (" in browser.find_element(By.ID, "info").text
         # a lasso around the left half of the map
         chain = ActionChains(browser).move_to_element_with_offset(drag, int(-0.49 * w), int(-0.49 * h))

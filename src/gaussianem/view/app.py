@@ -281,6 +281,7 @@ class LocalServer:
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0) -> None:
         from werkzeug.serving import make_server
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request (-v shows our own debug)
         self._server = make_server(host, port, app.server, threaded=True)
         self.url = f"http://{host}:{self._server.server_port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="gaussianem-view", daemon=True)

@@ -1,4 +1,8 @@
-"""Plotly figures of ``gaussianem view``: the latent map and a decoded Gaussian cloud in 3D."""
+"""Plotly figures of ``gaussianem view``: the latent map and a decoded Gaussian cloud in 3D.
+
+Figures are plain dicts (``{"data": [...], "layout": {...}}``), which ``dcc.Graph`` takes as they are: building
+``plotly.graph_objects`` validates every array and costs a few hundred ms per click.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +23,9 @@ def _round(a: np.ndarray, decimals: int = 3) -> np.ndarray:
     return np.round(np.asarray(a, np.float32), decimals)
 
 
-def map_figure(session: ViewSession, method: str, colour_by: str = "class", max_points: int = MAX_MAP_POINTS):
+def map_figure(session: ViewSession, method: str, colour_by: str = "class", max_points: int = MAX_MAP_POINTS) -> dict:
     """The latent map (particles as points, every position clickable) coloured by class or by a z dimension
     (``colour_by`` = ``"class"`` or ``"z3"`` for z's 3rd value); lasso is the drag mode."""
-    import plotly.graph_objects as go
-
     xy = session.map_coordinates(method)
     xname, yname = session.axis_names(method)
     n = len(xy)
@@ -34,13 +36,14 @@ def map_figure(session: ViewSession, method: str, colour_by: str = "class", max_
     pad = 0.05 * np.maximum(hi - lo, 1e-6)
     lo, hi = lo - pad, hi + pad
     gx, gy = np.linspace(lo[0], hi[0], MAP_GRID), np.linspace(lo[1], hi[1], MAP_GRID)
-    traces = [go.Heatmap(x=_round(gx), y=_round(gy), z=np.zeros((MAP_GRID, MAP_GRID), np.int8), opacity=0,
-                         showscale=False, name="map", hovertemplate=f"{xname} %{{x:.2f}}, {yname} %{{y:.2f}}"
-                         "<extra>click: decode here</extra>")]
+    traces = [dict(type="heatmap", x=_round(gx), y=_round(gy), z=np.zeros((MAP_GRID, MAP_GRID), np.int8),
+                   opacity=0, showscale=False, name="map",
+                   hovertemplate=f"{xname} %{{x:.2f}}, {yname} %{{y:.2f}}<extra>click: decode here</extra>")]
     if colour_by.startswith("z") and colour_by[1:].isdigit():
         d = int(colour_by[1:]) - 1
-        traces.append(go.Scattergl(
-            x=_round(xy[shown, 0]), y=_round(xy[shown, 1]), customdata=shown, mode="markers", name="particles",
+        traces.append(dict(
+            type="scattergl", x=_round(xy[shown, 0]), y=_round(xy[shown, 1]), customdata=shown, mode="markers",
+            name="particles",
             marker={"size": 4, "color": _round(session.z[shown, d]), "colorscale": "Viridis", "opacity": 0.7,
                     "colorbar": {"title": {"text": colour_by}, "thickness": 12}},
             hovertemplate="particle %{customdata}<extra></extra>"))
@@ -48,26 +51,24 @@ def map_figure(session: ViewSession, method: str, colour_by: str = "class", max_
         labels = session.labels
         for j in np.unique(labels):
             sel = shown[labels[shown] == j]
-            traces.append(go.Scattergl(
-                x=_round(xy[sel, 0]), y=_round(xy[sel, 1]), customdata=sel, mode="markers",
+            traces.append(dict(
+                type="scattergl", x=_round(xy[sel, 0]), y=_round(xy[sel, 1]), customdata=sel, mode="markers",
                 name=f"class {j} ({int((labels == j).sum()):,})",
                 marker={"size": 4, "color": CLASS_COLOURS[int(j) % len(CLASS_COLOURS)], "opacity": 0.7},
                 hovertemplate=f"particle %{{customdata}}, class {j}<extra></extra>"))
     note = f" ({len(shown):,} of {n:,} particles drawn)" if len(shown) < n else ""
-    fig = go.Figure(traces)
-    fig.update_layout(
+    layout = dict(
         title={"text": f"{method.upper() if xname.startswith('UMAP') else 'PCA'} of z{note}", "font": {"size": 14}},
-        xaxis={"title": xname, "range": [lo[0], hi[0]]}, yaxis={"title": yname, "range": [lo[1], hi[1]]},
-        dragmode="lasso", clickmode="event", uirevision=f"{method}", margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        xaxis={"title": {"text": xname}, "range": [float(lo[0]), float(hi[0])]},
+        yaxis={"title": {"text": yname}, "range": [float(lo[1]), float(hi[1])]},
+        dragmode="lasso", clickmode="event", uirevision=method, margin={"l": 50, "r": 10, "t": 40, "b": 40},
         legend={"itemsizing": "constant", "font": {"size": 10}}, plot_bgcolor="white", height=520)
-    return fig
+    return {"data": traces, "layout": layout}
 
 
-def cloud_figure(session: ViewSession, cloud: Cloud, label: str, tag: str = ""):
+def cloud_figure(session: ViewSession, cloud: Cloud, label: str, tag: str = "") -> dict:
     """A decoded cloud in 3D: colour = displacement from the base cloud (a fixed scale), marker size ~ width,
     opacity banded by amplitude (relative to the base cloud's 99th-percentile amplitude)."""
-    import plotly.graph_objects as go
-
     idx = session.draw_index if session.draw_index is not None else np.arange(session.n_gaussians)
     pos = cloud.positions[idx]
     disp = session.displacement(cloud)[idx]
@@ -81,8 +82,8 @@ def cloud_figure(session: ViewSession, cloud: Cloud, label: str, tag: str = ""):
         lower = upper
         if not m.any():
             continue
-        traces.append(go.Scatter3d(
-            x=_round(pos[m, 0], 2), y=_round(pos[m, 1], 2), z=_round(pos[m, 2], 2), mode="markers",
+        traces.append(dict(
+            type="scatter3d", x=_round(pos[m, 0], 2), y=_round(pos[m, 1], 2), z=_round(pos[m, 2], 2), mode="markers",
             name=f"amplitude < {upper:g}×" if np.isfinite(upper) else "amplitude high", opacity=opacity,
             marker={"size": _round(size[m], 1), "color": _round(disp[m], 2), "coloraxis": "coloraxis",
                     "line": {"width": 0}},
@@ -91,13 +92,12 @@ def cloud_figure(session: ViewSession, cloud: Cloud, label: str, tag: str = ""):
     axis = {"range": [-half, half], "showbackground": True, "backgroundcolor": "#f7f7f7"}
     drawn = (f"drawing {len(idx):,} of {session.n_gaussians:,} Gaussians (a fixed random subset)"
              if len(idx) < session.n_gaussians else f"{session.n_gaussians:,} Gaussians")
-    fig = go.Figure(traces)
-    fig.update_layout(
+    layout = dict(
         title={"text": f"{label}<br><sup>{drawn}; decoded in {1000 * cloud.seconds:.0f} ms</sup>",
                "font": {"size": 14}},
-        scene={"xaxis": {**axis, "title": "x (Å)"}, "yaxis": {**axis, "title": "y (Å)"},
-               "zaxis": {**axis, "title": "z (Å)"}, "aspectmode": "cube"},
+        scene={"xaxis": {**axis, "title": {"text": "x (Å)"}}, "yaxis": {**axis, "title": {"text": "y (Å)"}},
+               "zaxis": {**axis, "title": {"text": "z (Å)"}}, "aspectmode": "cube"},
         coloraxis={"colorscale": "Viridis", "cmin": 0.0, "cmax": session.displacement_max,
                    "colorbar": {"title": {"text": "displacement (Å)"}, "thickness": 12}},
         uirevision="cloud", margin={"l": 0, "r": 0, "t": 60, "b": 0}, height=560, meta={"tag": tag})
-    return fig
+    return {"data": traces, "layout": layout}

@@ -11,6 +11,7 @@ file: exports into a new ``state_NNN/`` folder each, particle subsets under a na
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import re
@@ -32,6 +33,8 @@ MAPS = ("pca", "umap")
 SUBSET_FORMATS = (".star", ".cs", ".pkl")
 EXPORT_FORMATS = ("mrc", "ply", "pdb")
 UMAP_NEIGHBOURS = 10  # a UMAP point has no inverse: its z is the mean z of this many nearest particles
+ONE_THREAD_BELOW = 20_000  # Gaussians: smaller decodes run on one CPU thread (OpenMP barriers cost more than they
+# gain on small ops, and far more on a busy machine)
 
 
 @dataclass
@@ -208,7 +211,9 @@ class ViewSession:
         if z.shape[1] != self.zdim:
             raise InputError(f"a latent point needs {self.zdim} values, got {z.shape[1]}")
         dtype = volumes._model_dtype(self.model)
-        with self._lock, torch.no_grad():
+        threads = (volumes.single_cpu_thread(self.device) if self.n_gaussians < ONE_THREAD_BELOW
+                   else contextlib.nullcontext())
+        with self._lock, torch.no_grad(), threads:
             t0 = time.perf_counter()
             pos, wid, amp = self.model.decode(torch.as_tensor(z, dtype=dtype, device=self.device),
                                               **self._decode_kwargs)
