@@ -16,44 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-CLOCK_JS = """
-const m = document.querySelector('#map .js-plotly-plot'), c = document.querySelector('#cloud .js-plotly-plot');
-m.on('plotly_click', () => { window.__clicked = performance.now(); });
-c.on('plotly_afterplot', () => { window.__drawn = performance.now(); window.__tag = c.layout.meta.tag; });
-"""
-TAG_JS = ("const g = document.querySelector('#cloud .js-plotly-plot');"
-          "return g && g.layout && g.layout.meta ? g.layout.meta.tag : null;")
-
-
-def wait(fn, timeout: float):
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise SystemExit(f"timed out after {timeout} s")
-
-
-def decode_60k(repeats: int = 5) -> float:
-    """Median seconds of one decode (embedding cached, as the view does) of a DESIGN-sized model with 60,000
-    Gaussians on the CPU."""
-    import numpy as np
-    import torch
-
-    from gaussianem.gaussians import GaussianCloud
-    from gaussianem.model.spec import ModelSpec
-    from gaussianem.model.vae import GaussianVAE
-    from gaussianem.view.session import ViewSession
-
-    g = 60_000
-    spec = ModelSpec(box_size=128, pixel_size_angstrom=1.5, n_gaussians=g, width_min=1.0, width_max=4.0, zdim=8)
-    pos = torch.as_tensor(np.random.default_rng(0).normal(size=(g, 3)) * 25, dtype=torch.float32)
-    model = GaussianVAE(GaussianCloud(pos, torch.full((g,), 2.0), torch.ones(g), 1.0, 4.0), spec).eval()
-    z = np.random.default_rng(1).normal(size=(50, 8))
-    s = ViewSession(model, {"box_size": 128, "pixel_size_angstrom": 1.5}, 1, z, n_classes=2)
-    return statistics.median(s.decode(z[i]).seconds for i in range(repeats))
-
 
 def main() -> None:
     from selenium import webdriver
@@ -62,6 +24,7 @@ def main() -> None:
     from selenium.webdriver.common.by import By
 
     from gaussianem.view.app import LocalServer, build_app
+    from gaussianem.view.probe import CLOCK_JS, CLOCK_READ_JS, TAG_JS, wait_for
     from gaussianem.view.session import ViewSession
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -82,8 +45,8 @@ def main() -> None:
     browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
     try:
         browser.get(server.url)
-        first = wait(lambda: browser.execute_script(TAG_JS), 120)
-        drag = wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#map .nsewdrag"), 60)[0]
+        first = wait_for(lambda: browser.execute_script(TAG_JS), 120, "the first cloud")
+        drag = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#map .nsewdrag"), 60, "the map")[0]
         w, h = drag.size["width"], drag.size["height"]
         # a lasso around the lower-left quarter
         chain = ActionChains(browser).move_to_element_with_offset(drag, int(-0.45 * w), int(0.05 * h))
@@ -91,7 +54,7 @@ def main() -> None:
         for fx, fy in [(-0.05, 0.05), (-0.05, 0.45), (-0.45, 0.45), (-0.45, 0.06)]:
             chain.move_to_element_with_offset(drag, int(fx * w), int(fy * h))
         chain.release().perform()
-        wait(lambda: "particles selected" in browser.find_element(By.ID, "selected").text, 30)
+        wait_for(lambda: "particles selected" in browser.find_element(By.ID, "selected").text, 30, "the lasso")
         browser.execute_script(CLOCK_JS)
         times, outer = [], []
         for i in range(args.clicks):
@@ -99,10 +62,10 @@ def main() -> None:
             t0 = time.perf_counter()
             ActionChains(browser).move_to_element_with_offset(drag, int((frac - 0.5) * w), int(-0.25 * h)).click() \
                 .perform()
-            first = wait(lambda prev=first: (t := browser.execute_script(TAG_JS)) != prev and t, 30)
+            first = wait_for(lambda prev=first: (t := browser.execute_script(TAG_JS)) != prev and t, 30, "the cloud")
             outer.append(time.perf_counter() - t0)
             time.sleep(0.3)
-            clicked, drawn = browser.execute_script("return [window.__clicked, window.__drawn]")
+            clicked, drawn, _ = browser.execute_script(CLOCK_READ_JS)
             times.append((drawn - clicked) / 1000)
         time.sleep(1.0)  # let WebGL finish drawing
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +78,9 @@ def main() -> None:
             f"trips median {statistics.median(outer):.3f} s) | last decode "
             f"{session.last_decode_seconds * 1000:.1f} ms |")
     if args.decode_60k:
-        line += f" 60,000-Gaussian decode: median {decode_60k():.3f} s |"
+        from gaussianem.view.probe import decode_seconds
+
+        line += f" 60,000-Gaussian decode: median {statistics.median(decode_seconds(60_000, 5)):.3f} s |"
     logging.getLogger(__name__).info("screenshot: %s", args.screenshot)
     print(line)
 
