@@ -18,10 +18,10 @@ from gaussianem.io.dataset import (
     PARTICLES,
     load_dataset,
     write_ctf,
-    write_json_atomic,
     write_poses,
 )
 from gaussianem.io.mrc import read_volume, write_volume
+from gaussianem.io.writes import write_json_atomic
 from gaussianem.physics.fourier import lowpass_volume
 from gaussianem.physics.fsc import fsc, fsc_auc
 from gaussianem.physics.projection import voxelize_gaussians

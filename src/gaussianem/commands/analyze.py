@@ -9,26 +9,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaussianem.analysis.options import AnalysisOptions as D
 from gaussianem.devices import resolve_device
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("rundir", type=Path, help="run folder written by 'gaussianem train'")
     p.add_argument("--epoch", type=int, default=None, help="epoch to analyse (1-based; default: the last)")
-    p.add_argument("--ksample", type=int, default=20, help="k-means classes (default 20)")
-    p.add_argument("--pc", type=int, default=3, help="PCA trajectories along PC1..PCn (default 3)")
+    p.add_argument("--ksample", type=int, default=D.ksample, help=f"k-means classes (default {D.ksample})")
+    p.add_argument("--pc", type=int, default=D.n_pcs, help=f"PCA trajectories along PC1..PCn (default {D.n_pcs})")
     p.add_argument("--atomic-model", type=Path, default=None,
                    help="PDB/mmCIF fitted to the consensus map: warped to every class and trajectory point")
     p.add_argument("--box", type=int, default=None, help="box of the volumes written (default: the working box)")
     p.add_argument("--apix", type=float, default=None, help="voxel size (Å) of the volumes written")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUNDIR/analyze.E)")
-    p.add_argument("--flex-sample", type=int, default=1000,
+    p.add_argument("--flex-sample", type=int, default=D.flex_sample,
                    help="particles sampled for the flexibility (RMSF) estimate (default 1000)")
     p.add_argument("--no-umap", action="store_true", help="skip UMAP (slow for large N)")
-    p.add_argument("--points", type=int, default=10, help="points per PC trajectory (default 10)")
-    p.add_argument("--device", default="cpu", help="torch device for decoding and voxelising (default cpu)")
-    p.add_argument("--batch-size", type=int, default=32, help="latent points decoded at once")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--points", type=int, default=D.n_points, help=f"points per PC trajectory (default {D.n_points})")
+    p.add_argument("--device", default=D.device, help="torch device for decoding and voxelising (default cpu)")
+    p.add_argument("--batch-size", type=int, default=D.batch_size, help="latent points decoded at once")
+    p.add_argument("--seed", type=int, default=D.seed)
 
 
 def main(args: argparse.Namespace) -> int:

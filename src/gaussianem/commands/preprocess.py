@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from gaussianem.devices import resolve_device
+from gaussianem.preprocess.config import PreprocessConfig
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -45,12 +46,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUTDIR")
     parser.add_argument("--input-apix", type=float,
                         help="pixel size (Å) of a bare stack whose CTF file and MRC header give none")
-    parser.add_argument("--n-check", type=int, default=1000, help="particles sampled for the pose/contrast check")
-    parser.add_argument("--device", default="cpu", help="torch device for the pose check (cpu, cuda, ...)")
+    parser.add_argument("--n-check", type=int, default=PreprocessConfig.n_check,
+                        help="particles sampled for the pose/contrast check")
+    parser.add_argument("--device", default=PreprocessConfig.device,
+                        help="torch device for the pose check (cpu, cuda, ...)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from gaussianem.preprocess import PreprocessConfig, preprocess
+    from gaussianem.preprocess import preprocess
 
     args.device = str(resolve_device(args.device))
     cfg = PreprocessConfig(

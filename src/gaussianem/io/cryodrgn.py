@@ -28,12 +28,13 @@ import torch
 from gaussianem.errors import InputError
 from gaussianem.io.files import existing_file
 from gaussianem.io.writes import save_pickle_atomic
+from gaussianem.physics.ctf import CTF_FIELDS
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
 log = logging.getLogger(__name__)
 
-CTF_COLUMNS = ("box_size", "pixel_size_angstrom", "defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_deg",
-               "voltage_kv", "cs_mm", "amplitude_contrast", "phase_shift_deg")
+# cryoDRGN's (N, 9) CTF array: box, pixel size, then GaussianEM's required CTF fields in their order
+CTF_COLUMNS = ("box_size", "pixel_size_angstrom", *CTF_FIELDS)
 
 
 def _load(path: Path) -> object:

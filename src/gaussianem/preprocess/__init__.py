@@ -20,6 +20,14 @@ Pipeline (:func:`preprocess`, in :mod:`.pipeline`):
 """
 
 from gaussianem.preprocess.config import PreprocessConfig
-from gaussianem.preprocess.pipeline import preprocess
 
 __all__ = ["PreprocessConfig", "preprocess"]
+
+
+def __getattr__(name: str):
+    # the pipeline imports torch; the config alone stays light for the command line's parser
+    if name == "preprocess":
+        from gaussianem.preprocess.pipeline import preprocess
+
+        return preprocess
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
