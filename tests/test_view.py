@@ -125,12 +125,14 @@ def test_callbacks_pick_trajectory_subset_export(tiny_run, tmp_path):
 
     s = ViewSession.open(tiny_run / "run", outdir=tmp_path / "view")
     cb = ViewCallbacks(s)
-    assert len(cb.draw_map("pca", "class")["data"]) == 1 + len(np.unique(s.labels))
+    assert len(cb.draw_map("pca", "class")["data"]) == 2 + len(np.unique(s.labels))
     fig, state, clicks, info = cb.pick(None, None, None, None, "pca", [])
     assert "mean of the 64 particles" in info and clicks == []
     fig, state, clicks, _ = cb.pick("map", {"points": [{"x": 0.3, "y": -0.1}]}, None, None, "pca", clicks)
+    assert state["xy"] == [pytest.approx(0.3), pytest.approx(-0.1)]  # PCA's inverse maps back: the map's marker
     fig, state, clicks, _ = cb.pick("map", {"points": [{"x": 0, "y": 0, "customdata": 5}]}, None, None, "pca",
                                     clicks)
+    np.testing.assert_allclose(state["xy"], s.map_coordinates("pca")[5])
     assert np.allclose(state["z"], s.z[5]) and len(clicks) == 2 and fig["layout"]["meta"]["tag"] == state["tag"]
     traj, top, value, marks, msg = cb.make_trajectory("traj-line", 1, 4, clicks)
     assert top == 3 and value == 0 and np.allclose(traj["z"][-1], s.z[5])

@@ -50,7 +50,8 @@ class ViewCallbacks:
     # -------------------------------------------------------------------------------------------- the cloud
     def pick(self, trigger: str | None, click: dict | None, frame: int | None, trajectory: dict | None,
              method: str, clicks: list | None) -> tuple[Any, dict, list, str]:
-        """A click on the map, a trajectory frame, or the first load -> (cloud figure, state, clicks, info).
+        """A click on the map, a trajectory frame, or the first load -> (cloud figure, state, clicks, info); the
+        state holds z, its label, the figure's tag and its position on the map (``xy``, for the map's marker).
 
         ``trigger`` is the id of the component that changed (``map``, ``frame``, ``trajectory``; None at load).
         """
@@ -78,7 +79,8 @@ class ViewCallbacks:
         disp = self.s.displacement(cloud)
         info = (f"{label} — decoded {self.s.n_gaussians:,} Gaussians in {1000 * cloud.seconds:.0f} ms; "
                 f"displacement from the base cloud: mean {disp.mean():.2f} Å, max {disp.max():.2f} Å")
-        return fig, {"z": z.tolist(), "label": label, "tag": tag}, clicks, info
+        xy = list(self.s.map_position(method or "pca", z))
+        return fig, {"z": z.tolist(), "label": label, "tag": tag, "xy": xy}, clicks, info
 
     # ------------------------------------------------------------------------------------------ trajectories
     def make_trajectory(self, trigger: str | None, pc: int | None, n_frames: int | None,
@@ -159,7 +161,7 @@ class ViewCallbacks:
 
 
 # ------------------------------------------------------------------------------------------------------- layout
-def _layout(s: ViewSession):
+def _layout(s: ViewSession, initial: tuple):
     from dash import dcc, html
 
     umap_ok = s.umap_available()
@@ -171,7 +173,7 @@ def _layout(s: ViewSession):
     return html.Div(style={"fontFamily": "Helvetica, Arial, sans-serif", "margin": "12px"}, children=[
         html.H2("GaussianEM view", style={"margin": "0"}),
         html.Div(meta, id="meta", style={"color": "#555", "fontSize": "0.85em"}),
-        dcc.Store(id="state"), dcc.Store(id="clicks", data=[]), dcc.Store(id="trajectory"),
+        dcc.Store(id="state", data=initial[1]), dcc.Store(id="clicks", data=[]), dcc.Store(id="trajectory"),
         dcc.Store(id="selection"),
         html.Div(style={"display": "flex", "gap": "12px", "flexWrap": "wrap"}, children=[
             html.Div(style={"flex": "1 1 520px", "minWidth": "420px"}, children=[
@@ -204,8 +206,8 @@ def _layout(s: ViewSession):
                 ]),
             ]),
             html.Div(style={"flex": "1 1 560px", "minWidth": "440px"}, children=[
-                dcc.Graph(id="cloud", config={"displaylogo": False}),
-                html.Div(id="info", style={"fontSize": "0.8em", "color": "#333"}),
+                dcc.Graph(id="cloud", figure=initial[0], config={"displaylogo": False}),
+                html.Div(initial[3], id="info", style={"fontSize": "0.8em", "color": "#333"}),
                 html.Div(style=box, children=[
                     html.B("Trajectory "),
                     html.Div(style=row, children=[
@@ -243,15 +245,22 @@ def build_app(session: ViewSession):
 
     cb = ViewCallbacks(session)
     app = dash.Dash(__name__, title="GaussianEM view", update_title=None, serve_locally=True)
-    app.layout = _layout(session)
+    app.layout = _layout(session, cb.pick(None, None, None, None, "pca", []))  # the mean state drawn at load
     app.callback(Output("map", "figure"), Input("method", "value"), Input("colour", "value"))(cb.draw_map)
 
     @app.callback(Output("cloud", "figure"), Output("state", "data"), Output("clicks", "data"),
                   Output("info", "children"),
                   Input("map", "clickData"), Input("frame", "value"), Input("trajectory", "data"),
-                  State("method", "value"), State("clicks", "data"))
+                  State("method", "value"), State("clicks", "data"), prevent_initial_call=True)
     def _pick(click, frame, trajectory, method, clicks):
         return cb.pick(dash.ctx.triggered_id, click, frame, trajectory, method, clicks)
+
+    @app.callback(Output("map", "figure", allow_duplicate=True), Input("state", "data"), prevent_initial_call=True)
+    def _marker(state):  # after the cloud is drawn: move the map's marker of the state shown (trace 1) only
+        patch = dash.Patch()
+        patch["data"][1]["x"] = [state["xy"][0]]
+        patch["data"][1]["y"] = [state["xy"][1]]
+        return patch
 
     @app.callback(Output("trajectory", "data"), Output("frame", "max"), Output("frame", "value"),
                   Output("frame", "marks"), Output("traj-message", "children"),

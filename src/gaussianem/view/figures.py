@@ -38,7 +38,10 @@ def map_figure(session: ViewSession, method: str, colour_by: str = "class", max_
     gx, gy = np.linspace(lo[0], hi[0], MAP_GRID), np.linspace(lo[1], hi[1], MAP_GRID)
     traces = [dict(type="heatmap", x=_round(gx), y=_round(gy), z=np.zeros((MAP_GRID, MAP_GRID), np.int8),
                    opacity=0, showscale=False, name="map",
-                   hovertemplate=f"{xname} %{{x:.2f}}, {yname} %{{y:.2f}}<extra>click: decode here</extra>")]
+                   hovertemplate=f"{xname} %{{x:.2f}}, {yname} %{{y:.2f}}<extra>click: decode here</extra>"),
+              # trace 1: the state shown (moved by the pick callback; SVG, so it sits above the WebGL points)
+              dict(type="scatter", x=[], y=[], mode="markers", name="shown", showlegend=False, hoverinfo="skip",
+                   marker={"symbol": "x-thin", "size": 16, "line": {"width": 3, "color": "black"}})]
     if colour_by.startswith("z") and colour_by[1:].isdigit():
         d = int(colour_by[1:]) - 1
         traces.append(dict(

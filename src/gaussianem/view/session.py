@@ -204,6 +204,15 @@ class ViewSession:
         scores[: min(2, len(scores))] = [x, y][: min(2, len(scores))]
         return self.pca.inverse_transform(scores[None])[0]
 
+    def map_position(self, method: str, z: np.ndarray) -> tuple[float, float]:
+        """Where a latent point (zdim,) sits on the map: its PCA scores, or on UMAP its nearest particle's place."""
+        if method == "umap" and "umap" in self._maps:
+            near = int(np.argmin(((self.z - np.asarray(z)[None]) ** 2).sum(1)))
+            x, y = self._maps["umap"][near]
+        else:
+            x, y = self._pca_xy(np.asarray(z))[0]
+        return float(x), float(y)
+
     # ------------------------------------------------------------------------------------------------ decoding
     def decode(self, z: np.ndarray) -> Cloud:
         """One latent point (zdim,) -> its Gaussian cloud (all G Gaussians), timed."""
