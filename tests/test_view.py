@@ -197,6 +197,20 @@ def test_view_command_without_dash_fails_in_one_line(tmp_path, monkeypatch, caps
     assert err.count("\n") == 0 and 'pip install "gaussianem[view]"' in err
 
 
+def test_view_command_refuses_a_taken_port(tiny_run, capsys):
+    import socket
+
+    pytest.importorskip("dash")
+    from gaussianem.cli import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert main(["view", str(tiny_run / "run"), "--port", str(port)]) == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ headless browser
 def _browser():
     """A headless Chromium driven through Debian's chromedriver (no download at run time), or a skip."""

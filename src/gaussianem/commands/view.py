@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from gaussianem.devices import resolve_device
-from gaussianem.errors import GaussianEMRuntimeError
+from gaussianem.errors import GaussianEMRuntimeError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,11 @@ def main(args: argparse.Namespace) -> int:
 
     session = ViewSession.open(args.rundir, args.epoch, args.outdir, device=str(resolve_device(args.device)),
                                max_points=args.max_points, n_classes=args.classes)
-    server = LocalServer(build_app(session), "127.0.0.1", args.port)
+    try:
+        server = LocalServer(build_app(session), "127.0.0.1", args.port)
+    except OSError as exc:
+        raise InputError(f"cannot serve on 127.0.0.1:{args.port} ({exc.strerror or exc}): choose another --port, "
+                         "or leave it out for a free one") from exc
     print(f"GaussianEM view of {args.rundir} (epoch {session.epoch}): {server.url}   (Ctrl+C to stop)", flush=True)
     try:
         server.serve_forever()

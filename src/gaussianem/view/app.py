@@ -9,6 +9,7 @@ points), ``trajectory`` (the latent points of the trajectory being played) and `
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from typing import Any
 
@@ -291,6 +292,9 @@ class LocalServer:
         from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request (-v shows our own debug)
+        if port:  # werkzeug exits the process on a taken port: find out first (OSError)
+            with socket.socket() as probe:
+                probe.bind((host, port))
         self._server = make_server(host, port, app.server, threaded=True)
         self.url = f"http://{host}:{self._server.server_port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="gaussianem-view", daemon=True)
