@@ -71,6 +71,7 @@ def projection_figure(proj: np.ndarray, consensus: np.ndarray, grid: VolumeGrid,
     half = 0.5 * grid.extent_angstrom
     ext = (-half, half, -half, half)
     vmax = consensus.reshape(3, -1).max(1) if vmax is None else vmax
+    reach = _support_half_width(consensus, grid)
     fig, axes = plt.subplots(1, 3, figsize=(7.8, 2.9))
     for i, ax in enumerate(axes):
         view, h, v = AXES[i]
@@ -79,6 +80,8 @@ def projection_figure(proj: np.ndarray, consensus: np.ndarray, grid: VolumeGrid,
         if consensus[i].max() > 0:
             ax.contour(consensus[i], levels=[0.3 * float(consensus[i].max())], colors="#ee7733", linewidths=0.9,
                        extent=ext, origin="lower")
+        ax.set_xlim(-reach, reach)
+        ax.set_ylim(-reach, reach)
         ax.set_title(f"view along {view}", fontsize=9)
         ax.set_xlabel(f"{h} (Å)", fontsize=8)
         ax.set_ylabel(f"{v} (Å)", fontsize=8)
@@ -86,3 +89,17 @@ def projection_figure(proj: np.ndarray, consensus: np.ndarray, grid: VolumeGrid,
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _figure_to_png(fig, None)
+
+
+def _support_half_width(consensus: np.ndarray, grid: VolumeGrid, fraction: float = 0.02) -> float:
+    """Half-width (Å) of a square window around the box centre that holds every consensus projection's pixels
+    above ``fraction`` of its peak, plus 15 % and two voxels (the pictures zoom onto the molecule)."""
+    d, apix = grid.box_size, grid.pixel_size_angstrom
+    reach = 0.0
+    for p in consensus:
+        if p.max() <= 0:
+            continue
+        rows, cols = np.nonzero(p > fraction * p.max())
+        idx = np.concatenate([rows, cols])
+        reach = max(reach, float(np.abs((idx - d // 2) * apix).max()))
+    return float(min(0.5 * grid.extent_angstrom, 1.15 * reach + 2 * apix)) if reach else 0.5 * grid.extent_angstrom
