@@ -91,7 +91,7 @@ def cloud_figure(session: ViewSession, cloud: Cloud, label: str, tag: str = "") 
             marker={"size": _round(size[m], 1), "color": _round(disp[m], 2), "coloraxis": "coloraxis",
                     "line": {"width": 0}},
             hovertemplate="displacement %{marker.color:.2f} Å<extra></extra>", showlegend=False))
-    half = 0.5 * session.grid.extent_angstrom
+    half = session.view_half_width
     axis = {"range": [-half, half], "showbackground": True, "backgroundcolor": "#f7f7f7"}
     drawn = (f"drawing {len(idx):,} of {session.n_gaussians:,} Gaussians (a fixed random subset)"
              if len(idx) < session.n_gaussians else f"{session.n_gaussians:,} Gaussians")
@@ -99,7 +99,8 @@ def cloud_figure(session: ViewSession, cloud: Cloud, label: str, tag: str = "") 
         title={"text": f"{label}<br><sup>{drawn}; decoded in {1000 * cloud.seconds:.0f} ms</sup>",
                "font": {"size": 14}},
         scene={"xaxis": {**axis, "title": {"text": "x (Å)"}}, "yaxis": {**axis, "title": {"text": "y (Å)"}},
-               "zaxis": {**axis, "title": {"text": "z (Å)"}}, "aspectmode": "cube"},
+               "zaxis": {**axis, "title": {"text": "z (Å)"}}, "aspectmode": "cube",
+               "camera": {"eye": {"x": 0.95, "y": 0.95, "z": 0.75}}},
         coloraxis={"colorscale": "Viridis", "cmin": 0.0, "cmax": session.displacement_max,
                    "colorbar": {"title": {"text": "displacement (Å)"}, "thickness": 12}},
         uirevision="cloud", margin={"l": 0, "r": 0, "t": 60, "b": 0}, height=560, meta={"tag": tag})

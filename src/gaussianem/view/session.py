@@ -99,6 +99,10 @@ class ViewSession:
         self._umap_file = self.analyze_dir / "umap.npy" if self.analyze_dir is not None else None
         self.last_decode_seconds = float("nan")
         self.displacement_max = self._displacement_scale()
+        # the 3D view's half-width (Å): the base cloud (99.5 % of its coordinates) plus room for its displacements
+        reach = float(np.percentile(np.abs(self.base_positions), 99.5)) if self.n_gaussians else 0.0
+        self.view_half_width = min(0.5 * self.grid.extent_angstrom, 1.1 * reach + 2 * self.displacement_max) or \
+            0.5 * self.grid.extent_angstrom
 
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod
