@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -39,6 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# a failure of the machine rather than of the input: exit 1 (every other OSError is about a path the user gave: 2)
+RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EFBIG, errno.EMFILE, errno.ENFILE}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def os_error_message(exc: OSError) -> str:
+    """``FILE: cause`` for an OSError (both file names for a rename)."""
+    cause = exc.strerror or _one_line(exc)
+    names = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    return f"{' -> '.join(names)}: {cause}" if names else cause
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    sys.stderr.write(f"gaussianem {command}: error: {message}\n")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     from gaussianem.errors import GaussianEMRuntimeError, InputError
 
@@ -55,15 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "gaussianem " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         result = args._main(args)
-    except (InputError, FileNotFoundError) as exc:
-        sys.stderr.write(f"gaussianem {args.command}: error: {exc}\n")
-        return 2
+    except InputError as exc:
+        return _fail(args.command, _one_line(exc), 2)
     except GaussianEMRuntimeError as exc:
-        sys.stderr.write(f"gaussianem {args.command}: error: {exc}\n")
-        return 1
+        return _fail(args.command, _one_line(exc), 1)
+    except OSError as exc:  # EACCES, ENOTDIR, ENOSPC, ...: the file and the cause
+        return _fail(args.command, os_error_message(exc), 1 if exc.errno in RUNTIME_ERRNOS else 2)
     except KeyboardInterrupt:
         sys.stderr.write(f"gaussianem {args.command}: interrupted\n")
         return 130
+    except Exception as exc:  # a bug, or a case no check foresaw: still one line (the traceback with -v)
+        logging.getLogger("gaussianem").debug("unexpected error", exc_info=True)
+        return _fail(args.command, f"unexpected {type(exc).__name__}: {_one_line(exc)} (run with -v to see where)",
+                     1)
     return int(result or 0)
 
 

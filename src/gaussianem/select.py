@@ -10,17 +10,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from gaussianem.errors import InputError
 from gaussianem.io import cryosparc, star
-from gaussianem.io.dataset import MANIFEST, SOURCE_INDEX
+from gaussianem.io.dataset import MANIFEST, SOURCE_INDEX, read_json
 from gaussianem.io.files import existing_file
+from gaussianem.io.pickles import load_pickle
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +31,14 @@ def read_integers(path: str | Path, what: str) -> np.ndarray:
         if path.suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif path.suffix == ".pkl":
-            with open(path, "rb") as f:
-                arr = pickle.load(f)
+            arr = load_pickle(path, what)
         else:
             arr = np.array(path.read_text().replace(",", " ").split(), dtype=np.float64)
         arr = np.asarray(arr).reshape(-1)
+        if arr.dtype.hasobject or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise InputError(f"{path}: {what} must be integers, got {arr.dtype} values")
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
     if arr.size and not np.all(np.asarray(arr, np.float64) == np.round(np.asarray(arr, np.float64))):
@@ -59,7 +61,7 @@ def resolve_source(path: str | Path) -> tuple[Path, np.ndarray | None, int | Non
     if path.is_dir():
         if not (path / MANIFEST).is_file():
             raise InputError(f"{path} is not a GaussianEM dataset folder (no {MANIFEST})")
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = read_json(path / MANIFEST)
         src = Path(manifest.get("source_path", ""))
         kind = manifest.get("source_kind", "")
         if not (kind.startswith("relion") or kind == "cryosparc"):
@@ -67,7 +69,10 @@ def resolve_source(path: str | Path) -> tuple[Path, np.ndarray | None, int | Non
                              "subsets of RELION/cryoSPARC sources only")
         if not src.is_file():
             raise InputError(f"{path}: its source file {src} is missing")
-        index = np.load(path / SOURCE_INDEX)
+        try:
+            index = np.load(path / SOURCE_INDEX, allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"{path / SOURCE_INDEX}: unreadable ({type(exc).__name__}: {exc})") from None
         return src, index, int(manifest["n_particles"])
     return existing_file(path), None, None
 
@@ -127,14 +132,14 @@ def write_index_pkl(dataset: str | Path, output: str | Path, indices: np.ndarray
     dataset, output = Path(dataset), Path(output)
     if not (dataset / MANIFEST).is_file():
         raise InputError(f"{dataset} is not a GaussianEM dataset folder (no {MANIFEST})")
-    n = int(json.loads((dataset / MANIFEST).read_text())["n_particles"])
+    n = int(read_json(dataset / MANIFEST)["n_particles"])
     indices = np.asarray(indices, np.int64)
     if len(indices) == 0:
         raise InputError("the selection is empty")
     if ((indices < 0) | (indices >= n)).any() or len(np.unique(indices)) != len(indices):
         raise InputError(f"indices must be distinct and lie in [0, {n})")
     index_file = dataset / SOURCE_INDEX
-    rows = np.load(index_file)[indices] if index_file.is_file() else indices
+    rows = np.load(index_file, allow_pickle=False)[indices] if index_file.is_file() else indices
     save_pickle_atomic(output, np.asarray(rows, np.int64))
     log.info("wrote %d source rows (cryoDRGN --ind) to %s", len(rows), output)
     return len(rows)

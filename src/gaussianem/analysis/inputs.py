@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import check_finite, load_error, load_latents
+from gaussianem.io.pickles import load_pickle
 
 
 def _load_model(rundir: Path, epoch: int | None, device: Any):
@@ -30,9 +32,8 @@ def load_run(rundir: str | Path, epoch: int | None = None, device: Any = "cpu") 
     zpath = rundir / f"z.{epoch}.npy"
     if not zpath.is_file():
         raise InputError(f"{rundir}: epoch {epoch} has no latents ({zpath.name} missing)")
-    z = np.load(zpath)
-    if z.ndim != 2 or len(z) == 0:
-        raise InputError(f"{zpath}: expected an (N, zdim) array, got shape {z.shape}")
+    n = config.get("n_particles") if isinstance(config, dict) else None
+    z = load_latents(zpath, int(n) if isinstance(n, int) else None)  # finite numbers, one row per particle
     if hasattr(model, "eval"):
         model.eval()
     return model, config, int(epoch), z
@@ -53,7 +54,7 @@ def parse_z_values(text: str, zdim: int) -> np.ndarray:
         rows += [vals[i:i + zdim] for i in range(0, len(vals), zdim)]
     if not rows:
         raise InputError("--z: no values given")
-    return np.asarray(rows, np.float64)
+    return check_finite(np.asarray(rows, np.float64), "--z", "the latent values")
 
 
 def read_z_file(path: str | Path, zdim: int) -> np.ndarray:
@@ -62,10 +63,12 @@ def read_z_file(path: str | Path, zdim: int) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"--z-file not found: {path}")
     try:
-        z = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=None, ndmin=2, comments="#")
-    except ValueError as exc:
-        raise InputError(f"{path}: not a numeric table ({exc})") from exc
-    z = np.atleast_2d(np.asarray(z, np.float64))
+        z = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, delimiter=None, ndmin=2,
+                                                                                       comments="#")
+        z = np.atleast_2d(np.asarray(z, np.float64))
+    except (ValueError, TypeError, EOFError, OSError) as exc:
+        raise InputError(f"{path}: not a numeric table ({load_error(exc)})") from None
+    check_finite(z, path, "the latent values")
     if z.shape[1] != zdim:
         if z.size % zdim == 0 and z.shape[0] == 1:
             z = z.reshape(-1, zdim)
@@ -75,16 +78,21 @@ def read_z_file(path: str | Path, zdim: int) -> np.ndarray:
 
 
 def parse_indices(text: str, n: int) -> np.ndarray:
-    """``--particles``: a comma/space list of indices or a file (.npy, .pkl as cryoDRGN writes, or text)."""
+    """``--particles``: a comma/space list of indices (any length) or a file (.npy, .pkl as cryoDRGN writes, or
+    text)."""
     path = Path(text)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a long list of indices is no file name (ENAMETOOLONG)
+        is_file = False
+    if is_file:
         if path.suffix == ".npy":
-            idx = np.load(path)
+            try:
+                idx = np.load(path, allow_pickle=False)
+            except Exception as exc:
+                raise InputError(f"{path}: not a numeric .npy array ({load_error(exc)})") from None
         elif path.suffix == ".pkl":
-            import pickle
-
-            with open(path, "rb") as f:
-                idx = pickle.load(f)  # noqa: S301 - the user's own index file (cryoDRGN's format)
+            idx = load_pickle(path, "index")  # restricted: numpy arrays and plain containers only
         else:
             idx = path.read_text().replace(",", " ").split()
     else:
@@ -93,7 +101,7 @@ def parse_indices(text: str, n: int) -> np.ndarray:
         idx = text.replace(",", " ").split()
     try:
         arr = np.asarray([int(v) for v in np.ravel(idx)], np.int64)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InputError(f"--particles: indices must be integers ({exc})") from exc
     if arr.size == 0:
         raise InputError("--particles: no indices given")

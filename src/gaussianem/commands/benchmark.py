@@ -48,6 +48,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                    help="axis order / hand of its volumes: auto (calibrated on 8 particles), none, or e.g. xyz")
     e.add_argument("--write-eval-z", type=Path, metavar="DIR",
                    help="write the latents at which the other tool must generate volumes, then stop")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder (never an input)")
     t = parser.add_argument_group("throughput (recorded in the table when given)")
     t.add_argument("--train-seconds", type=float, help="wall time of GaussianEM's training command")
     t.add_argument("--particle-epochs", type=float, help="particles x epochs of GaussianEM's training")
@@ -68,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
     from gaussianem.evaluation.external import load_latents, load_rows, score_external, write_eval_inputs
     from gaussianem.evaluation.metrics import ScoreConfig
     from gaussianem.evaluation.suite import load_truth_checked, score_gaussianem_run, write_outputs
+    from gaussianem.io.locks import folder_lock
+    from gaussianem.io.staging import check_output, staged_folder
 
     if args.n_images < 1:
         raise InputError("--n-images must be at least 1")
@@ -80,6 +83,9 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     config = ScoreConfig(n_images=args.n_images, seed=args.seed, mask_radius_fraction=args.mask_radius,
                          max_states=args.max_states, knn_k=args.knn_k, knn_sample=args.knn_sample)
+    inputs = [args.rundir, args.truth, args.external_z, args.external_volumes, args.external_ind]
+    if args.write_eval_z is not None:
+        check_output(args.write_eval_z, inputs, args.overwrite)
     truth = load_truth_checked(args.truth)
 
     if args.write_eval_z is not None:
@@ -89,11 +95,19 @@ def main(args: argparse.Namespace) -> int:
         rows = load_rows(args.external_ind) if args.external_ind else None
         import numpy as np
 
-        info = write_eval_inputs(z, rows if rows is not None else np.arange(len(z)), truth, args.write_eval_z,
-                                 config)
+        if rows is None and len(z) != truth.n:
+            raise InputError(f"{args.external_z}: {len(z)} rows of latents for {truth.n} ground-truth particles "
+                             "(give --external-ind when the tool saw a subset)")
+        if rows is not None and len(rows) != len(z):
+            raise InputError(f"{args.external_ind}: {len(rows)} rows of indices for {len(z)} rows of latents")
+        with folder_lock(args.write_eval_z, "gaussianem benchmark", inside=False), \
+                staged_folder(args.write_eval_z, args.overwrite) as tmp:
+            info = write_eval_inputs(z, rows if rows is not None else np.arange(len(z)), truth, tmp, config)
         print(f"wrote {info['particles']} particle and {info['states']} state latents to {args.write_eval_z}")
         return 0
 
+    out = args.out or (args.rundir / "benchmark" if args.rundir is not None else Path("benchmark"))
+    check_output(out, inputs, args.overwrite)
     results = []
     if args.rundir is not None:
         r = score_gaussianem_run(args.rundir, truth, args.epoch, config, device)
@@ -106,12 +120,13 @@ def main(args: argparse.Namespace) -> int:
                            transform=args.external_transform)
         _throughput(r, args.external_train_seconds, args.external_particle_epochs)
         results.append(r)
-    out = args.out or (args.rundir / "benchmark" if args.rundir is not None else Path("benchmark"))
     spec = truth.spec
     header = (f"Ground truth: `{args.truth}` (preset {spec.get('preset', '?')}, {truth.n} particles, "
               f"box {spec.get('box_size', spec.get('box', '?'))}, SNR {spec.get('snr', '?')}). "
               f"Command: `{getattr(args, 'command_line', 'gaussianem benchmark')}`")
-    md, js = write_outputs(out, results, header)
+    with folder_lock(out, "gaussianem benchmark", inside=False), staged_folder(out, args.overwrite) as tmp:
+        write_outputs(tmp, results, header)
+    md, js = out / "metrics.md", out / "metrics.json"
     for r in results:
         pi = r["per_image_fsc_auc"]
         log.info("%s: per-image FSC-AUC %.3f (n=%d)", r["name"], pi["mean"] or float("nan"), pi["n"])

@@ -52,6 +52,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--outdir", default="gaussianem-demo", help="output folder (default ./gaussianem-demo)")
     parser.add_argument("--device", default=None, help="torch device for every stage (default: automatic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the simulation and training")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="run in a non-empty folder that holds no earlier demo (its other files are kept)")
     # advanced/hidden: shrink the demo (tests) or grow it
     s = DemoSettings()
     hidden = argparse.SUPPRESS
@@ -103,20 +105,20 @@ def stage_arguments(stage: str, root: Path, s: DemoSettings) -> list:
     if stage == "simulate":
         bins = ["--volume-bins", s.volume_bins] if s.volume_bins else []
         return ["--preset", "toy", "-o", sim, "--n-particles", s.n_particles, "--box", s.box, "--seed", s.seed,
-                *bins, *device]
+                *bins, "--overwrite", *device]
     if stage == "preprocess":
         box = ["--box", s.work_box] if s.work_box and s.work_box < s.box else []
         return [sim / "particles.star", "-o", data, "--map", sim / "consensus.mrc", *box, "--overwrite", *device]
     if stage == "fit":
         return [data, "--epochs", s.fit_epochs, "--batch-size", s.fit_batch_size, "--lr", s.fit_lr,
-                "--lr-final", s.fit_lr / 100, "--seed", s.seed, *device]
+                "--lr-final", s.fit_lr / 100, "--seed", s.seed, "--overwrite", *device]
     if stage == "train":
         return [data, "-o", run, "--epochs", s.epochs, "--batch-size", s.batch_size, "--zdim", s.zdim,
                 "--encoder-hidden", s.encoder_hidden, "--encoder-layers", s.encoder_layers,
                 "--decoder-hidden", s.decoder_hidden, "--decoder-features", s.decoder_features,
                 "--seed", s.seed, "--overwrite", *device]
     if stage == "analyze":
-        return [run, "--ksample", s.ksample, "--seed", s.seed, *([] if s.umap else ["--no-umap"]),
+        return [run, "--ksample", s.ksample, "--seed", s.seed, *([] if s.umap else ["--no-umap"]), "--overwrite",
                 *(["--device", s.device] if s.device else [])]
     raise ValueError(stage)
 
@@ -165,7 +167,21 @@ def main(args: argparse.Namespace) -> int:
                             seed=args.seed, device=args.device)
     log.info("demo settings (smaller than the commands' defaults so it runs in minutes on a CPU): %s",
              asdict(settings))
-    summary = run_demo(args.outdir, settings)
+    from gaussianem.io.staging import check_writable_parent
+
+    root = Path(args.outdir)
+    check_writable_parent(root)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / "demo.json").is_file() and not args.overwrite:
+        raise InputError(f"{root} is not empty and holds no earlier demo (use --overwrite to run there anyway)")
+    created = not root.exists()
+    try:
+        summary = run_demo(args.outdir, settings)
+    except BaseException:
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # a demo that failed before writing anything leaves nothing
+        raise
     times = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in summary["stages"].items())
     if summary.get("failed"):
         print(f"demo stopped: stage '{summary['failed']}' failed ({times})")

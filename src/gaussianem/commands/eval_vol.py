@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from gaussianem.devices import resolve_device
+from gaussianem.errors import InputError
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--particles", metavar="INDICES",
                      help="particle indices (comma list, or a .txt/.npy/.pkl file): their z from z.E.npy")
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (never an input)")
     p.add_argument("--box", type=int, default=None, help="box of the volumes (default: the working box)")
     p.add_argument("--apix", type=float, default=None, help="voxel size (Å) of the volumes")
     p.add_argument("--format", default="mrc", help="comma list of mrc, ply, pdb (default mrc)")
@@ -30,10 +32,16 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from gaussianem.analysis.inputs import load_run, parse_indices, parse_z_values, read_z_file
-    from gaussianem.analysis.states import evaluate_points
+    from gaussianem.analysis.states import FORMATS, evaluate_points
+    from gaussianem.io.locks import folder_lock
+    from gaussianem.io.staging import check_output, staged_folder
 
     args.device = str(resolve_device(args.device))
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise InputError(f"--format takes a comma list of {', '.join(FORMATS)}, got {args.format!r}")
+    check_output(args.outdir, [args.rundir, args.z_file], args.overwrite)
     model, config, epoch, z_all = load_run(args.rundir, args.epoch, args.device)
     zdim = z_all.shape[1]
     if args.z_values is not None:
@@ -42,6 +50,9 @@ def main(args: argparse.Namespace) -> int:
         z = read_z_file(args.z_file, zdim)
     else:
         z = z_all[parse_indices(args.particles, len(z_all))]
-    paths = evaluate_points(model, z, config, args.outdir, formats, args.box, args.apix, args.device)
+    # written into a staging folder renamed to OUTDIR at the end: nothing half-written is ever left
+    with folder_lock(args.outdir, "gaussianem eval-vol", inside=False), \
+            staged_folder(args.outdir, args.overwrite) as tmp:
+        paths = evaluate_points(model, z, config, tmp, formats, args.box, args.apix, args.device)
     print(f"{len(z)} latent point(s) of epoch {epoch} -> {len(paths)} file(s) in {args.outdir}")
     return 0

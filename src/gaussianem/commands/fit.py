@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+from pathlib import Path
 
 from gaussianem.errors import InputError
 from gaussianem.training.config import FitConfig, StrategyConfig
@@ -57,6 +59,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-particles", type=int, default=d.max_particles,
                         help="use only the first N particles")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/fit_checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier fit in OUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -78,18 +81,34 @@ def config_from_args(args: argparse.Namespace) -> FitConfig:
 
 def main(args: argparse.Namespace) -> int:
     from gaussianem.devices import resolve_device
+    from gaussianem.io.locks import folder_lock
+    from gaussianem.io.staging import check_output, sweep_leftovers
+    from gaussianem.training.fit import CHECKPOINT
     from gaussianem.training.fit_outputs import run_fit
 
     config = config_from_args(args)
     device = resolve_device(args.device)
-    summary = run_fit(args.dataset, args.out, config, device=device, map_path=args.map,
-                      reference_path=args.reference, resume=args.resume, progress=not args.no_progress,
-                      command_line=getattr(args, "command_line", None))
+    out = Path(args.out or args.dataset)
+    # the output folder may be the dataset (fit adds its files there), never an input file or a folder holding one
+    check_output(out, [args.map, args.reference], overwrite=True)
+    if (out / "gaussians.ply").is_file() and not (args.overwrite or args.resume):
+        raise InputError(f"{out} holds the outputs of an earlier fit (gaussians.ply); use --overwrite to replace "
+                         "them or --resume to continue it")
+    created = not out.exists()
+    try:
+        with folder_lock(out, "gaussianem fit"):
+            sweep_leftovers(out, locked=True)
+            summary = run_fit(args.dataset, args.out, config, device=device, map_path=args.map,
+                              reference_path=args.reference, resume=args.resume, progress=not args.no_progress,
+                              command_line=getattr(args, "command_line", None))
+    except BaseException:
+        if created and out.is_dir() and not (out / CHECKPOINT).is_file():  # nothing to resume: leave nothing
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     parts = [f"{summary['n_gaussians']} Gaussians"]
     for key in ("fsc_input_map", "fsc_reference"):
         if key in summary:
             s = summary[key]
             parts.append(f"{s['label']}: FSC-AUC {s['fsc_auc']:.3f}, FSC {s['crossings'][0]}")
-    out = args.out or args.dataset
     print(f"fit done ({'; '.join(parts)}); outputs in {out}")
     return 0

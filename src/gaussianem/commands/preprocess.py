@@ -53,6 +53,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from gaussianem.io.locks import folder_lock
+    from gaussianem.io.staging import check_output, sweep_leftovers
     from gaussianem.preprocess import preprocess
 
     args.device = str(resolve_device(args.device))
@@ -64,6 +66,10 @@ def main(args: argparse.Namespace) -> int:
         chunk=args.chunk, drop_bad=args.drop_bad, overwrite=args.overwrite, input_apix=args.input_apix,
         n_check=args.n_check, device=args.device, command_line=getattr(args, "command_line", ""),
     )
-    out = preprocess(cfg)
+    inputs = [args.particles, args.map_path, args.poses, args.ctf, args.datadir, *(args.passthrough or [])]
+    check_output(args.outdir, inputs, args.overwrite)
+    with folder_lock(args.outdir, "gaussianem preprocess", inside=False):
+        sweep_leftovers(args.outdir.parent, args.outdir.name, locked=True)
+        out = preprocess(cfg)
     print(f"dataset written to {out}")
     return 0

@@ -20,10 +20,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--labels", type=Path, help="one label per particle (.npy, .txt or .pkl), with --classes")
     parser.add_argument("--classes", help="comma-separated labels to keep, e.g. 0,3")
     parser.add_argument("-o", "--output", type=Path, required=True, help="OUT.star or OUT.cs")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT (never an input)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from gaussianem.select import read_integers, select
+    from gaussianem.io.staging import check_output
+    from gaussianem.select import read_integers, resolve_source, select
 
     classes = None
     if args.classes:
@@ -33,6 +35,8 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(f"--classes {args.classes!r}: expected comma-separated integers") from exc
     if args.labels is not None and not classes:
         raise InputError("--labels needs --classes")
+    source_file = resolve_source(args.source)[0]
+    check_output(args.output, [args.source, source_file, args.indices, args.labels], args.overwrite, folder=False)
     indices = read_integers(args.indices, "indices") if args.indices else None
     labels = read_integers(args.labels, "labels") if args.labels else None
     n = select(args.source, args.output, indices=indices, labels=labels, classes=classes)

@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from gaussianem.devices import resolve_device
 from gaussianem.errors import InputError
@@ -31,10 +32,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume-bins", type=int, help="ground-truth volumes along the continuous coordinate")
     parser.add_argument("--chunk-size", type=int, help="particles rendered per chunk (memory bound)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder (never an input)")
 
 
 def main(args: argparse.Namespace) -> int:
 
+    from gaussianem.io.locks import folder_lock
+    from gaussianem.io.staging import check_output, staged_folder
     from gaussianem.simulate.presets import preset_dict
     from gaussianem.simulate.simulator import simulate
     from gaussianem.simulate.spec import load_spec, spec_from_dict
@@ -54,8 +58,13 @@ def main(args: argparse.Namespace) -> int:
         spec.snr = None if args.snr == float("inf") else args.snr
     if args.dark:
         spec.contrast = "dark"
+    spec.validate()
+    outdir = Path(args.outdir)
+    check_output(outdir, [args.spec], args.overwrite)
     device = resolve_device(args.device)
-    summary = simulate(spec, args.outdir, device=device)
+    # written into a staging folder renamed to OUTDIR at the end: nothing half-written is ever left
+    with folder_lock(outdir, "gaussianem simulate", inside=False), staged_folder(outdir, args.overwrite) as tmp:
+        summary = simulate(spec, tmp, device=device)
     auc = summary["fsc_auc_extremes"]
     between = "" if auc["min_between"] is None else f", FSC-AUC between extremes >= {auc['min_between']:.3f}"
     print(f"simulated {summary['n_particles']} particles ({len(summary['volumes'])} ground-truth volumes{between}) "

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
+import shutil
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from gaussianem.training.config import TrainConfig
 
@@ -134,8 +137,34 @@ def _argv_without_gpus(command_line: str) -> list[str]:
     return out
 
 
+def _has_run(rundir: Path) -> bool:
+    from gaussianem.model.runfiles import CONFIG, list_checkpoints
+
+    return (rundir / CONFIG).is_file() or bool(list_checkpoints(rundir))
+
+
+def _remove_stub(rundir: Path) -> None:
+    """A run that failed before its first checkpoint: remove what it wrote, so that a plain rerun is not blocked."""
+    from gaussianem.io.locks import LOCK_NAME
+    from gaussianem.model.runfiles import list_checkpoints
+
+    if not rundir.is_dir() or list_checkpoints(rundir):
+        return
+    for p in rundir.iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+    log.info("the run failed before its first checkpoint: removed its partial outputs in %s", rundir)
+
+
 def main(args: argparse.Namespace) -> int:
     from gaussianem.errors import InputError
+    from gaussianem.io.locks import folder_lock
+    from gaussianem.io.staging import check_output, sweep_leftovers
     from gaussianem.training import distributed
     from gaussianem.training.loop import train
     from gaussianem.training.objective import TrainingError
@@ -145,9 +174,22 @@ def main(args: argparse.Namespace) -> int:
     if args.gpus > 1 and distributed.world_from_env()[1] == 1:
         return distributed.launch(args.gpus, _argv_without_gpus(args.command_line))
     cfg = config_from_args(args)
+    cfg.validate()
+    rundir = Path(args.rundir)
+    check_output(rundir, [args.dataset, args.gaussians, args.load], overwrite=True)
     rank, world = distributed.init_process_group(args.device)
     try:
-        rundir = train(cfg, resume=args.resume, overwrite=args.overwrite, rank=rank, world_size=world)
+        lock = folder_lock(rundir, "gaussianem train") if rank == 0 else contextlib.nullcontext()
+        with lock:
+            had_run = _has_run(rundir)
+            if rank == 0:
+                sweep_leftovers(rundir, locked=True)
+            try:
+                rundir = train(cfg, resume=args.resume, overwrite=args.overwrite, rank=rank, world_size=world)
+            except BaseException:
+                if rank == 0 and not args.resume and (args.overwrite or not had_run):
+                    _remove_stub(rundir)
+                raise
     except TrainingError as exc:
         log.error("%s", exc)
         print(f"gaussianem train: error: {exc}", file=sys.stderr)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import pickle
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +47,9 @@ from gaussianem.evaluation.metrics import (
     state_groups,
     state_latents,
 )
+from gaussianem.io.checks import check_finite
 from gaussianem.io.mrc import read_volume
+from gaussianem.io.pickles import load_pickle
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +63,22 @@ def load_latents(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"latent file not found: {path}")
+    if path.suffix == ".pkl":
+        z = load_pickle(path, "latent")
+        if isinstance(z, (tuple, list)):
+            z = z[0]
     try:
-        if path.suffix == ".pkl":
-            with open(path, "rb") as f:
-                z = pickle.load(f)
-            if isinstance(z, (tuple, list)):
-                z = z[0]
-        elif path.suffix == ".npy":
-            z = np.load(path)
+        if path.suffix == ".npy":
+            z = np.load(path, allow_pickle=False)
         elif path.suffix == ".npz":
-            with np.load(path) as f:
+            with np.load(path, allow_pickle=False) as f:
                 z = f[f.files[0]]
-        else:
+        elif path.suffix != ".pkl":
             z = np.loadtxt(path, ndmin=2)
-    except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
-        raise InputError(f"{path}: cannot read latents ({exc})") from exc
-    z = np.asarray(z, dtype=np.float64)
+        z = np.asarray(z, dtype=np.float64)
+    except (OSError, ValueError, TypeError, EOFError, IndexError) as exc:
+        raise InputError(f"{path}: cannot read latents ({exc})") from None
+    check_finite(z, path, "the latents")
     if z.ndim == 1:
         z = z[:, None]
     if z.ndim != 2:
@@ -90,14 +91,18 @@ def load_rows(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"index file not found: {path}")
-    if path.suffix == ".pkl":
-        with open(path, "rb") as f:
-            rows = pickle.load(f)
-    elif path.suffix == ".npy":
-        rows = np.load(path)
-    else:
-        rows = np.loadtxt(path, ndmin=1)
-    return np.asarray(rows, dtype=np.int64).ravel()
+    try:
+        if path.suffix == ".pkl":
+            rows = load_pickle(path, "index")
+        elif path.suffix == ".npy":
+            rows = np.load(path, allow_pickle=False)
+        else:
+            rows = np.loadtxt(path, ndmin=1)
+        return np.asarray(rows, dtype=np.int64).ravel()
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read particle indices ({exc})") from None
 
 
 def _write_lines(path: Path, array: np.ndarray, fmt: str) -> None:

@@ -38,6 +38,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import load_error
 from gaussianem.io.mrc import read_volume
 from gaussianem.physics.fourier import fourier_crop, soft_circular_mask
 from gaussianem.physics.fsc import fsc, fsc_auc
@@ -95,25 +96,31 @@ class Truth:
 
 def load_truth(simdir: str | Path) -> Truth:
     """Open a simulator output folder (``truth.npz``, ``volumes/``, ``simulation.json``)."""
-    import json
 
     root = Path(simdir)
     path = root / TRUTH_FILE
     if not path.is_file():
         raise InputError(f"{root} is not a simulator output folder (no {TRUTH_FILE}); run 'gaussianem simulate'")
-    with np.load(path) as f:
-        missing = [k for k in ("state", "volume_index") if k not in f.files]
-        if missing:
-            raise InputError(f"{path}: lacks {missing}")
-        state = np.asarray(f["state"]).astype(np.int64).ravel()
-        volume_index = np.asarray(f["volume_index"]).astype(np.int64).ravel()
-        coordinate = (np.asarray(f["coordinate"], dtype=np.float64).ravel() if "coordinate" in f.files
-                      else np.full(state.shape, np.nan))
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("state", "volume_index") if k not in f.files]
+            if missing:
+                raise InputError(f"{path}: lacks {missing}")
+            state = np.asarray(f["state"]).astype(np.int64).ravel()
+            volume_index = np.asarray(f["volume_index"]).astype(np.int64).ravel()
+            coordinate = (np.asarray(f["coordinate"], dtype=np.float64).ravel() if "coordinate" in f.files
+                          else np.full(state.shape, np.nan))
+    except InputError:
+        raise
+    except Exception as exc:  # truncated, foreign, object arrays: one line naming the file
+        raise InputError(f"{path}: damaged or not a truth file ({load_error(exc)})") from None
     if not (len(state) == len(volume_index) == len(coordinate)):
         raise InputError(f"{path}: state, coordinate and volume_index differ in length")
     spec = {}
     if (root / SIMULATION_FILE).is_file():
-        spec = json.loads((root / SIMULATION_FILE).read_text())
+        from gaussianem.io.dataset import read_json
+
+        spec = read_json(root / SIMULATION_FILE)
     return Truth(root=root, state=state, coordinate=coordinate, volume_index=volume_index, spec=spec)
 
 

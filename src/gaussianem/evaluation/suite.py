@@ -12,6 +12,7 @@ from torch import Tensor
 
 from gaussianem.errors import InputError
 from gaussianem.evaluation.metrics import ScoreConfig, Truth, VolumeGenerator, load_truth, score
+from gaussianem.io.checks import load_latents
 from gaussianem.io.dataset import SOURCE_INDEX
 from gaussianem.io.mrc import read_volume
 from gaussianem.io.writes import atomic_path, write_json_atomic
@@ -73,7 +74,7 @@ def score_gaussianem_run(rundir: str | Path, truth: Truth, epoch: int | None, co
     zpath = rundir / f"z.{epoch}.npy"
     if not zpath.is_file():
         raise InputError(f"{rundir}: no latents {zpath.name} for epoch {epoch}")
-    z = np.load(zpath)
+    z = load_latents(zpath)
     rows = truth_rows_for_run(run_config, rundir, len(z), truth)
     box, apix = truth.grid()
     gen = gaussian_volume_generator(model, box, apix, device)

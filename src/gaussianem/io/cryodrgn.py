@@ -19,15 +19,15 @@ the original GaussianEM ``particle_preprocess.py``):
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import load_error
 from gaussianem.io.files import existing_file
-from gaussianem.io.writes import save_pickle_atomic
+from gaussianem.io.pickles import dump_pickle, load_pickle
 from gaussianem.physics.ctf import CTF_FIELDS
 from gaussianem.physics.rotation import euler_relion_to_matrix
 
@@ -37,15 +37,15 @@ log = logging.getLogger(__name__)
 CTF_COLUMNS = ("box_size", "pixel_size_angstrom", *CTF_FIELDS)
 
 
-def _load(path: Path) -> object:
+def _load(path: Path, what: str = "pickle") -> object:
+    """A ``.npy`` array or a pickle read through the restricted unpickler (no code runs from the file)."""
     existing_file(path)
+    if path.suffix != ".npy":
+        return load_pickle(path, what)
     try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        return np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise InputError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+        raise InputError(f"{path}: unreadable ({load_error(exc)})") from None
 
 
 def read_poses(path: str | Path, box_size: np.ndarray | int, pixel_size_angstrom: np.ndarray | float,
@@ -57,7 +57,7 @@ def read_poses(path: str | Path, box_size: np.ndarray | int, pixel_size_angstrom
     Returns (A (N, 3, 3), origins Å (N, 2)).
     """
     path = Path(path)
-    obj = _load(path)
+    obj = _load(path, "pose")
     apix = np.asarray(pixel_size_angstrom, np.float64).reshape(-1)
     box = np.asarray(box_size, np.float64).reshape(-1)
     n_poses = _count(obj)
@@ -73,7 +73,10 @@ def read_poses(path: str | Path, box_size: np.ndarray | int, pixel_size_angstrom
             rotation = arr[:, :9].reshape(-1, 3, 3)
         return _check_rot(rotation, path), arr[:, -2:] * apix[:, None]
     if isinstance(obj, tuple | list) and len(obj) == 2:
-        rot, trans = (np.asarray(o, np.float64) for o in obj)
+        try:
+            rot, trans = (np.asarray(o, np.float64) for o in obj)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path}: expected a cryoDRGN pose pickle (rot (N,3,3), trans (N,2)): {exc}") from None
     elif isinstance(obj, np.ndarray) and obj.ndim == 3:
         rot, trans = np.asarray(obj, np.float64), None
         log.warning("%s: holds rotations only: shifts set to zero", path)
@@ -90,7 +93,7 @@ def read_poses(path: str | Path, box_size: np.ndarray | int, pixel_size_angstrom
 
 def _count(obj: object) -> int:
     if isinstance(obj, tuple | list) and len(obj) == 2:
-        return len(obj[0])
+        return len(obj[0]) if hasattr(obj[0], "__len__") else -1
     return len(obj) if hasattr(obj, "__len__") else -1
 
 
@@ -107,7 +110,11 @@ def _check_rot(rot: np.ndarray, path: Path) -> np.ndarray:
 def read_ctf(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Read a cryoDRGN CTF pkl / GaussianEM ``ctf.npy`` (N, 9) -> (ctf dict (N,) each, box (N,), pixel size (N,))."""
     path = Path(path)
-    arr = np.asarray(_load(path), np.float64)
+    obj = _load(path, "CTF")
+    try:
+        arr = np.asarray(obj, np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: expected CTF parameters of shape (N, 9) ({exc})") from None
     if arr.ndim != 2 or arr.shape[1] != 9:
         raise InputError(f"{path}: expected CTF parameters of shape (N, 9), got {arr.shape}")
     if not np.isfinite(arr[:, :8]).all():
@@ -136,7 +143,7 @@ def write_pose_pkl(path: str | Path, rotation: np.ndarray, shift_angstrom: np.nd
                    pixel_size_angstrom: float) -> None:
     """Write a cryoDRGN pose pickle (rot = A, trans = origin / (D · pixel size)), atomically."""
     trans = np.asarray(shift_angstrom, np.float64) / (box_size * pixel_size_angstrom)
-    save_pickle_atomic(path, (np.asarray(rotation, np.float64), trans))
+    dump_pickle(path, (np.asarray(rotation, np.float64), trans))
 
 
 def write_ctf_pkl(path: str | Path, ctf: dict[str, np.ndarray], box_size: int, pixel_size_angstrom: float) -> None:
@@ -146,4 +153,4 @@ def write_ctf_pkl(path: str | Path, ctf: dict[str, np.ndarray], box_size: int, p
     arr[:, 0], arr[:, 1] = box_size, pixel_size_angstrom
     for i, name in enumerate(CTF_COLUMNS[2:], start=2):
         arr[:, i] = ctf[name]
-    save_pickle_atomic(path, arr)
+    dump_pickle(path, arr)

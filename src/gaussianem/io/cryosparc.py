@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import load_error
 from gaussianem.io.files import existing_file
 from gaussianem.io.writes import save_npy_atomic
 from gaussianem.physics.rotation import matrix_to_rotvec, rotvec_to_matrix
@@ -44,7 +45,7 @@ def read_cs(path: str | Path) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable cryoSPARC .cs file ({exc})") from exc
+        raise InputError(f"{path}: not a readable cryoSPARC .cs file ({load_error(exc)})") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.names is None or arr.ndim != 1:
         raise InputError(f"{path}: not a cryoSPARC .cs file (expected a 1-D structured numpy array)")
     if len(arr) == 0:

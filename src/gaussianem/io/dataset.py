@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import check_ctf, load_error
 from gaussianem.io.mrc import open_stack
 from gaussianem.io.writes import save_npz_atomic
 from gaussianem.physics.ctf import CTF_FIELDS, OPTIONAL_CTF_FIELDS, CTFParams
@@ -100,23 +101,62 @@ class ParticleDataset:
             self._mrc = None
 
 
+def read_json(path: str | Path) -> dict:
+    """A JSON object from ``path`` (one InputError line for a damaged or foreign file)."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: expected a JSON object, got a {type(obj).__name__}")
+    return obj
+
+
+def _read_arrays(path: Path, need: tuple[str, ...] = ()):
+    """The arrays of an ``.npz`` (dict) or an ``.npy`` (array), numbers only; one InputError line naming the file."""
+    if not path.is_file():
+        raise InputError(f"{path}: missing: not a complete dataset folder")
+    try:
+        if path.suffix == ".npy":
+            out = np.load(path, allow_pickle=False)
+            arrays = [out]
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                out = {k: f[k] for k in f.files}
+            arrays = list(out.values())
+    except Exception as exc:  # a truncated or foreign file raises anything (BadZipFile, ValueError, EOFError, ...)
+        raise InputError(f"{path}: damaged or not a numpy file ({load_error(exc)})") from None
+    missing = [k for k in need if k not in out]
+    if missing:
+        raise InputError(f"{path}: lacks {', '.join(missing)}")
+    if any(not np.issubdtype(a.dtype, np.number) for a in arrays):
+        raise InputError(f"{path}: holds non-numeric arrays")
+    return out
+
+
 def load_dataset(path: str | Path) -> ParticleDataset:
     """Open a dataset folder written by ``preprocess`` (or by tests/simulators following the same layout)."""
     root = Path(path)
     if not (root / MANIFEST).is_file():
         raise InputError(f"{root} is not a GaussianEM dataset folder (no {MANIFEST}); run 'gaussianem preprocess'")
-    manifest = json.loads((root / MANIFEST).read_text())
+    manifest = read_json(root / MANIFEST)
+    for key in ("box_size", "pixel_size_angstrom"):
+        if not isinstance(manifest.get(key), int | float) or not manifest[key] > 0:
+            raise InputError(f"{root / MANIFEST}: {key} is missing or not a positive number")
     mrc = open_stack(root / PARTICLES)
     images = mrc.data
     if images.ndim == 2:
         images = images[None]
-    poses = np.load(root / POSES)
-    rotations, shifts = poses["rotation"], poses["shift_angstrom"]
-    ctf = None
-    if (root / CTF).is_file():
-        with np.load(root / CTF) as f:
-            ctf = {k: f[k] for k in f.files}
-    source_index = np.load(root / SOURCE_INDEX) if (root / SOURCE_INDEX).is_file() else None
+    try:
+        poses = _read_arrays(root / POSES, ("rotation", "shift_angstrom"))
+        rotations, shifts = poses["rotation"], poses["shift_angstrom"]
+        ctf = _read_arrays(root / CTF) if (root / CTF).is_file() else None
+        source_index = _read_arrays(root / SOURCE_INDEX) if (root / SOURCE_INDEX).is_file() else None
+    except InputError:
+        mrc.close()
+        raise
+    check_ctf(ctf, root / CTF)
     n = images.shape[0]
     counts = {"poses": len(rotations), "shifts": len(shifts)}
     if ctf is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -23,10 +24,31 @@ log = logging.getLogger(__name__)
 
 def _open(path: Path, mmap: bool):
     existing_file(path)
+    return open_mrc(path, mmap=mmap)
+
+
+def open_mrc(path: str | Path, mmap: bool = False, header_only: bool = False):
+    """Open an MRC file for reading. A file whose only fault is a missing ``MAP `` id string (older software,
+    cryoDRGN's test stacks) is read permissively, with a warning; any other damage is one InputError line."""
+    path = Path(path)
+    opener = mrcfile.mmap if mmap else mrcfile.open
+    kw = {"header_only": True} if header_only else {}
     try:
-        return (mrcfile.mmap if mmap else mrcfile.open)(path, mode="r", permissive=False)
+        return opener(path, mode="r", permissive=False, **kw)
     except Exception as exc:  # mrcfile raises ValueError/OSError with varied text on damaged headers
-        raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
+        if "map id string" not in str(exc).lower():
+            raise InputError(f"{path}: not a readable MRC file ({exc})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = opener(path, mode="r", permissive=True, **kw)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable MRC file ({exc})") from None
+    if m.header is None or (not header_only and m.data is None):
+        m.close()
+        raise InputError(f"{path}: not a readable MRC file (no MAP id string and no readable header or data)")
+    log.warning("%s: the MRC header lacks the 'MAP ' id string (older software): read it anyway", path)
+    return m
 
 
 def header_origin_angstrom(header, voxel: float, path: str | Path = "map") -> tuple[float, float, float]:

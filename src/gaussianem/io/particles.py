@@ -23,6 +23,7 @@ import numpy as np
 
 from gaussianem.errors import InputError
 from gaussianem.io.files import existing_file
+from gaussianem.io.mrc import open_mrc
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,14 @@ def stack_info(path: str | Path) -> StackInfo:
     """Parse and check an MRC stack header (clear InputError for a missing, damaged or truncated file)."""
     path = existing_file(path)
     try:
-        with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
+        with open_mrc(path, header_only=True) as m:
             h = m.header
             dtype = mrcfile.utils.data_dtype_from_header(h)
             nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
             offset = int(h.nbytes) + int(h.nsymbt)
             voxel = float(m.voxel_size.x)
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{path}: not a readable MRC file ({exc})") from exc
     if min(nx, ny, nz) <= 0:

@@ -37,16 +37,23 @@ def read_gaussians_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.nda
     """Read a PLY written by :func:`write_gaussians_ply` -> positions (G, 3), widths (G,), amplitudes (G,), bounds."""
     from plyfile import PlyData
 
+    from gaussianem.errors import InputError
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Gaussian PLY not found: {path}")
-    ply = PlyData.read(str(path))
-    v = ply["vertex"].data
+        raise InputError(f"Gaussian PLY not found: {path}")
+    try:
+        ply = PlyData.read(str(path))
+        v = ply["vertex"].data
+    except Exception as exc:  # plyfile raises its own parse errors, KeyError, ValueError, ... on a damaged file
+        raise InputError(f"{path}: not a readable Gaussian PLY ({type(exc).__name__}: {exc})") from None
     names = v.dtype.names
     for need in ("x", "y", "z", "sigma", "amplitude"):
         if need not in names:
-            raise ValueError(f"{path}: PLY vertex lacks property '{need}' (has {', '.join(names)})")
+            raise InputError(f"{path}: PLY vertex lacks property '{need}' (has {', '.join(names)})")
     pos = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64)
+    if not (np.isfinite(pos).all() and np.isfinite(v["sigma"]).all() and np.isfinite(v["amplitude"]).all()):
+        raise InputError(f"{path}: the Gaussians hold non-finite values")
     bounds = None
     for c in ply.comments:
         if c.startswith("width_bounds_angstrom"):

@@ -30,6 +30,7 @@ import starfile
 import torch
 
 from gaussianem.errors import InputError
+from gaussianem.io.checks import numeric_column
 from gaussianem.io.files import existing_file
 from gaussianem.io.writes import atomic_path
 from gaussianem.physics.rotation import euler_relion_to_matrix
@@ -135,20 +136,28 @@ def require_columns(df: pd.DataFrame, columns: tuple[str, ...] | list[str], path
 def pixel_size(df: pd.DataFrame, path: Path | str) -> np.ndarray | None:
     """Per-particle pixel size (N,) in Å from rlnImagePixelSize, else rlnDetectorPixelSize·1e4/rlnMagnification."""
     if "rlnImagePixelSize" in df.columns:
-        return df["rlnImagePixelSize"].to_numpy(np.float64)
+        return numeric_column(df, "rlnImagePixelSize", path)
     if "rlnDetectorPixelSize" in df.columns and "rlnMagnification" in df.columns:
-        return df["rlnDetectorPixelSize"].to_numpy(np.float64) * 1e4 / df["rlnMagnification"].to_numpy(np.float64)
+        return numeric_column(df, "rlnDetectorPixelSize", path) * 1e4 / numeric_column(df, "rlnMagnification", path)
     return None
 
 
 def image_names(df: pd.DataFrame, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
-    """``rlnImageName`` -> (0-based index (N,) int64, file names (N,) str). A name without ``@`` is index 0."""
+    """``rlnImageName`` -> (0-based index (N,) int64, file names (N,) str).
+
+    A stack reference must carry ``@`` (``index@stack.mrcs``); a name without one is a single-image file (index
+    0), never a ``.mrcs`` stack (whose first image it would silently mean)."""
     require_columns(df, ["rlnImageName"], path, "reading images")
     names = df["rlnImageName"].astype(str)
+    has_at = names.str.contains("@", regex=False).to_numpy()
+    bare_stack = ~has_at & names.str.lower().str.endswith(".mrcs").to_numpy()
+    if bare_stack.any():
+        rows = np.flatnonzero(bare_stack)
+        raise InputError(f"{path}: rlnImageName must be INDEX@STACK for a stack; {len(rows)} row(s) lack the '@', "
+                         f"e.g. row {int(rows[0])}: {names.iloc[rows[0]]!r}")
     parts = names.str.split("@", n=1, expand=True)
     if parts.shape[1] == 1:
         return np.zeros(len(df), np.int64), parts[0].to_numpy(str)
-    has_at = parts[1].notna().to_numpy()
     files = np.where(has_at, parts[1].fillna("").to_numpy(str), parts[0].to_numpy(str))
     idx_text = np.where(has_at, parts[0].to_numpy(str), "1")
     try:
@@ -167,15 +176,15 @@ def poses(df: pd.DataFrame, apix: np.ndarray | None, path: Path | str) -> tuple[
     Missing origins are zero (with a warning).
     """
     require_columns(df, list(ANGLES), path, "the poses")
-    angles = torch.as_tensor(df[list(ANGLES)].to_numpy(np.float64, copy=True))
+    angles = torch.as_tensor(np.stack([numeric_column(df, c, path) for c in ANGLES], axis=1))
     rotation = euler_relion_to_matrix(angles).numpy()
     if "rlnOriginXAngst" in df.columns and "rlnOriginYAngst" in df.columns:
-        shift = df[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(np.float64)
+        shift = np.stack([numeric_column(df, c, path) for c in ("rlnOriginXAngst", "rlnOriginYAngst")], axis=1)
     elif "rlnOriginX" in df.columns and "rlnOriginY" in df.columns:
         if apix is None:
             raise InputError(f"{path}: rlnOriginX/Y are in pixels but the star file gives no pixel size "
                              "(rlnImagePixelSize or rlnDetectorPixelSize + rlnMagnification)")
-        shift = df[["rlnOriginX", "rlnOriginY"]].to_numpy(np.float64) * apix[:, None]
+        shift = np.stack([numeric_column(df, c, path) for c in ("rlnOriginX", "rlnOriginY")], axis=1) * apix[:, None]
     else:
         log.warning("%s: no rlnOriginXAngst/YAngst or rlnOriginX/Y: shifts set to zero", path)
         shift = np.zeros((len(df), 2))
@@ -188,7 +197,7 @@ def ctf(df: pd.DataFrame, path: Path | str) -> dict[str, np.ndarray] | None:
         log.warning("%s: no rlnDefocusU: the data are treated as having no CTF", path)
         return None
     require_columns(df, list(CTF_COLUMNS), path, "the CTF")
-    f = lambda c: df[c].to_numpy(np.float64)  # noqa: E731
+    f = lambda c: numeric_column(df, c, path)  # noqa: E731
     out = {
         "defocus_u_angstrom": f("rlnDefocusU"),
         "defocus_v_angstrom": f("rlnDefocusV"),

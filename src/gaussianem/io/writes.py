@@ -29,18 +29,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The temporary name keeps the final suffix so that libraries that dispatch on it still work.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files 0600; outputs get the usual permissions
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.filename is not None and tmp_path.name in os.fspath(exc.filename):
+            raise _naming(exc, path) from None  # the user's file name, not the temporary one
         raise
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same error (errno, cause) naming ``path``."""
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def write_json_atomic(path: str | Path, obj: dict) -> None:

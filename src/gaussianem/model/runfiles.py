@@ -36,4 +36,10 @@ def read_config(rundir: str | Path) -> dict:
     path = Path(rundir) / CONFIG
     if not path.is_file():
         raise InputError(f"{rundir} is not a GaussianEM run folder (no {CONFIG})")
-    return yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable YAML file ({' '.join(str(exc).split())})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: not a GaussianEM run configuration (holds a {type(config).__name__})")
+    return config

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud, automatic_threshold, cloud_from_map
 from gaussianem.io.mrc import map_origin_angstrom, read_volume
@@ -27,10 +29,21 @@ def initial_cloud(cfg: PreprocessConfig, geometry: Geometry) -> tuple[GaussianCl
             voxel = geometry.original_pixel_size
         else:
             raise InputError(f"{cfg.map_path}: the map's voxel size is needed but absent from its header")
+    if not np.any(volume):
+        raise InputError(f"{cfg.map_path}: the map is all-zero: no density to place Gaussians in")
+    particle_apix = geometry.original_pixel_size
+    if abs(voxel - particle_apix) > 0.01 * particle_apix:
+        log.warning("%s: the map's voxel size %.4g Å differs from the particles' pixel size %.4g Å by %.1f %%: the "
+                    "map is resampled by its own voxel size to the working grid (%.4g Å/px); check both headers if "
+                    "this is not what you meant", cfg.map_path, voxel, particle_apix,
+                    100 * abs(voxel - particle_apix) / particle_apix, geometry.pixel_size)
     work, work_voxel = resample_map(volume, voxel, geometry)
     threshold = cfg.threshold
     if threshold is None:
-        threshold = automatic_threshold(work)
+        try:
+            threshold = automatic_threshold(work)
+        except ValueError as exc:
+            raise InputError(f"{cfg.map_path}: {exc}") from None
         log.info("automatic contour level %.4g (90%% of the positive density)", threshold)
     try:
         cloud = cloud_from_map(work, work_voxel, threshold, interval=cfg.gaussian_interval,

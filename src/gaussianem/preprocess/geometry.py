@@ -118,8 +118,22 @@ def resample_map(volume: np.ndarray, voxel: float, geometry: Geometry) -> tuple[
     return v.numpy().astype(np.float32), new_voxel
 
 
-def read_resampled(src: SourceData, rows: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """Read particles ``rows`` and bring them to the working grid -> (images (B, D', D') float32, finite (B,) bool)."""
+EXTREME = 1e4  # a pixel further than this many robust standard deviations from its image's median is extreme
+
+
+def extreme_images(raw: np.ndarray) -> np.ndarray:
+    """(B,) bool: images holding a pixel beyond ``EXTREME`` x their robust std (1.4826 MAD) from their median."""
+    flat = raw.reshape(len(raw), -1).astype(np.float64)
+    med = np.median(flat, axis=1, keepdims=True)
+    dev = np.abs(flat - med)
+    robust = 1.4826 * np.median(dev, axis=1)
+    return (robust > 0) & (dev.max(axis=1) > EXTREME * robust)
+
+
+def read_resampled(src: SourceData, rows: np.ndarray, geometry: Geometry, extreme: list | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Read particles ``rows`` and bring them to the working grid -> (images (B, D', D') float32, usable (B,) bool:
+    finite and without extreme pixels). The rows with extreme pixels are appended to ``extreme``."""
     out = np.empty((len(rows), geometry.box, geometry.box), np.float32)
     finite = np.ones(len(rows), bool)
     boxes, apix = src.images.box_sizes[rows], src.pixel_size[rows]
@@ -128,6 +142,11 @@ def read_resampled(src: SourceData, rows: np.ndarray, geometry: Geometry) -> tup
         sel = np.nonzero((keys == key).all(1))[0]
         raw = src.images.read(rows[sel])
         ok = np.isfinite(raw).all(axis=(1, 2))
+        hot = np.zeros_like(ok)
+        hot[ok] = extreme_images(raw[ok])
+        if extreme is not None:
+            extreme.extend(rows[sel][hot].tolist())
+        ok &= ~hot
         finite[sel] = ok
         raw[~ok] = 0.0
         dr = geometry.resample[(int(key[0]), float(key[1]))]

@@ -13,6 +13,7 @@ import numpy as np
 
 from gaussianem.errors import InputError
 from gaussianem.io import cryodrgn, cryosparc, star
+from gaussianem.io.checks import check_ctf
 from gaussianem.io.files import existing_file
 from gaussianem.io.particles import ParticleImages
 from gaussianem.preprocess.config import PreprocessConfig
@@ -62,6 +63,19 @@ def _pixel_sizes_or_header(apix: np.ndarray | None, images: ParticleImages, fall
     return apix
 
 
+def _check_bare_names(df, images: ParticleImages, path: Path) -> None:
+    """A name without ``@`` must be a single-image file: in a stack it would silently mean the first image."""
+    bare = ~df["rlnImageName"].astype(str).str.contains("@", regex=False).to_numpy()
+    if not bare.any():
+        return
+    sizes = np.array([info.n for info in images.infos])[images.file_id]
+    stack = np.flatnonzero(bare & (sizes > 1))
+    if len(stack):
+        raise InputError(f"{path}: rlnImageName must be INDEX@STACK for a stack; {len(stack)} row(s) name a stack of "
+                         f"several images without '@', e.g. row {int(stack[0])}: "
+                         f"{df['rlnImageName'].iloc[stack[0]]!r}")
+
+
 def load_source(cfg: PreprocessConfig) -> SourceData:
     """Read a ``.star``, ``.cs``, or ``.mrcs``/``.mrc``/``.txt`` (+ ``--poses``/``--ctf``) input."""
     path = existing_file(Path(cfg.particles))
@@ -81,6 +95,7 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
         index, names = star.image_names(df, path)
         apix = star.pixel_size(df, path)
         images = ParticleImages.from_names(names, index, path, datadir)
+        _check_bare_names(df, images, path)
         apix = _pixel_sizes_or_header(apix, images, cfg.input_apix, path)
         rotation, shift = star.poses(df, apix, path)
         return SourceData(f"relion-{st.version}", path, images, apix, rotation, shift, star.ctf(df, path))
@@ -101,6 +116,7 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
         ctf = apix = None
         if cfg.ctf is not None:
             ctf, ctf_box, ctf_apix = cryodrgn.read_ctf(cfg.ctf)
+            check_ctf(ctf, cfg.ctf)
             _check_count({"images": len(images), f"CTF rows in {Path(cfg.ctf).name}": len(ctf_box)}, path)
             # the CTF file's (D, Apix) describe the same field of view as the stack, maybe at another sampling
             apix = ctf_apix * ctf_box / images.box_sizes
@@ -129,3 +145,4 @@ def check_source(src: SourceData) -> None:
         log.info("CTF scale factors from the input kept in ctf.npz (%.4g to %.4g)", float(sc.min()), float(sc.max()))
     if not np.isfinite(src.rotation).all() or not np.isfinite(src.shift_angstrom).all():
         raise InputError(f"{src.path}: poses hold non-finite values")
+    check_ctf(src.ctf, src.path)  # finite and physical, before any work

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +23,11 @@ from gaussianem.gaussians import GaussianCloud
 from gaussianem.io.dataset import GAUSSIANS_INIT, MANIFEST, PARTICLES, SOURCE_INDEX, write_ctf, write_poses
 from gaussianem.io.mrc import ImageStats, create_stack, write_stack_rows, write_stack_stats
 from gaussianem.io.particles import ParticleImages
+from gaussianem.io.staging import as_final, fsync_tree, install, staging_path
 from gaussianem.io.writes import write_json_atomic
 from gaussianem.preprocess.config import PreprocessConfig
 from gaussianem.preprocess.consensus import map_frame
-from gaussianem.preprocess.geometry import Geometry, read_resampled
+from gaussianem.preprocess.geometry import EXTREME, Geometry, read_resampled
 from gaussianem.preprocess.readers import SourceData
 
 log = logging.getLogger(__name__)
@@ -47,17 +47,18 @@ def write_particles(src: SourceData, geometry: Geometry, path: Path, flip: bool,
     chunk = chunk or _default_chunk(int(src.images.box_sizes.max()))
     finite = np.ones(n, bool)
     stats = ImageStats()
+    extreme: list[int] = []
     with open(path, "r+b") as f, tqdm(total=n, unit="particle", desc="preprocess", dynamic_ncols=True) as bar:
         for start in range(0, n, chunk):
             rows = np.arange(start, min(n, start + chunk))
-            imgs, ok = read_resampled(src, rows, geometry)
+            imgs, ok = read_resampled(src, rows, geometry, extreme)
             if flip:
                 np.negative(imgs, out=imgs)
             finite[rows] = ok
             stats.add(imgs[ok])
             write_stack_rows(f, offset, start, imgs)
             bar.update(len(rows))
-    return finite, stats.result()
+    return finite, {**stats.result(), "extreme_rows": extreme}
 
 
 def _compact(path: Path, keep: np.ndarray, geometry: Geometry, chunk: int) -> None:
@@ -82,16 +83,6 @@ def prepare_outdir(outdir: Path, overwrite: bool) -> None:
     outdir.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _install(tmp: Path, outdir: Path) -> None:
-    old = None
-    if outdir.exists():
-        old = outdir.with_name(f".{outdir.name}.old.{os.getpid()}")
-        os.replace(outdir, old)
-    os.replace(tmp, outdir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _manifest(cfg: PreprocessConfig, src: SourceData, geometry: Geometry, check: dict, map_info: dict,
               stats: dict, finite: np.ndarray) -> dict:
     """``dataset.json`` (the fields are listed in :mod:`gaussianem.io.dataset`)."""
@@ -107,7 +98,7 @@ def _manifest(cfg: PreprocessConfig, src: SourceData, geometry: Geometry, check:
         "source_path": str(src.path.resolve()), "source_kind": src.kind, "n_source_rows": src.n,
         **({"source_passthrough": src.passthrough} if src.passthrough else {}),
         "has_ctf": src.ctf is not None, "pose_check": check, "map": map_info, **map_frame(map_info, geometry),
-        "dropped": {"n": int((~finite).sum()), "reason": "non-finite pixels",
+        "dropped": {"n": int((~finite).sum()), "reason": stats.get("drop_reason", "non-finite pixels"),
                     "source_rows": np.nonzero(~finite)[0].tolist()[:10000]},
         "poses_file": str(Path(cfg.poses).resolve()) if cfg.poses else None,
         "ctf_file": str(Path(cfg.ctf).resolve()) if cfg.ctf else None,
@@ -120,16 +111,27 @@ def write_dataset(cfg: PreprocessConfig, src: SourceData, geometry: Geometry, cl
     """Write the dataset folder OUTDIR atomically (module docstring); returns the number of particles kept."""
     outdir = Path(cfg.outdir)
     flip = check["decision"] == "inverted"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
+    tmp = staging_path(outdir)  # .OUTDIR.staging-PID: removed on failure, or by the next run if this one is killed
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         finite, stats = write_particles(src, geometry, tmp / PARTICLES, flip, cfg.chunk)
         n_bad = int((~finite).sum())
         keep = np.nonzero(finite)[0]
+        hot = sorted(stats.pop("extreme_rows"))
+        n_nonfinite = n_bad - len(hot)
+        reasons = []
+        if n_nonfinite:
+            first = int(np.setdiff1d(np.nonzero(~finite)[0], hot)[0])
+            reasons.append(f"{n_nonfinite} particle image(s) hold non-finite pixels (e.g. input row {first})")
+        if hot:
+            reasons.append(f"{len(hot)} particle image(s) hold extreme pixels, beyond {EXTREME:g} x the image's "
+                           f"robust std (e.g. input row {hot[0]})")
+            stats["drop_reason"] = "non-finite or extreme pixels" if n_nonfinite else "extreme pixels"
         if n_bad and not cfg.drop_bad:
-            raise InputError(f"{src.path}: {n_bad} particle image(s) hold non-finite pixels (e.g. input row "
-                             f"{int(np.nonzero(~finite)[0][0])}); --drop-bad removes them")
+            raise InputError(f"{src.path}: {'; '.join(reasons)}; --drop-bad removes them")
         if n_bad:
-            log.warning("dropping %d particle(s) with non-finite pixels", n_bad)
+            log.warning("dropping %s", "; ".join(reasons))
             _compact(tmp / PARTICLES, keep, geometry, cfg.chunk or _default_chunk(geometry.box))
         write_stack_stats(tmp / PARTICLES, stats)
         write_poses(tmp, src.rotation[keep], src.shift_angstrom[keep])
@@ -138,9 +140,13 @@ def write_dataset(cfg: PreprocessConfig, src: SourceData, geometry: Geometry, cl
         np.save(tmp / SOURCE_INDEX, keep.astype(np.int64))
         cloud.to_ply(tmp / GAUSSIANS_INIT)
         write_json_atomic(tmp / MANIFEST, _manifest(cfg, src, geometry, check, map_info, stats, finite))
-        _install(tmp, outdir)
-    except BaseException:
+        fsync_tree(tmp)
+        install(tmp, outdir, overwrite=True)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        renamed = as_final(exc, tmp, outdir)  # name OUTDIR/..., not the staging folder
+        if renamed is not exc:
+            raise renamed from None
         raise
     finally:
         with contextlib.suppress(Exception):

@@ -7,6 +7,7 @@ dataset's geometry; :class:`FitConfig` (with its :class:`StrategyConfig`) to ``f
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -101,6 +102,10 @@ class TrainConfig(ModelOptions):
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg)
+        for name in LOSS_WEIGHTS:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -117,6 +122,10 @@ class TrainConfig(ModelOptions):
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+LOSS_WEIGHTS = ("kl_weight", "knn_weight", "smoothness_weight", "distance_weight", "alignment_weight",
+                "repulsion_weight", "amplitude_weight", "amplitude_gain_weight")
 
 
 @dataclass(frozen=True)

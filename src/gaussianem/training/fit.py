@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
+from gaussianem.io.checkpoints import load_state
 from gaussianem.io.dataset import ParticleDataset
 from gaussianem.physics.ctf import CTFParams
 from gaussianem.physics.forward import render_images
@@ -230,7 +231,12 @@ def _scaled_start(cloud: GaussianCloud, batches: _Batches, window: Tensor, confi
 def _read_fit_checkpoint(ckpt_path: Path | None, out_dir: str | Path | None, device: torch.device) -> dict:
     if ckpt_path is None or not ckpt_path.is_file():
         raise InputError(f"nothing to resume: no {CHECKPOINT} in {out_dir}")
-    return torch.load(ckpt_path, map_location=device, weights_only=False)
+    state = load_state(ckpt_path, map_location=device, what="fit checkpoint")  # no code runs from the file
+    missing = [k for k in ("config", "n_particles", "cloud", "epoch", "history", "optimizer", "strategy")
+               if k not in state]
+    if missing:
+        raise InputError(f"{ckpt_path}: not a GaussianEM fit checkpoint (no {', '.join(missing)})")
+    return state
 
 
 def _resumed_run(state: dict, config: FitConfig, n: int, device: torch.device,

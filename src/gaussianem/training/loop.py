@@ -25,8 +25,13 @@ from gaussianem.gaussians import GaussianCloud
 from gaussianem.io.dataset import ParticleDataset, load_dataset
 from gaussianem.io.writes import save_npy_atomic
 from gaussianem.model import losses as L
-from gaussianem.model.load import model_from_checkpoint, read_checkpoint, resolve_weights
-from gaussianem.model.runfiles import list_checkpoints, read_config, weights_path
+from gaussianem.model.load import (
+    model_from_checkpoint,
+    newest_loadable_checkpoint,
+    read_checkpoint,
+    resolve_weights,
+)
+from gaussianem.model.runfiles import read_config, weights_path
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from gaussianem.training.config import RUNTIME_FIELDS, TrainConfig
@@ -87,8 +92,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         raise InputError(f"{cfg.dataset}: box size {ds.box_size} is odd; training needs an even box")
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     np.random.seed(cfg.seed % 2**32)
-    start_epochs = list_checkpoints(root) if resume else []
-    ckpt = read_checkpoint(weights_path(root, start_epochs[-1])) if start_epochs else None
+    ckpt = newest_loadable_checkpoint(root) if resume else None  # a damaged newest one is named and skipped
     if ckpt is not None:
         model = model_from_checkpoint(ckpt)
         if cfg.epochs <= ckpt["epoch"]:
