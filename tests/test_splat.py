@@ -10,13 +10,16 @@ from gaussianem.physics.projection import project_gaussians, project_gaussians_d
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.physics.splat import (
     bin_gaussians,
+    bin_gaussians_static,
     bin_gaussians_triton,
+    footprint_tiles_per_axis,
     pixel_frame,
     project_gaussians_splat,
     splat_gaussians,
     splat_reference,
     triton_available,
     truncation_error_bound,
+    work_items,
 )
 
 
@@ -101,6 +104,47 @@ def test_bins_reproduce_reference():
     torch.testing.assert_close(img[:, :box, :box], ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("tile", [16, 32])
+def test_static_bins_equal_exact_bins(tile):
+    """The fixed-capacity binning (no host sync) lists the same (tile, Gaussian) pairs in the same order as the
+    exact one; its unused slots sort after them."""
+    box, apix = 72, 1.3
+    centres, sig, amp = random_splat_inputs(3, 200, box, apix, seed=7, dtype=torch.float32)
+    ux, uy, _, _ = pixel_frame(centres, sig, amp, box, apix)
+    s_px = sig / apix
+    ux[1, :3] = float("nan")
+    ids, starts, n_side, _ = bin_gaussians(ux, uy, s_px, box, tile, 5.0)
+    per_axis = footprint_tiles_per_axis(float(s_px.max()), tile, 5.0)
+    ids_s, starts_s, n_side_s = bin_gaussians_static(ux, uy, s_px, box, tile, 5.0, per_axis)
+    assert n_side_s == n_side and ids_s.numel() == 3 * 200 * min(per_axis, n_side) ** 2
+    assert torch.equal(starts_s, starts)
+    assert torch.equal(ids_s[:ids.numel()], ids)
+
+
+def test_footprint_capacity_is_an_upper_bound():
+    g = torch.Generator().manual_seed(8)
+    for tile in (16, 32):
+        for s in (0.3, 1.0, 2.5, 7.0):
+            u = torch.rand(20000, generator=g, dtype=torch.float64) * 200 - 50
+            r = 5.0 * s
+            lo, hi = torch.ceil(u - r), torch.floor(u + r)
+            n = torch.div(hi, tile, rounding_mode="floor") - torch.div(lo, tile, rounding_mode="floor") + 1
+            assert int(n.max()) <= footprint_tiles_per_axis(s, tile, 5.0)
+
+
+def test_work_items_cover_every_list_once():
+    starts = torch.tensor([0, 5, 5, 40, 41, 100])
+    items = work_items(starts, 16, 5 + 100 // 16)
+    tile, first, end = items.long()
+    covered = torch.zeros(100, dtype=torch.long)
+    for t, a, b in zip(tile.tolist(), first.tolist(), end.tolist(), strict=True):
+        assert b - a <= 16
+        if b > a:
+            assert starts[t] <= a and b <= starts[t + 1]
+            covered[a:b] += 1
+    assert torch.equal(covered, torch.ones(100, dtype=torch.long))
+
+
 def test_dispatcher_falls_back_to_dense_on_cpu():
     box, apix = 32, 1.5
     g = torch.Generator().manual_seed(5)
@@ -132,14 +176,15 @@ def precisions():
 
 
 def _kernel_case(batch, n, box, apix, seed, shared, tile=16, block_g=16, cutoff=5.0, precision="ieee", chunk=256,
-                 binning="torch"):
+                 binning="torch", max_sigma_px=None):
     dev = kernel_device()
     centres, sig, amp = random_splat_inputs(batch, n, box, apix, seed, device=dev)
     if shared:
         sig, amp = sig[0].clone(), amp[0].clone()
     c32, s32, a32 = (t.float().requires_grad_(True) for t in (centres, sig, amp))
     c64, s64, a64 = (t.double().requires_grad_(True) for t in (centres, sig, amp))
-    out = splat_gaussians(c32, s32, a32, box, apix, cutoff, tile, block_g, precision, chunk=chunk, binning=binning)
+    out = splat_gaussians(c32, s32, a32, box, apix, cutoff, tile, block_g, precision, chunk=chunk, binning=binning,
+                          max_sigma_px=max_sigma_px)
     ref = splat_reference(c64, s64, a64, box, apix, cutoff, tile)
     assert out.dtype == torch.float32 and out.shape == (batch, box, box)
     assert rel_err(out.double(), ref) < 1e-4, rel_err(out.double(), ref)
@@ -231,3 +276,42 @@ def test_triton_binning_equals_torch_binning(tile):
 @needs_kernel
 def test_kernel_with_triton_binning():
     _kernel_case(2, 300, 64, 1.0, seed=21, shared=False, chunk=64, binning="triton")
+
+
+@pytest.mark.cuda
+@needs_kernel
+@pytest.mark.parametrize("chunk", [16, 256])
+def test_kernel_with_static_binning(chunk):
+    for precision in precisions():
+        _kernel_case(3, 400, 72, 1.3, seed=22, shared=False, precision=precision, chunk=chunk, binning="static",
+                     max_sigma_px=3.0)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and triton_available("cuda")), reason="needs CUDA + Triton")
+def test_static_splat_compiles_and_captures_in_a_cuda_graph():
+    """With an upper bound of the widths, the splat (binning, kernels, backward) is compiled without graph breaks
+    and replayed from a CUDA graph with the eager result."""
+    dev = torch.device("cuda")
+    box, apix = 64, 1.2
+    centres, sig, amp = random_splat_inputs(4, 600, box, apix, seed=23, dtype=torch.float32, device=dev)
+    params = [t.clone().requires_grad_(True) for t in (centres, sig, amp)]
+
+    def loss(c, s, a):
+        return (splat_gaussians(c, s, a, box, apix, max_sigma_px=3.0) ** 2).sum()
+
+    ref = torch.autograd.grad(loss(*params), params)
+    compiled = torch.compile(loss, fullgraph=True)
+    static = [t.detach().clone().requires_grad_(True) for t in params]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            torch.autograd.grad(compiled(*static), static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        grads = torch.autograd.grad(compiled(*static), static)
+    graph.replay()
+    torch.cuda.synchronize()
+    for a, b in zip(grads, ref, strict=True):
+        assert rel_err(a, b) < 1e-5

@@ -284,7 +284,7 @@ def _graph_batches(sizes: list[int]) -> list[dict]:
     return out
 
 
-def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: set[int]):
+def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: set[int], **options):
     """Two epochs of ``batches`` on CUDA (batch size 16, an lr schedule, the kNN loss and the amplitude changes on
     in epoch 2) -> (Stepper, [total, *terms] per step (n_steps, 10), weights, bank). Steps in ``recompile_free``
     must not compile again."""
@@ -296,7 +296,7 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
 
     dev = torch.device("cuda")
     cfg = TrainConfig(dataset="-", rundir="-", **{**SMALL, "box_size": BOX, "pixel_size_angstrom": APIX,
-                                                   "amp": False})
+                                                   "amp": False, **options})
     pos, wid, amp = tiny_cloud()
     t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     n_particles = sum(len(b["index"]) for b in batches)
@@ -353,6 +353,26 @@ def test_cuda_graph_steps_match_eager_steps():
     assert np.all(graphed[1][4:, 3] > 0)  # the kNN loss was on in the last four steps
     np.testing.assert_allclose(graphed[1], eager[1], rtol=2e-3, atol=1e-5)
     _assert_same_training(eager, whole)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_whole_step_graph_with_control_decoder_and_splat():
+    """The control-point decoder (dense interpolation) and the splat projector (static binning, Triton kernels):
+    the whole step is captured as one CUDA graph and replays the eager step's numbers; the splat's training equals
+    the dense projector's (to its truncation and float order)."""
+    from gaussianem.physics.splat import triton_available
+
+    if not triton_available("cuda"):
+        pytest.skip("needs Triton")
+    fast = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, projector="splat")
+    batches = _graph_batches([16] * 4)
+    eager = _graph_run(batches, False, False, set(), **fast)
+    whole = _graph_run(batches, True, True, set(range(4, 8)), **fast)
+    st = whole[0]
+    assert st._graph is not None and not st._graph_failed, st.graph_traceback
+    _assert_same_training(eager, whole)
+    dense = _graph_run(batches, False, False, set(), **{**fast, "projector": "dense"})
+    np.testing.assert_allclose(eager[1], dense[1], rtol=2e-3, atol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -52,7 +52,7 @@ for P in "${PRESETS[@]}"; do
   [ $RC -ne 0 ] && { echo "$P: train_vae failed (rc $RC, see $LOG)" >&2; FAILED=1; }
   "$PY" - "$P" "$LOG" "$((N_PARTICLES * EPOCHS))" "$WALL" "$RC" "$TSV" "$DEVICE" <<'PYEOF'
 import datetime, os, sys
-sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
+sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks", "accuracy"))
 from collect_results import epoch_seconds, loop_rates
 preset, log, pe, wall, rc, tsv, device = sys.argv[1:]
 try:

@@ -30,8 +30,10 @@ from gaussianem.physics.projection import project_gaussians, projected_centres
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.physics.splat import (
     bin_gaussians,
+    bin_gaussians_static,
     bin_gaussians_triton,
     dense_projection_flops,
+    footprint_tiles_per_axis,
     pixel_frame,
     splat_flops,
     splat_gaussians,
@@ -93,6 +95,37 @@ def random_cloud(n: int, box: int, apix: float, seed: int, device: torch.device)
     return pos.to(device), widths.to(device), amps.to(device)
 
 
+def bench_interpolation(dec: ControlPointDecoder, batch: int, device: torch.device, args) -> dict:
+    """The interpolation alone, (B, K, 4) control outputs -> (B, G, 4), forward + backward, three ways: the dense
+    (G, K) matrix product in bf16 (as the decoder's "dense" mode under autocast, the matrix scattered each call),
+    ``embedding_bag`` in float32, and a CSR sparse × dense product (``torch.sparse.mm``, float32)."""
+    n_k = dec.n_control
+    src = torch.randn(batch, n_k, 4, device=device, requires_grad=True)
+    w_csr = dec.dense_weights(torch.float32).to_sparse_csr() if device.type == "cuda" else None
+    out: dict = {}
+
+    def step(mode):
+        def run():
+            if mode == "csr":
+                table = src.permute(1, 0, 2).reshape(n_k, -1)
+                res = torch.sparse.mm(w_csr, table)
+            else:
+                dec.interpolation = mode
+                x = src.to(torch.bfloat16) if mode == "dense" and device.type == "cuda" else src
+                res = dec.interpolate(x)
+            res.float().square().mean().backward()
+        return run
+
+    for mode in ("dense", "embedding_bag", "gather") + (("csr",) if w_csr is not None else ()):
+        try:
+            out[f"interp_{mode}_ms"] = time_ms(step(mode), device, args.warmup, args.repeats)
+            out[f"interp_{mode}_kernel_ms"] = kernel_ms(step(mode), device)
+        except Exception as exc:  # keep the table
+            log.exception("interpolation %s failed", mode)
+            out[f"interp_{mode}_error"] = repr(exc)
+    return out
+
+
 def bench_size(n: int, args, device: torch.device) -> dict:
     box, batch, apix = args.box, args.batch, args.pixel_size
     use_amp = device.type == "cuda" and not args.no_amp
@@ -138,6 +171,7 @@ def bench_size(n: int, args, device: torch.device) -> dict:
     row["old_decoder_gflop"] = pair_decoder_flops_per_particle(n, args.zdim, batch=batch) * batch / 1e9
     row["new_decoder_gflop"] = control_decoder_flops_per_particle(
         n, graph.n_control, graph.index.shape[1], args.rank, zdim=args.zdim, batch=batch) * batch / 1e9
+    row.update(bench_interpolation(new, batch, device, args))
     del old, new
 
     # ---- projections --------------------------------------------------------------------------------------------
@@ -183,6 +217,10 @@ def bench_size(n: int, args, device: torch.device) -> dict:
                 row["binning_triton_kernel_ms"] = kernel_ms(binning, device)
             except Exception:  # opt-in path; keep the table
                 log.exception("triton binning failed")
+            per_axis = footprint_tiles_per_axis(float(sig_px.max()), args.tile, args.cutoff)
+            binning = lambda: bin_gaussians_static(ux, uy, sig_px, box, args.tile, args.cutoff, per_axis)  # noqa: E731
+            row["binning_static_ms"] = time_ms(binning, device, args.warmup, args.repeats)
+            row["binning_static_kernel_ms"] = kernel_ms(binning, device)
             ref = project_gaussians(positions, wid, amp_b, rot, shifts, box, apix, compiled=False)
         for tile, block, warps, chunk in args.splat_configs:
             def splat(tile=tile, block=block, warps=warps, chunk=chunk):
@@ -212,7 +250,7 @@ def markdown(rows: list[dict], args) -> str:
     head = ["G", "old dec ms", "new dec ms", "old dec GFLOP", "new dec GFLOP", "FLOP ratio",
             "dense ms (compiled)", "dense ms (eager)", "dense GFLOP"]
     head += [f"splat {c} ms" for c in configs] + ["splat GFLOP", "pairs", "binning ms", "binning (triton) ms",
-                                                   "splat rel err"]
+                                                   "binning (static) ms", "splat rel err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v, f="{:.2f}": "—" if v is None else f.format(v)  # noqa: E731
     both = lambda r, key: f"{fmt(r.get(key + '_ms'))} / {fmt(r.get(key + '_kernel_ms'))}"  # noqa: E731
@@ -224,8 +262,13 @@ def markdown(rows: list[dict], args) -> str:
         cells += [both(r, f"splat_{c}") for c in configs]
         errs = [r[f"splat_{c}_relerr"] for c in configs if f"splat_{c}_relerr" in r]
         cells += [fmt(r.get("splat_gflop"), "{:.2f}"), fmt(r.get("splat_pairs"), "{:,}"), both(r, "binning"),
-                  both(r, "binning_triton"), fmt(max(errs) if errs else None, "{:.1e}")]
+                  both(r, "binning_triton"), both(r, "binning_static"), fmt(max(errs) if errs else None, "{:.1e}")]
         lines.append("| " + " | ".join(cells) + " |")
+    modes = ("dense", "embedding_bag", "gather", "csr")
+    lines += ["", "Interpolation alone (B, K, 4) -> (B, G, 4), forward + backward, wall / kernel ms:", "",
+              "| G | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    for r in rows:
+        lines.append(f"| {r['gaussians']:,} | " + " | ".join(both(r, f"interp_{m}") for m in modes) + " |")
     return "\n".join(lines)
 
 
@@ -244,8 +287,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tile", type=int, default=16, help="tile of the pair count / binning timing")
     p.add_argument("--splat-configs", default="16x32x4x100000,16x32x4x256,16x16x4x128,16x32x2x256,32x32x4x256",
                    help="tile x block_g x num_warps x chunk to time (a chunk >= the longest list: one program a tile)")
-    p.add_argument("--binning", default="torch", choices=["torch", "triton"], help="splat binning path")
-    p.add_argument("--interpolation", default="embedding_bag,gather", help="control decoder interpolation modes")
+    p.add_argument("--binning", default="static", choices=["static", "torch", "triton"], help="splat binning path")
+    p.add_argument("--interpolation", default="dense,embedding_bag,gather",
+                   help="control decoder interpolation modes")
     p.add_argument("--splat-precision", default=None, help="tl.dot input precision: ieee or tf32x3 (default: auto)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)

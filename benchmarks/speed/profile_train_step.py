@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--autotune", action="store_true")
     ap.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--decoder", default="pair", choices=["pair", "control"])
+    ap.add_argument("--projector", default="dense", choices=["auto", "dense", "splat"])
+    ap.add_argument("--n-control-points", type=int, default=1024)
     args = ap.parse_args()
     tt = _load_throughput()
     targs = argparse.Namespace(device=args.device, batch_size=args.batch_size, gaussians=args.gaussians,
@@ -44,7 +47,9 @@ def main() -> None:
                                cudagraphs=args.cudagraphs, predict_width=False, autotune=args.autotune,
                                step_graph=args.step_graph,
                                chunk=None, steps=args.steps, warmup=5, particles=20000, with_loader=False,
-                               num_workers=0, peak_bf16_tflops=None, peak_fp32_tflops=None)
+                               num_workers=0, peak_bf16_tflops=None, peak_fp32_tflops=None,
+                               decoder=args.decoder, projector=args.projector,
+                               n_control_points=args.n_control_points)
     captured = {}
     orig_step = tt.Stepper.step
 
@@ -70,7 +75,7 @@ def main() -> None:
             torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) / args.steps
     sort = "cuda_time_total" if on_gpu else "cpu_time_total"
-    print(prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=60))
+    print(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=90))
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
     if on_gpu:
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]

@@ -28,9 +28,13 @@ particles already on the device (``--with-loader`` reads them from a memory-mapp
 DataLoader instead). Prints a markdown table.
 
 FLOP floor of one step (fwd + bwd = 3× the forward matrix FLOPs; 2× for a layer whose input needs no gradient):
-- decoder MLP over B·G pairs: 2·B·G·(H·H·(L−1) + H·F + F·n_out) forward (the split first layer costs only
-  the per-particle W_z z and per-Gaussian W_e e products, counted too);
-- projection: 2·B·G·D² forward per batch (the separable matrix product), 3× for fwd + bwd;
+- decoder (``--decoder pair``) MLP over B·G pairs: 2·B·G·(H·H·(L−1) + H·F + F·n_out) forward (the split first
+  layer costs only the per-particle W_z z and per-Gaussian W_e e products, counted too); (``--decoder control``)
+  the same MLP over B·K control-point pairs, the interpolation (as executed: the (G, K) matrix products of the
+  "dense" mode on CUDA), the read-out and the pooling (``control_decoder_flops_per_particle``);
+- projection (``--projector dense``): 2·B·G·D² forward per batch (the separable matrix product), 3× for fwd + bwd;
+  (``splat``): the tile kernels' arithmetic for the (Gaussian, tile) pairs of the first batch at the base cloud
+  (``splat_flops``), counted at the fp32 peak;
 - encoders (image: 2·B·(D²·H_i + H_i²·(L_i−1) + H_i·2z); Gaussian: 2·G·(5·H_g + H_g²·(L_g−1) + H_g·E)).
 "Time floor" = bf16 FLOPs / bf16 peak + fp32 FLOPs / fp32 peak (decoder and encoders in bf16 with --amp; the
 projection always fp32); "fraction" = time floor / measured step time. Peaks default to the detected GPU (H100
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import os
 import tempfile
@@ -51,9 +56,12 @@ import numpy as np
 import torch
 
 from gaussianem.gaussians import GaussianCloud
+from gaussianem.model.control_decoder import flops_per_particle
 from gaussianem.model.losses import knn_counts
 from gaussianem.model.vae import GaussianVAE
+from gaussianem.physics.projection import projected_centres
 from gaussianem.physics.rotation import random_rotations
+from gaussianem.physics.splat import bin_gaussians, pixel_frame, splat_flops, splat_kernel_usable
 from gaussianem.training.config import TrainConfig
 from gaussianem.training.distributed import convert_batchnorm, init_process_group
 from gaussianem.training.objective import LossWeights, TrainingObjective, build_graphs, model_spec
@@ -75,11 +83,27 @@ def synthetic_cloud(n: int, box: int, apix: float, seed: int = 0) -> GaussianClo
     return GaussianCloud(t(pos), torch.full((n,), 0.75 * apix), t(1 + rng.random(n)), 0.5 * apix, 1.0 * apix)
 
 
-def flop_counts(cfg: TrainConfig, b: int, g: int, d: int, n_out: int) -> dict[str, float]:
+def splat_pairs(model: GaussianVAE, batch: dict, cutoff: float) -> int:
+    """(Gaussian, tile) pairs of the splat for this batch's poses at the base cloud (tile 16)."""
+    with torch.no_grad():
+        pos, wid, amp = model.base_cloud.physical()
+        centres = projected_centres(pos.float(), batch["rotation"].float(), batch["shift"].float())
+        apix = model.spec.pixel_size_angstrom
+        ux, uy, _, _ = pixel_frame(centres, wid.float(), amp.float(), model.box_size, apix)
+        ids = bin_gaussians(ux, uy, (wid.float() / apix).expand_as(ux), model.box_size, 16, cutoff)[0]
+        return int(ids.numel())
+
+
+def flop_counts(cfg: TrainConfig, b: int, g: int, d: int, n_out: int, decoder=None,
+                n_pairs: int | None = None) -> dict[str, float]:
+    """FLOPs of one training step (forward + backward) by part. ``decoder``: the model's decoder (counted by
+    ``flops_per_particle``; None: the pair decoder's formula); ``n_pairs``: the splat's pairs (None: dense)."""
     h, f, lyr = cfg.decoder_hidden, cfg.decoder_features, cfg.decoder_layers
     pair = h * h * (lyr - 1) + h * f + f * n_out
     dec = 3 * 2 * b * g * pair + 3 * 2 * (b * cfg.zdim * h + g * cfg.embedding_dim * h)
-    proj = 3 * 2 * b * g * d * d
+    if decoder is not None:
+        dec = flops_per_particle(decoder, g, b, training=True) * b
+    proj = 3 * 2 * b * g * d * d if n_pairs is None else splat_flops(n_pairs)
     hi, li = cfg.encoder_hidden, cfg.encoder_layers
     ienc = 2 * 2 * b * d * d * hi + 3 * 2 * b * (hi * hi * (li - 1) + hi * 2 * cfg.zdim)
     hg, lg = cfg.gaussian_hidden, cfg.gaussian_layers
@@ -167,7 +191,8 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     cfg = TrainConfig(dataset="-", rundir="-", batch_size=b, zdim=args.zdim, amp=args.amp, compile=args.compile,
                       cudagraphs=args.cudagraphs,
                       predict_width=args.predict_width, box_size=d, pixel_size_angstrom=apix,
-                      projection_chunk=args.chunk)
+                      projection_chunk=args.chunk, decoder=args.decoder, projector=args.projector,
+                      n_control_points=args.n_control_points)
     cloud = synthetic_cloud(g, d, apix)
     model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0))
     model.set_base_trainable(False)
@@ -225,7 +250,10 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     wait = (stepper.host_wait_s - wait0) / args.steps
     if tmp is not None:
         tmp.cleanup()
-    flops = flop_counts(cfg, b, g, d, model.decoder.n_out)
+    splat = cfg.projector != "dense" and splat_kernel_usable(model.base_cloud.positions)
+    n_pairs = splat_pairs(model, batches[0] if not args.with_loader else make_batches(
+        1, b, d, apix, n_particles, device, seed=1)[0], cfg.splat_cutoff_sigmas) if splat else None
+    flops = flop_counts(cfg, b, g, d, model.decoder.n_out, model.decoder, n_pairs)
     bf16_peak, fp32_peak, name = detect_peaks(device)
     bf16_peak = args.peak_bf16_tflops or bf16_peak
     fp32_peak = args.peak_fp32_tflops or fp32_peak
@@ -236,6 +264,7 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
         floor = (flops["decoder"] + flops["encoders"]) / (mlp_peak * 1e12) + flops["projection"] / (fp32_peak * 1e12)
     return {
         "device": name, "gaussians": g, "box": d, "world": world, "batch": b, "zdim": args.zdim, "amp": args.amp,
+        "decoder": cfg.decoder, "projector": ("splat" if splat else "dense"), "splat_pairs": n_pairs,
         "compile": stepper.compiled, "cudagraphs": stepper.cudagraphs,
         "step_graph": stepper.step_graph, "graph_error": stepper.graph_error,
         "graph_traceback": stepper.graph_traceback, "tf32": bool(getattr(args, "tf32", False)),
@@ -272,6 +301,11 @@ def main() -> None:
     p.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
                    help="the whole step as one CUDA graph (as train --step-graph; default on with CUDA graphs)")
     p.add_argument("--predict-width", action="store_true")
+    p.add_argument("--decoder", nargs="+", default=["pair"], choices=["pair", "control"],
+                   help="decoders to time (a row each)")
+    p.add_argument("--projector", nargs="+", default=["dense"], choices=["auto", "dense", "splat"],
+                   help="projectors to time (a row each; auto = splat where its kernel runs)")
+    p.add_argument("--n-control-points", type=int, default=1024)
     p.add_argument("--chunk", type=int, default=None, help="projection chunk (Gaussians)")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
@@ -289,9 +323,15 @@ def main() -> None:
         rows = []
         for g in args.gaussians:
             for bs in args.batch_size:
-                a = argparse.Namespace(**{**vars(args), "batch_size": bs, "gaussians": g})
-                with tf32_matmuls(args.tf32):
-                    rows.append(run(a, rank, world))
+                for dec in args.decoder:
+                    for proj in args.projector:
+                        a = argparse.Namespace(**{**vars(args), "batch_size": bs, "gaussians": g, "decoder": dec,
+                                                  "projector": proj})
+                        with tf32_matmuls(args.tf32):
+                            rows.append(run(a, rank, world))
+                        if rank == 0:
+                            print(json.dumps({k: v for k, v in rows[-1].items() if k != "graph_traceback"}),
+                                  flush=True)
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -318,11 +358,13 @@ def print_table(rows: list[dict], parallel: str) -> None:
           f"{parallel}. Per process: batch, peak memory, GFLOP, floor and its fraction; particles/s and TFLOP/s "
           "are of all processes together. 'host wait' = time per step the host spent waiting for the device "
           "(near 0: the step is bound by the host's Python and launches, not by the GPU)\n")
-    print("| G | edges | world | batch | step ms | host wait ms | particles/s | peak GPU mem GiB (reserved) "
+    print("| G | decoder | projector | edges | world | batch | step ms | host wait ms | particles/s "
+          "| peak GPU mem GiB (reserved) "
           "| GFLOP decoder | GFLOP projection | GFLOP encoders | achieved TFLOP/s | floor ms | fraction of floor |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['gaussians']} | {r['edges'][0]} / {r['edges'][1]} | {r['world']} | {r['batch']} | "
+        print(f"| {r['gaussians']} | {r['decoder']} | {r['projector']} | {r['edges'][0]} / {r['edges'][1]} | "
+              f"{r['world']} | {r['batch']} | "
               f"{r['step_ms']:.2f} | {r['host_wait_ms']:.2f} | {r['particles_per_s']:.0f} | "
               f"{r['peak_mem_gib']:.2f} ({r['reserved_gib']:.2f}) | "
               f"{r['gflop_decoder']:.1f} | {r['gflop_projection']:.1f} | {r['gflop_encoders']:.1f} | "

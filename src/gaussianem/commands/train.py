@@ -11,6 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from gaussianem.model.spec import DECODERS, PROJECTORS
 from gaussianem.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,11 @@ _SIZES = [
     ("window_radius", float, "soft window: inner radius (fraction of D/2)"),
     ("window_edge", float, "soft window: cosine edge width (fraction of D/2)"),
     ("projection_chunk", int, "Gaussians per projection chunk (lower to save GPU memory; default: automatic)"),
+    ("n_control_points", int, "--decoder control: control points where the pair MLP runs"),
+    ("control_neighbours", int, "--decoder control: control points each Gaussian interpolates from"),
+    ("readout_rank", int, "--decoder control: rank of the per-Gaussian amplitude read-out (0: none)"),
+    ("splat_cutoff_sigmas", float, "--projector splat: footprint half-width in σ (skipped values < exp(-c²/2) of "
+     "a Gaussian's peak)"),
     ("eval_batch_size", int, "batch size of the evaluation (encoding) pass"),
 ]
 _LOSSES = [
@@ -88,6 +94,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="also train the base Gaussian cloud")
     parser.add_argument("--predict-width", action="store_true", default=d["predict_width"],
                         help="decode a per-particle Δwidth too")
+    parser.add_argument("--decoder", choices=DECODERS, default=d["decoder"],
+                        help="pair: an MLP for every (particle, Gaussian) pair; control: the MLP on control points, "
+                        "interpolated to every Gaussian, plus a per-Gaussian amplitude read-out (cost nearly "
+                        "independent of the number of Gaussians) (default %(default)s)")
+    parser.add_argument("--projector", choices=PROJECTORS, default=d["projector"],
+                        help="dense: every Gaussian on every pixel; splat: tile splatting of each Gaussian's "
+                        "footprint (Triton kernels, CUDA); auto: splat where its kernel runs, dense elsewhere "
+                        "(default %(default)s)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d["compile"],
                         help="torch.compile the training step (default: on with CUDA, off on the CPU)")
     parser.add_argument("--cudagraphs", action=argparse.BooleanOptionalAction, default=d["cudagraphs"],

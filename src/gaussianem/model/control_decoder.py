@@ -152,14 +152,16 @@ def control_decoder_flops_per_particle(n_gaussians: int, n_control: int, k: int 
                                        n_sharp: int = 1, readout_hidden: int = 128, zdim: int = 10,
                                        embedding_dim: int = 32, hidden: int = 128, n_layers: int = 2,
                                        features: int = 256, predict_width: bool = False, batch: int = 32,
-                                       training: bool = True) -> float:
+                                       training: bool = True, dense: bool = False) -> float:
     """FLOPs per particle of :class:`ControlPointDecoder` (forward, ×3 when ``training``).
 
     Per particle: the pair MLP on K control points, the interpolation (G·k·n_out multiply-adds), the read-out MLP
     h(z) and ⟨u_g, h(z)⟩ (G·r·n_sharp) and its addition; per step (÷ batch): pooling the embeddings onto the
-    control points (G·k·E), ``W_e e`` on K rows, ``u_g`` from the embeddings (G·E·r)."""
+    control points (G·k·E), ``W_e e`` on K rows, ``u_g`` from the embeddings (G·E·r). ``dense``: the FLOPs the
+    "dense" interpolation executes, its (G, K) matrix products (G·K in place of G·k, zeros included)."""
     n_out = 5 if predict_width else 4
     per_pair, per_particle, _ = _pair_mlp_flops(zdim, hidden, n_layers, features, n_out)
+    k = n_control if dense else k
     interp = 2 * n_gaussians * k * n_out
     readout = 0
     if rank > 0 and n_sharp > 0:
@@ -170,6 +172,9 @@ def control_decoder_flops_per_particle(n_gaussians: int, n_control: int, k: int 
         shared += 2 * n_gaussians * embedding_dim * rank
     forward = n_control * per_pair + per_particle + interp + readout + shared / batch
     return float(forward * (3 if training else 1))
+
+
+INTERPOLATIONS = ("auto", "dense", "embedding_bag", "gather")
 
 
 # ---- the decoder -----------------------------------------------------------------------------------------------
@@ -183,17 +188,20 @@ class ControlPointDecoder(nn.Module):
             buffers ``control_index`` (G, k) int64, ``control_weight`` (G, k), and ``control_positions`` (K, 3).
         rank: r of the per-Gaussian read-out (0 disables it); readout_hidden: width of h(z)'s hidden layer;
         sharp_channels: output channels that get the read-out (default: amplitude only, channel 0).
-        interpolation: "embedding_bag" (one fused weighted gather) or "gather" (k index_selects, summed); same
-            result, different kernels (the benchmark picks).
+        interpolation: "dense" (the (G, K) weight matrix, scattered from the k weights every call, times the
+            control outputs: GEMMs on tensor cores forward and backward, no index kernels, no host sync; CUDA
+            graph safe), "embedding_bag" (one fused weighted gather), "gather" (k index_selects, summed) or "auto"
+            (dense on CUDA, embedding_bag elsewhere, where a (G, K) matrix costs more than k gathers); same result,
+            different kernels (benchmarks/speed/decoder_projection.py times them).
     """
 
     def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
                  n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
                  readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
-                 interpolation: str = "embedding_bag") -> None:
+                 interpolation: str = "auto") -> None:
         super().__init__()
-        if interpolation not in ("embedding_bag", "gather"):
-            raise ValueError(f"interpolation must be 'embedding_bag' or 'gather', not {interpolation!r}")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
         self.interpolation = interpolation
         self.pair = Decoder(zdim, embedding_dim, hidden, n_layers, features, predict_width)
         self.n_out = self.pair.n_out
@@ -233,8 +241,22 @@ class ControlPointDecoder(nn.Module):
         return self.control_index.shape[0]
 
     # ---- pieces (fast) ----------------------------------------------------------------------------------------
+    def mode(self, device: torch.device) -> str:
+        """The interpolation kernels used for tensors on ``device`` ("auto" resolved)."""
+        if self.interpolation == "auto":
+            return "dense" if device.type == "cuda" else "embedding_bag"
+        return self.interpolation
+
+    def dense_weights(self, dtype: torch.dtype) -> Tensor:
+        """The interpolation as a (G, K) matrix in ``dtype`` (no gradient), scattered from the (G, k) buffers."""
+        w = torch.zeros(self.n_gaussians, self.n_control, dtype=dtype, device=self.control_weight.device)
+        return w.scatter_(1, self.control_index, self.control_weight.to(dtype))
+
     def pool_embedding(self, embedding: Tensor) -> Tensor:
         """Gaussian embeddings (G, E) -> control-point embeddings (K, E): weighted means by the interpolation."""
+        if self.mode(embedding.device) == "dense":
+            w = self.dense_weights(embedding.dtype)
+            return (w.T @ embedding) * self.pool_norm.to(embedding.dtype)[:, None]
         idx, w = self.control_index, self.control_weight.to(embedding.dtype)
         src = (w[:, :, None] * embedding[:, None, :]).reshape(-1, embedding.shape[1])
         out = torch.zeros(self.n_control, embedding.shape[1], dtype=embedding.dtype, device=embedding.device)
@@ -245,8 +267,13 @@ class ControlPointDecoder(nn.Module):
         """Control-point outputs (B, K, n) -> per-Gaussian (B, G, n) (float32 or float64) by the sparse
         interpolation (one ``embedding_bag``: a weighted sum of k gathered rows per Gaussian)."""
         b, k, n = control_out.shape
+        mode = self.mode(control_out.device)
+        if mode == "dense":  # (G, K) × (K, B·n) in the control outputs' dtype (bf16 under autocast)
+            table = control_out.permute(1, 0, 2).reshape(k, b * n)
+            out = torch.matmul(self.dense_weights(table.dtype), table)
+            return out.reshape(-1, b, n).permute(1, 0, 2).to(torch.promote_types(out.dtype, torch.float32))
         dtype = torch.promote_types(control_out.dtype, torch.float32)  # float32 under bf16 autocast
-        if self.interpolation == "gather":
+        if mode == "gather":
             src = control_out.to(dtype)
             w = self.control_weight.to(dtype)
             out = src.index_select(1, self.control_index[:, 0]) * w[None, :, 0, None]
@@ -306,7 +333,7 @@ class ControlPointDecoder(nn.Module):
             self.n_gaussians, self.n_control, self.control_index.shape[1], self.rank, len(self.sharp_channels),
             self.readout_net[0].out_features if self.sharp_channels else 0, pair.z_proj.in_features,
             pair.e_proj.in_features, pair.z_proj.out_features, n_layers, pair.head.in_features,
-            self.predict_width, batch, training)
+            self.predict_width, batch, training, dense=self.mode(self.control_index.device) == "dense")
 
 
 def flops_per_particle(decoder: nn.Module, n_gaussians: int | None = None, batch: int = 32,

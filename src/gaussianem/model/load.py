@@ -53,9 +53,9 @@ def newest_loadable_checkpoint(rundir: str | Path, device="cpu") -> dict | None:
 
 def model_from_checkpoint(ckpt: dict, device="cpu", path: str | Path = "checkpoint") -> GaussianVAE:
     try:
-        model = GaussianVAE.from_spec(ModelSpec(**ckpt["spec"]))
+        model = GaussianVAE.from_spec(ModelSpec.from_dict(ckpt["spec"]))
         model.load_state_dict(ckpt["model"])
-    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+    except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: the weights do not make a GaussianEM model ({first})") from None
     return model.to(device)

@@ -3,7 +3,7 @@ configuration takes its model fields and their defaults from here)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,39 @@ class ModelOptions:
     window_radius: float = 0.85
     window_edge: float = 0.15
     projection_chunk: int | None = None
+    # decoder: "pair" (the pair MLP on every (particle, Gaussian)) or "control" (the pair MLP on
+    # n_control_points control points, interpolated to every Gaussian from its control_neighbours nearest, plus a
+    # rank-readout_rank per-Gaussian amplitude read-out: model/control_decoder.py)
+    decoder: str = "pair"
+    n_control_points: int = 1024
+    control_neighbours: int = 8
+    readout_rank: int = 32
+    # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
+    # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
+    # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
+    # Defaults stay the old paths until a trained model's accuracy with the new ones is measured
+    # (docs/FAST_DECODER_AND_SPLAT.md)
+    projector: str = "dense"
+    splat_cutoff_sigmas: float = 5.0
+
+    def option_errors(self) -> list[str]:
+        """What is wrong with the decoder / projector choices (empty when nothing is)."""
+        errors = []
+        if self.decoder not in DECODERS:
+            errors.append(f"--decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if self.projector not in PROJECTORS:
+            errors.append(f"--projector must be one of {', '.join(PROJECTORS)}, got {self.projector!r}")
+        if min(self.n_control_points, self.control_neighbours) < 1 or self.readout_rank < 0:
+            errors.append("--n-control-points and --control-neighbours must be >= 1, --readout-rank >= 0")
+        if not self.splat_cutoff_sigmas > 0:
+            errors.append("--splat-cutoff-sigmas must be > 0")
+        return errors
+
+
+DECODERS = ("pair", "control")
+PROJECTORS = ("auto", "dense", "splat")
+# what a checkpoint written before a field existed meant by it
+LEGACY_VALUES = {"decoder": "pair", "projector": "dense"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,3 +79,9 @@ class ModelSpec(ModelOptions):
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelSpec:
+        """A saved spec (a checkpoint's ``spec``); fields it predates get the values that older versions used."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{**LEGACY_VALUES, **{k: v for k, v in values.items() if k in names}})

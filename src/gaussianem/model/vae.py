@@ -1,4 +1,9 @@
-"""The heterogeneity VAE: image encoder + Gaussian encoder + pair decoder over a base Gaussian cloud.
+"""The heterogeneity VAE: image encoder + Gaussian encoder + decoder over a base Gaussian cloud.
+
+The decoder is the pair MLP (``spec.decoder == "pair"``) or the control-point decoder (``"control"``:
+:mod:`gaussianem.model.control_decoder`, its control graph computed once from the base cloud's positions and saved
+as buffers); the projector the dense separable one or the tile splat (``spec.projector``:
+:mod:`gaussianem.physics.splat`).
 
 Particle model for latent z: ``amplitude = softplus(base_raw + Δa)``, ``position = base + s·Δp`` (Å, s =
 ``position_scale_angstrom``), ``width = base`` (or ``sigmoid``-bounded ``base_raw + Δw`` when widths are
@@ -8,10 +13,13 @@ the encoder; renders are divided by the same number, so the render loss compares
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
 from gaussianem.gaussians import GaussianCloud, amplitude_activation, width_activation
+from gaussianem.model.control_decoder import ControlGraph, ControlPointDecoder, build_control_graph
 from gaussianem.model.decoder import Decoder
 from gaussianem.model.gaussian_encoder import GaussianEncoder
 from gaussianem.model.image_encoder import ImageEncoder
@@ -19,22 +27,26 @@ from gaussianem.model.spec import ModelSpec
 from gaussianem.physics.ctf import CTFParams, ctf_values
 from gaussianem.physics.forward import render_images
 from gaussianem.physics.fourier import rfft2_frequencies, soft_circular_mask
+from gaussianem.physics.projection import project_gaussians
+from gaussianem.physics.splat import project_gaussians_splat, splat_kernel_usable
 
 
 class GaussianVAE(nn.Module):
     """Two encoders, one decoder. ``base_cloud`` holds the base Gaussians (frozen unless trained)."""
 
-    def __init__(self, cloud: GaussianCloud, spec: ModelSpec) -> None:
+    def __init__(self, cloud: GaussianCloud, spec: ModelSpec, control_graph: ControlGraph | None = None) -> None:
         super().__init__()
         if cloud.n != spec.n_gaussians:
             raise ValueError(f"the cloud has {cloud.n} Gaussians, the spec says {spec.n_gaussians}")
+        errors = spec.option_errors()
+        if errors:
+            raise ValueError("; ".join(errors))
         self.spec = spec
         self.base_cloud = cloud
         d = spec.box_size
         self.image_encoder = ImageEncoder(d * d, spec.zdim, spec.encoder_hidden, spec.encoder_layers)
         self.gaussian_encoder = GaussianEncoder(spec.gaussian_hidden, spec.gaussian_layers, spec.embedding_dim)
-        self.decoder = Decoder(spec.zdim, spec.embedding_dim, spec.decoder_hidden, spec.decoder_layers,
-                               spec.decoder_features, spec.predict_width)
+        self.decoder = self._make_decoder(cloud, spec, control_graph)
         self.register_buffer("window", soft_circular_mask(d, spec.window_radius, spec.window_edge), persistent=False)
         fy, fx = rfft2_frequencies(d, spec.pixel_size_angstrom)
         self.register_buffer("freq_y", fy.contiguous(), persistent=False)
@@ -44,6 +56,17 @@ class GaussianVAE(nn.Module):
             scale = amp.mean() if amp.numel() else torch.tensor(1.0)
         # feature normalisation of the Gaussian encoder's inputs, fixed at construction (saved with the weights)
         self.register_buffer("amplitude_scale", scale.detach().clone().clamp_min(1e-12).reshape(()))
+
+    @staticmethod
+    def _make_decoder(cloud: GaussianCloud, spec: ModelSpec, graph: ControlGraph | None) -> nn.Module:
+        sizes = (spec.embedding_dim, spec.decoder_hidden, spec.decoder_layers, spec.decoder_features,
+                 spec.predict_width)
+        if spec.decoder == "pair":
+            return Decoder(spec.zdim, *sizes)
+        if graph is None:
+            graph = build_control_graph(cloud.positions.detach().cpu(), spec.n_control_points,
+                                        spec.control_neighbours, seed=0)
+        return ControlPointDecoder(spec.zdim, graph, *sizes, rank=spec.readout_rank)
 
     # ---- properties -------------------------------------------------------------------------------------------
     @property
@@ -128,8 +151,19 @@ class GaussianVAE(nn.Module):
             img = render_images(positions.float(), widths.float(), amplitudes.float(), rotations.float(),
                                 None if shifts_angstrom is None else shifts_angstrom.float(), ctf_params,
                                 self.spec.box_size, self.spec.pixel_size_angstrom, self.spec.projection_chunk,
-                                frequencies=(self.freq_y, self.freq_x))
+                                frequencies=(self.freq_y, self.freq_x), projector=self.projector(positions))
         return img / self.spec.image_std
+
+    def projector(self, positions: Tensor):
+        """The projection function for clouds like ``positions`` (``spec.projector``; the splat's static binning
+        bounds the widths by the cloud's ``width_max``, so the step stays capturable in a CUDA graph)."""
+        spec = self.spec
+        use_splat = spec.projector == "splat" or (spec.projector == "auto" and splat_kernel_usable(positions))
+        if not use_splat:
+            return project_gaussians
+        use_kernel = None if spec.projector == "auto" or positions.device.type != "cuda" else True
+        return functools.partial(project_gaussians_splat, cutoff_sigmas=spec.splat_cutoff_sigmas,
+                                 use_kernel=use_kernel, max_sigma_angstrom=spec.width_max)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> GaussianVAE:
@@ -138,4 +172,10 @@ class GaussianVAE(nn.Module):
         mid = 0.5 * (spec.width_min + spec.width_max)
         cloud = GaussianCloud(torch.zeros(g, 3), torch.full((g,), mid), torch.ones(g), spec.width_min,
                               spec.width_max)
-        return cls(cloud, spec)
+        graph = None
+        if spec.decoder == "control":  # placeholder of the saved graph's shapes (the state dict fills it)
+            k_ctl = max(1, min(spec.n_control_points, g))
+            k_nb = min(spec.control_neighbours, k_ctl)
+            graph = ControlGraph(torch.zeros(k_ctl, 3), torch.zeros(g, k_nb, dtype=torch.long),
+                                 torch.full((g, k_nb), 1.0 / k_nb), 1.0)
+        return cls(cloud, spec, graph)

@@ -30,13 +30,12 @@ import torch
 from torch import Tensor
 
 from gaussianem.physics.projection import project_gaussians, projected_centres
+from gaussianem.physics.splat_kernels import triton
 
-try:  # Triton is optional: CPU paths and CPU-only torch builds never need it
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
-    tl = None
+if triton is not None:
+    from gaussianem.physics.splat_kernels import bin_gaussians_triton, splat_forward
+else:  # pragma: no cover - depends on the install
+    bin_gaussians_triton = splat_forward = None
 
 DEFAULT_CUTOFF_SIGMAS = 5.0
 DEFAULT_TILE = 16
@@ -160,209 +159,58 @@ def bin_gaussians(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile:
         return ids, starts.to(torch.int32), n_side, int(starts.diff().max())
 
 
-# ---- Triton kernels -------------------------------------------------------------------------------------------------
-if triton is not None:
 
-    @triton.jit
-    def _floor_i32(x):
-        t = x.to(tl.int32)  # truncates toward zero
-        return tl.where(t.to(tl.float32) > x, t - 1, t)
-
-    @triton.jit
-    def _bin_count_kernel(ux_ptr, uy_ptr, s_ptr, count_ptr, tx0_ptr, ty0_ptr, nx_ptr, n_total, box, tile, cutoff,
-                          BLOCK: tl.constexpr):
-        # the arithmetic of tile_ranges, per Gaussian: first tile, tiles along x, tiles in all (0 when outside)
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        m = offs < n_total
-        ux = tl.load(ux_ptr + offs, mask=m, other=0.0)
-        uy = tl.load(uy_ptr + offs, mask=m, other=0.0)
-        r = cutoff * tl.load(s_ptr + offs, mask=m, other=0.0)
-        finite = (ux == ux) & (uy == uy) & (tl.abs(ux) < 1.0e30) & (tl.abs(uy) < 1.0e30) & (r == r) & (r < 1.0e30)
-        ux = tl.where(finite, ux, 0.0)
-        uy = tl.where(finite, uy, 0.0)
-        r = tl.where(finite, r, 0.0)
-        big = 1048576.0
-        lo_x = -_floor_i32(tl.minimum(tl.maximum(r - ux, -big), big))  # ceil(ux - r)
-        hi_x = _floor_i32(tl.minimum(tl.maximum(ux + r, -big), big))
-        lo_y = -_floor_i32(tl.minimum(tl.maximum(r - uy, -big), big))
-        hi_y = _floor_i32(tl.minimum(tl.maximum(uy + r, -big), big))
-        last = box - 1
-        valid = (lo_x <= hi_x) & (hi_x >= 0) & (lo_x <= last) & (lo_y <= hi_y) & (hi_y >= 0) & (lo_y <= last)
-        valid = valid & finite & m
-        tx0 = tl.minimum(tl.maximum(lo_x, 0), last) // tile
-        tx1 = tl.minimum(tl.maximum(hi_x, 0), last) // tile
-        ty0 = tl.minimum(tl.maximum(lo_y, 0), last) // tile
-        ty1 = tl.minimum(tl.maximum(hi_y, 0), last) // tile
-        nx = tx1 - tx0 + 1
-        count = tl.where(valid, nx * (ty1 - ty0 + 1), 0)
-        tl.store(count_ptr + offs, count, mask=m)
-        tl.store(tx0_ptr + offs, tx0, mask=m)
-        tl.store(ty0_ptr + offs, ty0, mask=m)
-        tl.store(nx_ptr + offs, tl.maximum(nx, 1), mask=m)
-
-    @triton.jit
-    def _bin_emit_kernel(count_ptr, first_ptr, tx0_ptr, ty0_ptr, nx_ptr, keys_ptr, ids_ptr, n_total, n_per_image,
-                         n_side, BLOCK: tl.constexpr, MAX_TILES: tl.constexpr):
-        # each Gaussian writes its (image, tile) keys and its id at [first, first + count)
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        m = offs < n_total
-        count = tl.load(count_ptr + offs, mask=m, other=0)
-        first = tl.load(first_ptr + offs, mask=m, other=0)
-        tx0 = tl.load(tx0_ptr + offs, mask=m, other=0)
-        ty0 = tl.load(ty0_ptr + offs, mask=m, other=0)
-        nx = tl.load(nx_ptr + offs, mask=m, other=1)
-        slot = tl.arange(0, MAX_TILES)
-        tx = tx0[:, None] + slot[None, :] % nx[:, None]
-        ty = ty0[:, None] + slot[None, :] // nx[:, None]
-        key = ((offs // n_per_image)[:, None] * n_side + ty) * n_side + tx
-        dest = first[:, None] + slot[None, :]
-        keep = m[:, None] & (slot[None, :] < count[:, None])
-        tl.store(keys_ptr + dest, key, mask=keep)
-        tl.store(ids_ptr + dest, offs[:, None] + slot[None, :] * 0, mask=keep)
-
-    @triton.jit
-    def _splat_fwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, starts_ptr, out_ptr, box, n_side, chunk,
-                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr):
-        # program (tile, c) sums Gaussians [start + c·chunk, start + (c+1)·chunk) of its tile's list and adds the
-        # partial tile to the image (atomically: several programs may share a tile)
-        pid = tl.program_id(0)
-        per_image = n_side * n_side
-        b = pid // per_image
-        t = pid % per_image
-        ty = t // n_side
-        tx = t % n_side
-        tile_end = tl.load(starts_ptr + pid + 1)
-        start = tl.load(starts_ptr + pid) + tl.program_id(1) * chunk
-        end = tl.minimum(tile_end, start + chunk)
-        offs = tl.arange(0, TILE)
-        px = (tx * TILE + offs).to(tl.float32)
-        py = (ty * TILE + offs).to(tl.float32)
-        goffs = tl.arange(0, BLOCK_G)
-        acc = tl.zeros((TILE, TILE), dtype=tl.float32)
-        for i in range(start, end, BLOCK_G):
-            j = i + goffs
-            m = j < end
-            g = tl.load(ids_ptr + j, mask=m, other=0)
-            cx = tl.load(ux_ptr + g, mask=m, other=0.0)
-            cy = tl.load(uy_ptr + g, mask=m, other=0.0)
-            a = tl.load(a_ptr + g, mask=m, other=0.0)
-            w = tl.load(w_ptr + g, mask=m, other=0.0)
-            dx = px[None, :] - cx[:, None]
-            dy = py[None, :] - cy[:, None]
-            ex = tl.exp(-dx * dx * a[:, None])  # (BLOCK_G, TILE x)
-            ey = tl.exp(-dy * dy * a[:, None]) * w[:, None]  # (BLOCK_G, TILE y)
-            acc += tl.dot(tl.trans(ey), ex, input_precision=PRECISION)  # (TILE y, TILE x)
-        iy = ty * TILE + offs
-        ix = tx * TILE + offs
-        ptrs = out_ptr + b * box * box + iy[:, None] * box + ix[None, :]
-        tl.atomic_add(ptrs, acc, mask=(iy[:, None] < box) & (ix[None, :] < box) & (start < end), sem="relaxed")
-
-    @triton.jit
-    def _splat_bwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, starts_ptr, grad_ptr,
-                          gux_ptr, guy_ptr, ga_ptr, gw_ptr, box, n_side, chunk,
-                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr):
-        pid = tl.program_id(0)
-        per_image = n_side * n_side
-        b = pid // per_image
-        t = pid % per_image
-        ty = t // n_side
-        tx = t % n_side
-        tile_end = tl.load(starts_ptr + pid + 1)
-        start = tl.load(starts_ptr + pid) + tl.program_id(1) * chunk
-        end = tl.minimum(tile_end, start + chunk)
-        offs = tl.arange(0, TILE)
-        iy = ty * TILE + offs
-        ix = tx * TILE + offs
-        gimg = tl.load(grad_ptr + b * box * box + iy[:, None] * box + ix[None, :],
-                       mask=(iy[:, None] < box) & (ix[None, :] < box), other=0.0)  # (TILE y, TILE x)
-        gimg_t = tl.trans(gimg)
-        px = ix.to(tl.float32)
-        py = iy.to(tl.float32)
-        goffs = tl.arange(0, BLOCK_G)
-        for i in range(start, end, BLOCK_G):
-            j = i + goffs
-            m = j < end
-            g = tl.load(ids_ptr + j, mask=m, other=0)
-            cx = tl.load(ux_ptr + g, mask=m, other=0.0)
-            cy = tl.load(uy_ptr + g, mask=m, other=0.0)
-            a = tl.load(a_ptr + g, mask=m, other=0.0)
-            w = tl.load(w_ptr + g, mask=m, other=0.0)
-            dx = px[None, :] - cx[:, None]
-            dy = py[None, :] - cy[:, None]
-            ex = tl.exp(-dx * dx * a[:, None])
-            ey = tl.exp(-dy * dy * a[:, None])
-            p = tl.dot(ey, gimg, input_precision=PRECISION) * ex  # Σ_y ey·g, times ex: (BLOCK_G, TILE x)
-            q = tl.dot(ex, gimg_t, input_precision=PRECISION) * ey  # Σ_x ex·g, times ey: (BLOCK_G, TILE y)
-            s0 = tl.sum(p, 1)  # Σ g·ex·ey
-            sx1 = tl.sum(p * dx, 1)
-            sx2 = tl.sum(p * dx * dx, 1)
-            sy1 = tl.sum(q * dy, 1)
-            sy2 = tl.sum(q * dy * dy, 1)
-            tl.atomic_add(gw_ptr + g, s0, mask=m, sem="relaxed")
-            tl.atomic_add(gux_ptr + g, 2.0 * a * w * sx1, mask=m, sem="relaxed")
-            tl.atomic_add(guy_ptr + g, 2.0 * a * w * sy1, mask=m, sem="relaxed")
-            tl.atomic_add(ga_ptr + g, -w * (sx2 + sy2), mask=m, sem="relaxed")
+def footprint_tiles_per_axis(max_sigma_px: float, tile: int, cutoff_sigmas: float) -> int:
+    """The most tiles along x (or y) that a footprint ``±c·σ`` with σ ≤ ``max_sigma_px`` can overlap: its pixel
+    span ``hi - lo ≤ 2cσ`` covers at most ``floor(2cσ / tile) + 2`` tiles."""
+    return int(math.floor(2 * cutoff_sigmas * max_sigma_px / tile)) + 2
 
 
-def bin_gaussians_triton(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile: int,
-                         cutoff_sigmas: float) -> tuple[Tensor, Tensor, int, int]:
-    """:func:`bin_gaussians` with the per-Gaussian arithmetic and the expansion into (tile, Gaussian) pairs in two
-    Triton kernels instead of ~30 torch ops (the sort stays torch's). Same result, element for element. Float32
-    inputs (B, G) on CUDA (or Triton's interpreter). Two host syncs (total and longest per-Gaussian count, then the
-    longest tile list)."""
+def bin_gaussians_static(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile: int, cutoff_sigmas: float,
+                         per_axis: int) -> tuple[Tensor, Tensor, int]:
+    """:func:`bin_gaussians` with static shapes and no host sync (capturable in a CUDA graph).
+
+    Every (image, Gaussian) gets ``per_axis²`` slots (:func:`footprint_tiles_per_axis` of the largest width);
+    the slots its footprint does not use get the key ``B·T²`` and sort after every real pair. Returns (ids
+    (B·G·per_axis²,) int32 — the first ``starts[-1]`` grouped by tile, ascending within a tile, as
+    :func:`bin_gaussians` —, tile starts (B·T² + 1,) int32, T). A footprint wider than ``per_axis`` tiles loses
+    its far tiles: pass a ``per_axis`` from an upper bound of the widths."""
     with torch.no_grad():
         batch, n = ux.shape
         n_side = -(-box_size // tile)
-        n_tiles = batch * n_side * n_side
+        per_axis = max(1, min(int(per_axis), n_side))
         dev = ux.device
-        flat = [t.reshape(-1).contiguous().float() for t in (ux, uy, sigma_px.expand(batch, n))]
-        n_total = batch * n
-        count, tx0, ty0, nx = (torch.empty(n_total, dtype=torch.int32, device=dev) for _ in range(4))
-        block = 256
-        grid = (triton.cdiv(n_total, block),)
-        _bin_count_kernel[grid](*flat, count, tx0, ty0, nx, n_total, box_size, tile, float(cutoff_sigmas),
-                                BLOCK=block)
-        total, most = (int(v) for v in torch.stack([count.sum(), count.max()]).tolist())
-        if total == 0:
-            return (torch.zeros(0, dtype=torch.int32, device=dev),
-                    torch.zeros(n_tiles + 1, dtype=torch.int32, device=dev), n_side, 0)
-        first = (torch.cumsum(count, 0, dtype=torch.int32) - count).contiguous()
-        keys = torch.empty(total, dtype=torch.int32, device=dev)
-        ids = torch.empty(total, dtype=torch.int32, device=dev)
-        max_tiles = max(2, triton.next_power_of_2(most))
-        block = max(16, 4096 // max_tiles)
-        grid = (triton.cdiv(n_total, block),)
-        _bin_emit_kernel[grid](count, first, tx0, ty0, nx, keys, ids, n_total, n, n_side, BLOCK=block,
-                               MAX_TILES=max_tiles)
-        key_sorted, order = torch.sort(keys, stable=True)
-        ids = ids[order]
+        n_tiles = batch * n_side * n_side
+        tx0, tx1, ty0, ty1, valid = tile_ranges(ux, uy, sigma_px, box_size, tile, cutoff_sigmas)
+        slot = torch.arange(per_axis, device=dev)
+        tx = tx0[..., None, None] + slot  # (B, G, 1, A)
+        ty = ty0[..., None, None] + slot[:, None]  # (B, G, A, 1)
+        used = valid[..., None, None] & (tx <= tx1[..., None, None]) & (ty <= ty1[..., None, None])
+        image = torch.arange(batch, device=dev)[:, None, None, None]
+        key = torch.where(used, (image * n_side + ty) * n_side + tx, n_tiles).to(torch.int32).reshape(-1)
+        key_sorted, order = torch.sort(key, stable=True)
+        ids = torch.div(order, per_axis * per_axis, rounding_mode="floor").to(torch.int32)
         starts = torch.searchsorted(key_sorted, torch.arange(n_tiles + 1, device=dev, dtype=key_sorted.dtype))
-        return ids, starts.to(torch.int32), n_side, int(starts.diff().max())
+        return ids, starts.to(torch.int32), n_side
 
-class _SplatFunction(torch.autograd.Function):
-    """Triton splat of pixel-frame Gaussians: ux, uy, inv2s2, w (B·G,) float32 + tile lists -> (B, D, D)."""
 
-    @staticmethod
-    def forward(ctx, ux, uy, inv2s2, w, ids, starts, config):
-        batch, box, n_side, tile, block_g, precision, num_warps, chunk, n_chunks = config
-        out = torch.zeros(batch, box, box, dtype=torch.float32, device=ux.device)
-        grid = (batch * n_side * n_side, n_chunks)
-        _splat_fwd_kernel[grid](ux, uy, inv2s2, w, ids, starts, out, box, n_side, chunk,
-                                TILE=tile, BLOCK_G=block_g, PRECISION=precision, num_warps=num_warps)
-        ctx.save_for_backward(ux, uy, inv2s2, w, ids, starts)
-        ctx.config = config
-        return out
+def work_items(starts: Tensor, chunk: int, n_items: int) -> Tensor:
+    """Tile lists cut into pieces of at most ``chunk`` entries: (3, n_items) int32 rows (tile, first, end).
 
-    @staticmethod
-    def backward(ctx, grad):
-        ux, uy, inv2s2, w, ids, starts = ctx.saved_tensors
-        batch, box, n_side, tile, block_g, precision, num_warps, chunk, n_chunks = ctx.config
-        grad = grad.contiguous().float()
-        gux, guy, ga, gw = (torch.zeros_like(ux) for _ in range(4))
-        grid = (batch * n_side * n_side, n_chunks)
-        _splat_bwd_kernel[grid](ux, uy, inv2s2, w, ids, starts, grad, gux, guy, ga, gw, box, n_side, chunk,
-                                TILE=tile, BLOCK_G=block_g, PRECISION=precision, num_warps=num_warps)
-        return gux, guy, ga, gw, None, None, None
+    ``starts`` (n_tiles + 1,) from a binning; ``n_items`` ≥ Σ ceil(len / chunk) (e.g. ``n_tiles + P // chunk``
+    for P list entries); items past the real ones are empty (first = end). Static shapes, no host sync."""
+    with torch.no_grad():
+        starts = starts.long()
+        n_tiles = starts.numel() - 1
+        length = starts.diff()
+        pieces = torch.div(length + chunk - 1, chunk, rounding_mode="floor")
+        last = torch.cumsum(pieces, 0)
+        item = torch.arange(n_items, device=starts.device)
+        tile = torch.searchsorted(last, item, right=True).clamp_max(n_tiles - 1)
+        first = starts[tile] + (item - (last[tile] - pieces[tile])) * chunk
+        end = torch.minimum(starts[tile + 1], first + chunk)
+        end = torch.where(item < last[-1], end, first)
+        return torch.stack([tile, first, end]).to(torch.int32).contiguous()
 
 
 def default_precision(device: torch.device) -> str:
@@ -376,56 +224,76 @@ def default_precision(device: torch.device) -> str:
 def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_size: int, pixel_size_angstrom: float,
                     cutoff_sigmas: float = DEFAULT_CUTOFF_SIGMAS, tile: int = DEFAULT_TILE, block_g: int = 32,
                     precision: str | None = None, num_warps: int = 4, chunk: int = 256,
-                    binning: str = "torch") -> Tensor:
+                    binning: str | None = None, max_sigma_px: float | None = None) -> Tensor:
     """Footprint projection by the Triton kernels (CUDA, or Triton's interpreter): same maths as
     :func:`splat_reference`, float32 inside, differentiable wrt centres, widths and amplitudes.
 
     centres (B, G, 2) Å, widths (G,) or (B, G) Å, amplitudes (G,) or (B, G) -> images (B, D, D) in the centres'
     dtype. ``tile`` and ``block_g`` (Gaussians per inner step) are powers of two ≥ 16; ``precision`` is the
     ``tl.dot`` input precision (None: :func:`default_precision`); ``num_warps``: Triton warps per program;
-    ``chunk``: Gaussians per program (a tile's list is split over ceil(n / chunk) programs, which balances the
-    dense centre of the image against its empty edges; partial tiles are added atomically, so the float32
-    summation order, and the last bits of the image, may differ between runs); ``binning``: "torch"
-    (:func:`bin_gaussians`, measured on the H200) or "triton" (:func:`bin_gaussians_triton`, same lists; tested
-    under Triton's interpreter only so far)."""
+    ``chunk``: list entries per program (a tile's list is split over ceil(n / chunk) work items, which balances
+    the dense centre of the image against its empty edges; partial tiles are added atomically, so the float32
+    summation order, and the last bits of the image, may differ between runs).
+
+    ``binning``: "static" (:func:`bin_gaussians_static`: fixed shapes from ``max_sigma_px``, an upper bound of the
+    widths in pixels, no host sync, capturable in a CUDA graph; the default when ``max_sigma_px`` is given),
+    "torch" (:func:`bin_gaussians`, exact pair count, two host syncs; the default otherwise) or "triton"
+    (:func:`bin_gaussians_triton`, the same lists as "torch")."""
     if triton is None:
         raise RuntimeError("splat_gaussians needs Triton; use project_gaussians_splat for a fallback")
     if tile < 16 or tile & (tile - 1) or block_g < 16 or block_g & (block_g - 1):
         raise ValueError(f"tile ({tile}) and block_g ({block_g}) must be powers of two >= 16")
+    binning = binning or ("torch" if max_sigma_px is None else "static")
+    if binning not in ("torch", "triton", "static"):
+        raise ValueError(f"binning must be 'static', 'torch' or 'triton', not {binning!r}")
     chunk = max(block_g, -(-chunk // block_g) * block_g)
     batch = centres.shape[0]
     ux, uy, inv2s2, w = pixel_frame(centres.float(), widths.float(), amplitudes.float(), box_size,
                                     pixel_size_angstrom)
-    if binning not in ("torch", "triton"):
-        raise ValueError(f"binning must be 'torch' or 'triton', not {binning!r}")
-    binner = bin_gaussians_triton if binning == "triton" else bin_gaussians
-    ids, starts, n_side, longest = binner(ux.detach(), uy.detach(),
-                                          _sigma_px(widths.float(), batch, pixel_size_angstrom), box_size,
-                                          tile, cutoff_sigmas)
+    s_px = _sigma_px(widths.float(), batch, pixel_size_angstrom)
+    if binning == "static":
+        if max_sigma_px is None:  # one host read; pass max_sigma_px for a capturable call
+            max_sigma_px = float(s_px.max()) if s_px.numel() else 1.0
+        per_axis = footprint_tiles_per_axis(max_sigma_px, tile, cutoff_sigmas)
+        ids, starts, n_side = bin_gaussians_static(ux.detach(), uy.detach(), s_px, box_size, tile, cutoff_sigmas,
+                                                   per_axis)
+    else:
+        binner = bin_gaussians_triton if binning == "triton" else bin_gaussians
+        ids, starts, n_side, _ = binner(ux.detach(), uy.detach(), s_px, box_size, tile, cutoff_sigmas)
+    work = work_items(starts, chunk, starts.numel() - 1 + ids.numel() // chunk)
     precision = precision or default_precision(centres.device)
-    config = (batch, box_size, n_side, tile, block_g, precision, num_warps, chunk, max(1, -(-longest // chunk)))
     flat = [t.reshape(-1).contiguous() for t in (ux, uy, inv2s2, w)]
-    img = _SplatFunction.apply(*flat, ids, starts, config)
+    img = splat_forward(*flat, ids, work, batch, box_size, n_side, tile, block_g, precision, num_warps)
     return img.to(centres.dtype)
 
 
 def project_gaussians_splat(positions: Tensor, sigmas: Tensor, amplitudes: Tensor, rotations: Tensor,
                             shifts_angstrom: Tensor | None, box_size: int, pixel_size_angstrom: float,
                             cutoff_sigmas: float = DEFAULT_CUTOFF_SIGMAS, tile: int = DEFAULT_TILE,
-                            use_kernel: bool | None = None) -> Tensor:
+                            use_kernel: bool | None = None, max_sigma_angstrom: float | None = None,
+                            chunk_size: int | None = None) -> Tensor:
     """Drop-in for :func:`~gaussianem.physics.projection.project_gaussians` (same arguments and result).
 
     ``use_kernel=None``: the Triton splat on CUDA float32/bfloat16/float16 inputs when Triton is installed, the
-    dense separable projector otherwise (CPU, float64, no Triton). ``True`` forces the kernel (error if it
-    cannot run), ``False`` the dense projector."""
+    dense separable projector otherwise (CPU, float64, no Triton; ``chunk_size`` is its chunk). ``True`` forces
+    the kernel (error if it cannot run), ``False`` the dense projector. ``max_sigma_angstrom``: an upper bound of
+    the widths (e.g. the cloud's ``width_max``): static binning, no host sync (a CUDA graph can hold the call)."""
     if use_kernel is None:
-        use_kernel = positions.device.type == "cuda" and positions.dtype != torch.float64 and triton_available(
-            positions.device)
+        use_kernel = splat_kernel_usable(positions)
     if not use_kernel:
         return project_gaussians(positions, sigmas, amplitudes, rotations, shifts_angstrom, box_size,
-                                 pixel_size_angstrom)
+                                 pixel_size_angstrom, chunk_size)
     centres = projected_centres(positions, rotations, shifts_angstrom)
-    return splat_gaussians(centres, sigmas, amplitudes, box_size, pixel_size_angstrom, cutoff_sigmas, tile)
+    max_px = None if max_sigma_angstrom is None else max_sigma_angstrom / pixel_size_angstrom
+    return splat_gaussians(centres, sigmas, amplitudes, box_size, pixel_size_angstrom, cutoff_sigmas, tile,
+                           max_sigma_px=max_px)
+
+
+def splat_kernel_usable(positions: Tensor) -> bool:
+    """Whether :func:`project_gaussians_splat` would use the kernel for these positions: CUDA, not float64,
+    Triton installed."""
+    return positions.device.type == "cuda" and positions.dtype != torch.float64 and triton_available(
+        positions.device)
 
 
 def splat_flops(n_pairs: int, tile: int = DEFAULT_TILE, training: bool = True) -> float:

@@ -99,6 +99,7 @@ class TrainConfig(ModelOptions):
             (self.knn_near >= 1 and self.knn_far >= 1 and self.knn_sample > self.knn_near,
              "kNN counts must satisfy sample > near >= 1, far >= 1"),
         ]
+        checks += [(False, msg) for msg in self.option_errors()]
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg)
