@@ -154,6 +154,7 @@ def test_analyze_reports_classes_and_motion(mixed_analysis):
     assert sorted(s["classes"]["counts"]) == sorted(np.bincount(state).tolist())
     html = (out / "report.html").read_text()
     assert "Structure found" in html and f"Found: {s['statement']}." in html
+    assert f"state 1: {s['classes']['counts'][1]:,} particles" in html  # the state volumes' views
     labels = np.load(out / "states" / "labels.npy")
     assert adjusted_rand_score(state, labels) == pytest.approx(1.0)
     # one state volume each, one with the subunit and one without

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("gaussianem.commands.simulate", "synthetic datasets with ground truth"),
     "demo": ("gaussianem.commands.demo", "the embedded default: a small simulated dataset through the pipeline"),
     "benchmark": ("gaussianem.commands.benchmark", "accuracy metrics against ground truth"),
+    "view": ("gaussianem.commands.view", "explore a trained run's latent space live in the browser"),
 }
 
 

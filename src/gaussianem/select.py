@@ -121,3 +121,25 @@ def select(source: str | Path, output: str | Path, indices: np.ndarray | None = 
         cryosparc.write_cs(output, table[rows])
     log.info("wrote %d of %d particles to %s", len(rows), n_rows, output)
     return len(rows)
+
+
+def write_index_pkl(dataset: str | Path, output: str | Path, indices: np.ndarray) -> int:
+    """Write the chosen dataset particles as a cryoDRGN index file (``--ind``): a pickled int64 array of their rows
+    in the source named in the dataset's manifest (``source_index.npy``), so it applies to that original stack.
+    Returns the count."""
+    from gaussianem.io.writes import save_pickle_atomic
+
+    dataset, output = Path(dataset), Path(output)
+    if not (dataset / MANIFEST).is_file():
+        raise InputError(f"{dataset} is not a GaussianEM dataset folder (no {MANIFEST})")
+    n = int(read_json(dataset / MANIFEST)["n_particles"])
+    indices = np.asarray(indices, np.int64)
+    if len(indices) == 0:
+        raise InputError("the selection is empty")
+    if ((indices < 0) | (indices >= n)).any() or len(np.unique(indices)) != len(indices):
+        raise InputError(f"indices must be distinct and lie in [0, {n})")
+    index_file = dataset / SOURCE_INDEX
+    rows = np.load(index_file, allow_pickle=False)[indices] if index_file.is_file() else indices
+    save_pickle_atomic(output, np.asarray(rows, np.int64))
+    log.info("wrote %d source rows (cryoDRGN --ind) to %s", len(rows), output)
+    return len(rows)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from gaussianem.analysis import latent, report, structure, volumes
+from gaussianem.analysis import latent, report, state_views, structure, volumes
 from gaussianem.analysis.options import AnalysisOptions
 from gaussianem.analysis.states import StateSet, render_states
 from gaussianem.analysis.volumes import VolumeGrid
@@ -101,8 +101,12 @@ def _plot(out: Path, z: np.ndarray, st: structure.States, found: structure.Struc
                                        out / "states" / "z_pca_states.png")
 
 
-def report_section(r: report.Report, decision: dict, states_set: StateSet | None, png: bytes | None) -> None:
-    """The 'Structure found' section of report.html: the statement, the evidence, the state volumes."""
+def report_section(
+    r: report.Report, decision: dict, states_set: StateSet | None, png: bytes | None,
+    consensus: np.ndarray | None = None, grid: VolumeGrid | None = None,
+) -> None:
+    """The 'Structure found' section of report.html: the statement, the evidence, the state volumes (as labelled
+    projections with the consensus (D, D, D) outline when it and its grid are given)."""
     r.heading("Structure found")
     r.paragraph(f"Found: {decision['statement']}.")
     c = decision["classes"]
@@ -130,8 +134,14 @@ def report_section(r: report.Report, decision: dict, states_set: StateSet | None
             text += (f" (particles at mean relative amplitude: {groups}; agreement with the states above, "
                      f"ARI {a['ari_vs_states']:.2f})")
         r.paragraph(text + ".")
-    if states_set is not None:
-        r.figures([(states_set.thumbs[j], f"state {j}: {c['counts'][j]:,}") for j in range(len(states_set.thumbs))],
-                  thumb=True)
+    if states_set is not None and consensus is not None and grid is not None and states_set.projections:
+        cons_proj = state_views.projections(consensus)
+        vmax = cons_proj.reshape(3, -1).max(1)
+        r.views([(state_views.projection_figure(p, cons_proj, grid, f"state {j}: {c['counts'][j]:,} particles",
+                                                vmax), f"state {j}: {c['counts'][j]:,} particles")
+                 for j, p in enumerate(states_set.projections)])
+    if any(m.get("folder", "").startswith("motion") for m in decision["motions"]):
+        r.paragraph("motionK/: the trajectory along within-state PCk, from the most populous state's mean (5th → "
+                    "95th percentile of the within-state scores); shown with the PC trajectories below.")
     if png:
         r.figures([(png, "PCA of z coloured by state")])

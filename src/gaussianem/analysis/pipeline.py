@@ -80,7 +80,8 @@ def run_analysis(
     kdir = out / f"kmeans{opts.ksample}"
     classes = render_states(f"kmeans{opts.ksample}", kdir, model, km.centers, grid, opts, consensus, base[2],
                             cell=cell)
-    outputs.write_counts(kdir / "counts.txt", km.counts, km.centers_ind, classes.fsc_low)
+    class_stats = outputs.state_stats(classes, base, grid)
+    outputs.write_counts(kdir / "counts.txt", km.counts, km.centers_ind, classes.fsc_low, class_stats)
     laps.lap(f"{opts.ksample} class volumes")
 
     trajs = _trajectories(out, model, z, pca, grid, opts, consensus, base[2])
@@ -110,12 +111,15 @@ def run_analysis(
         "pc_explained_variance_ratio": [round(float(v), 5) for v in pca.explained_variance_ratio_],
         "structure": found,
         "trajectory_fsc_low_res_vs_consensus": {s.label: [round(v, 4) for v in s.fsc_low] for s in trajs},
+        "class_stats": class_stats,
+        "trajectory_stats": {s.label: outputs.state_stats(s, base, grid) for s in trajs},
         "flexibility": {"n_particles": len(sample), "rmsf_mean": float(rmsf.mean()), "rmsf_max": float(rmsf.max())},
         **warp,
         "options": {k: str(v) for k, v in asdict(opts).items()},
     }
     cxc = outputs.write_cxc(out, cons_level, classes, trajs)
-    outputs.write_report(out, summary, plots, classes, trajs, cxc, umap_note, rundir, opts, found_states)
+    outputs.write_report(out, summary, plots, classes, trajs, cxc, umap_note, rundir, opts, consensus, grid,
+                         found_states)
     laps.timings["report"] = round(time.perf_counter() - laps.t, 2)
     summary["timings_s"] = laps.timings
     summary["total_s"] = round(time.perf_counter() - t0, 2)

@@ -26,6 +26,8 @@ figure{margin:0 0 8px 0}figcaption{font-size:.8em;color:#555;text-align:center}
 img{max-width:100%;image-rendering:auto}.row figure img{max-width:560px}.thumb img{width:180px;border:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}pre{background:#f6f6f6;padding:10px;overflow-x:auto;font-size:.85em}
+.views{display:flex;flex-direction:column;gap:6px}.views figure img{width:900px;max-width:100%}
+.lead{background:#eef4fb;border-left:4px solid #4477aa;padding:6px 12px}.lead pre{background:#fff;margin:4px 0}
 """
 
 
@@ -120,6 +122,15 @@ class Report:
         figs = "".join(f'<figure{cls}><img alt="{html.escape(c)}" src="{png_data_uri(p)}">'
                        f"<figcaption>{html.escape(c)}</figcaption></figure>" for p, c in items)
         self.parts.append(f'<div class="row">{figs}</div>')
+
+    def views(self, items: list[tuple[bytes, str]]) -> None:
+        """Large labelled pictures (the state views), one per row at their own width."""
+        figs = "".join(f'<figure><img alt="{html.escape(c)}" src="{png_data_uri(p)}"></figure>' for p, c in items)
+        self.parts.append(f'<div class="views">{figs}</div>')
+
+    def lead(self, text: str, command: str) -> None:
+        """A highlighted line and a command to copy (the first thing a reader sees)."""
+        self.parts.append(f'<div class="lead"><p>{html.escape(text)}</p><pre>{html.escape(command)}</pre></div>')
 
     def table(self, header: list[str], rows: list[list[object]]) -> None:
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)

@@ -4,7 +4,7 @@ point (the k-means classes, the PC trajectories of ``analyze`` and the points of
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gaussianem.analysis import atomic, report, volumes
+from gaussianem.analysis import atomic, state_views, volumes
 from gaussianem.analysis.options import AnalysisOptions
 from gaussianem.analysis.volumes import VolumeGrid
 from gaussianem.errors import InputError
@@ -39,14 +39,20 @@ class StateSet:
     amplitudes: np.ndarray
     volume_files: list[Path]
     levels: list[float]
-    thumbs: list[bytes]
+    projections: list[np.ndarray]  # (3, D, D) sum projections per state (state_views.projections)
     fsc_low: list[float]
+    fsc_curves: list[np.ndarray] = field(default_factory=list)  # (D//2,) FSC with the consensus per state
 
 
-def low_res_fsc(vol: np.ndarray, ref: np.ndarray) -> float:
-    """Mean FSC over shells 1 .. D/8 (the low-resolution band)."""
+def fsc_curve(vol: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """FSC (D//2,) of two volumes on the same grid."""
     with volumes.single_cpu_thread("cpu"):
-        curve = fsc(torch.from_numpy(vol), torch.from_numpy(ref)).numpy()
+        return fsc(torch.from_numpy(vol), torch.from_numpy(ref)).numpy()
+
+
+def low_res_fsc(vol: np.ndarray, ref: np.ndarray, curve: np.ndarray | None = None) -> float:
+    """Mean FSC over shells 1 .. D/8 (the low-resolution band)."""
+    curve = fsc_curve(vol, ref) if curve is None else curve
     hi = max(2, len(curve) // 4)
     return float(np.mean(curve[1:hi]))
 
@@ -57,21 +63,22 @@ def render_states(
     pdb_trajectory: str | None = None, cell: float | None = None,
 ) -> StateSet:
     """Decode the latent points z (T, zdim), write vol_XXX.mrc / gaussians_XXX.ply / model_XXX.pdb (per
-    ``formats``) and optionally a multi-model PDB; keep thumbnails and levels."""
+    ``formats``) and optionally a multi-model PDB; keep projections, levels and FSC curves with the consensus."""
     folder.mkdir(parents=True, exist_ok=True)
     pos, wid, amp = volumes.decode_points(model, z, opts.batch_size, opts.device)
     n = len(z)
     vol_names = volumes.state_names(n, "vol", ".mrc")
     ply_names = volumes.state_names(n, "gaussians", ".ply")
     pdb_names = volumes.state_names(n, "model", ".pdb")
-    files, levels, thumbs, fscs = [], [], [], []
+    files, levels, projs, fscs, curves = [], [], [], [], []
     for i in tqdm(range(n), desc=label, unit="vol", leave=False):
         if "mrc" in formats or consensus is not None:
             vol = volumes.render_volume(pos[i], wid[i], amp[i], grid, opts.device)
             levels.append(automatic_threshold(vol, 0.85) if (vol > 0).any() else 0.0)
-            thumbs.append(report.image_png(volumes.thumbnails(vol)))
+            projs.append(state_views.projections(vol))
             if consensus is not None:
-                fscs.append(low_res_fsc(vol, consensus))
+                curves.append(fsc_curve(vol, consensus))
+                fscs.append(low_res_fsc(vol, consensus, curves[-1]))
             if "mrc" in formats:
                 write_volume(folder / vol_names[i], vol, grid.pixel_size_angstrom, grid.origin_angstrom)
                 files.append(folder / vol_names[i])
@@ -84,7 +91,7 @@ def render_states(
     if pdb_trajectory:
         st = atomic.pseudo_atomic_trajectory(pos, wid, amp, grid.centre_angstrom, base_amp, cell)
         write_structure(folder / pdb_trajectory, st)
-    return StateSet(label, folder, z, pos, wid, amp, files, levels, thumbs, fscs)
+    return StateSet(label, folder, z, pos, wid, amp, files, levels, projs, fscs, curves)
 
 
 

@@ -203,14 +203,6 @@ def base_cloud_arrays(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(torch.as_tensor(t).detach().cpu().double().numpy() for t in (pos, wid, amp))  # type: ignore
 
 
-def thumbnails(volume: np.ndarray) -> np.ndarray:
-    """Three orthogonal sum-projections (along z, y, x) side by side, normalised to [0, 1] -> (D, 3D)."""
-    panels = [volume.sum(axis=a) for a in range(3)]
-    img = np.concatenate(panels, axis=1).astype(np.float64)
-    lo, hi = float(img.min()), float(img.max())
-    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-
-
 def _model_dtype(model: Any) -> torch.dtype:
     try:
         return next(model.parameters()).dtype  # type: ignore[union-attr]

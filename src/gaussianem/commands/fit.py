@@ -109,6 +109,6 @@ def main(args: argparse.Namespace) -> int:
     for key in ("fsc_input_map", "fsc_reference"):
         if key in summary:
             s = summary[key]
-            parts.append(f"{s['label']}: FSC-AUC {s['fsc_auc']:.3f}, 0.5 at {s['resolution_0.5_angstrom']:.2f} Å")
+            parts.append(f"{s['label']}: FSC-AUC {s['fsc_auc']:.3f}, FSC {s['crossings'][0]}")
     print(f"fit done ({'; '.join(parts)}); outputs in {out}")
     return 0

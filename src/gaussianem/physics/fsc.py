@@ -73,3 +73,22 @@ def fsc_resolution(curve: Tensor | np.ndarray, box_size: int, pixel_size_angstro
     t = (c[i - 1] - threshold) / max(c[i - 1] - c[i], 1e-12)
     f = freq[i - 1] + t * (freq[i] - freq[i - 1])
     return pixel_size_angstrom / max(f, 1e-12)
+
+
+def fsc_crossing(curve: Tensor | np.ndarray, box_size: int, pixel_size_angstrom: float,
+                 threshold: float = 0.5) -> tuple[float | None, str]:
+    """Where an FSC curve (D//2,) crosses ``threshold``, said honestly -> (resolution Å or None, text).
+
+    None with "stays above 0.5 up to Nyquist (8.0 Å)" when it never falls below, or "below 0.5 from the first
+    shell (40.0 Å)" when shell 1 is already below; otherwise the interpolated resolution and "0.5 @ 12.3 Å".
+    """
+    c = np.asarray(curve.detach().cpu() if isinstance(curve, Tensor) else curve, dtype=np.float64)
+    nyquist = 2.0 * pixel_size_angstrom
+    below = np.nonzero(c[1:] < threshold)[0]
+    if len(below) == 0:
+        return None, f"stays above {threshold:g} up to Nyquist ({nyquist:.1f} Å)"
+    if below[0] == 0:
+        first = box_size * pixel_size_angstrom
+        return None, f"below {threshold:g} from the first shell ({first:.1f} Å)"
+    res = fsc_resolution(c, box_size, pixel_size_angstrom, threshold)
+    return res, f"{threshold:g} @ {res:.1f} Å"

@@ -36,7 +36,7 @@ def map_origin_for_box(map_origin_angstrom: tuple[float, float, float], map_box:
 def write_fsc(prefix: str | Path, curve: np.ndarray, box_size: int, pixel_size_angstrom: float,
               label: str) -> dict:
     """Write ``prefix.txt``, ``prefix.json`` and ``prefix.png`` for an FSC curve (D//2,); returns the summary."""
-    from gaussianem.physics.fsc import fsc_auc, fsc_frequencies, fsc_resolution
+    from gaussianem.physics.fsc import fsc_auc, fsc_crossing, fsc_frequencies, fsc_resolution
 
     prefix = Path(prefix)
     curve = np.asarray(curve, dtype=np.float64)
@@ -50,10 +50,11 @@ def write_fsc(prefix: str | Path, curve: np.ndarray, box_size: int, pixel_size_a
         "frequency_per_angstrom": freq.tolist(), "fsc": curve.tolist(),
     }
     summary["resolution_0.5_pixels"] = summary["resolution_0.5_angstrom"] / pixel_size_angstrom
+    crossings = [fsc_crossing(curve, box_size, pixel_size_angstrom, t)[1] for t in (0.5, 0.143)]
+    summary["crossings"] = crossings  # said honestly: "stays above 0.5 up to Nyquist (8.0 Å)" when it never falls
     write_json_atomic(prefix.with_suffix(".json"), summary)
     with atomic_path(prefix.with_suffix(".txt")) as tmp:
-        lines = [f"# {label}", f"# FSC-AUC {summary['fsc_auc']:.4f}; resolution at 0.5: "
-                 f"{summary['resolution_0.5_angstrom']:.2f} A; at 0.143: {summary['resolution_0.143_angstrom']:.2f} A",
+        lines = [f"# {label}", f"# FSC-AUC {summary['fsc_auc']:.4f}; " + "; ".join(crossings).replace("Å", "A"),
                  "# shell  frequency_1/A  resolution_A  fsc"]
         for k, (f, c) in enumerate(zip(freq, curve, strict=True)):
             res = 1.0 / f if f > 0 else float("inf")
@@ -71,8 +72,7 @@ def write_fsc(prefix: str | Path, curve: np.ndarray, box_size: int, pixel_size_a
     ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel("FSC")
     ax.set_ylim(-0.1, 1.05)
-    ax.set_title(f"{label}: AUC {summary['fsc_auc']:.3f}, 0.5 @ {summary['resolution_0.5_angstrom']:.1f} Å",
-                 fontsize=9)
+    ax.set_title(f"{label}: AUC {summary['fsc_auc']:.3f}\nFSC {crossings[0]}; {crossings[1]}", fontsize=9)
     fig.tight_layout()
     with atomic_path(prefix.with_suffix(".png")) as tmp:
         fig.savefig(tmp, dpi=120)
