@@ -60,7 +60,11 @@ def test_class_statistics_tell_the_classes_apart(report_run):
 def test_every_state_has_a_labelled_three_view_picture(report_run):
     _, out, _ = report_run
     html = (out / "report.html").read_text()
-    assert html.count('<div class="views">') == 2  # classes, PC1
+    assert html.count('<div class="views">') == 3  # mixture states (issue 17's "Structure found"), classes, PC1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["structure"]["n_classes"] == 3
+    for j in range(3):
+        assert f'alt="state {j}: ' in html
     for j in range(3):
         assert f'alt="class {j}: ' in html
     for i in range(4):
