@@ -89,6 +89,29 @@ def write_report(
            "particle subsets):", f"gaussianem view {rundir if rundir else 'RUNDIR'}{epoch}")
     if "structure" in summary:
         discovery.report_section(r, summary["structure"], found_states, plots.get("states"), consensus, grid)
+    fsc_head, vmax, cons_proj = _classes_section(r, out, summary, plots, classes, consensus, grid)
+    _latent_section(r, plots, umap_note)
+    _trajectory_sections(r, summary, trajs, fsc_head, cons_proj, vmax, grid)
+    _flexibility_and_models(r, summary, plots, opts, rundir)
+    r.heading("Open the results")
+    r.code(f"gaussianem view {rundir if rundir else 'RUNDIR'}   # the latent space live in the browser\n"
+           "chimerax chimerax.cxc        # consensus map (mesh) + class volumes + trajectories as volume series\n"
+           "chimerax pc1/traj.pdb         # pseudo-atomic trajectory: play it with  coordset #1\n"
+           "pymol pc1/traj.pdb            # the same in PyMOL (one state per model)\n"
+           f"gaussianem eval-vol RUNDIR --particles {summary['centers_ind'][0]} -o OUT   # any particle's state\n"
+           f"gaussianem select DATASET --labels kmeans{len(classes.z)}/labels.npy --classes 0,3 -o subset.star"
+           "   # particles")
+    r.paragraph("chimerax.cxc:")
+    r.code(cxc)
+    r.write(out / "report.html")
+
+
+def _classes_section(
+    r: report.Report, out: Path, summary: dict, plots: dict[str, bytes], classes: StateSet,
+    consensus: np.ndarray | None, grid: VolumeGrid | None,
+) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    """The k-means classes: labelled projections, the statistics table, the counts plot; returns the FSC column's
+    heading, the projections' grey-scale maximum and the consensus projections (shared with the trajectories)."""
     k = len(classes.z)
     counts = summary["counts"]
     total = max(1, sum(counts))
@@ -117,6 +140,11 @@ def write_report(
               str(classes.volume_files[j].relative_to(out)) if j < len(classes.volume_files) else ""]
              for j in range(k)])
     r.figures([(plots["counts"], "particles per class")])
+    return fsc_head, vmax, cons_proj
+
+
+def _latent_section(r: report.Report, plots: dict[str, bytes], umap_note: str) -> None:
+    """The latent space: UMAP/PCA/z scatter plots, explained variance, histograms."""
     r.heading("Latent space")
     figs = [(plots[key], c) for key, c in (("umap", "UMAP"), ("pca", "PCA (PC1, PC2)"), ("z", "z"),
                                        ("variance", "PCA explained variance")) if key in plots]
@@ -124,6 +152,11 @@ def write_report(
     if umap_note:
         r.paragraph(umap_note)
     r.figures([(plots["hist"], "latent histograms")])
+
+
+def _trajectory_sections(r: report.Report, summary: dict, trajs: list[StateSet], fsc_head: str,
+                         cons_proj: np.ndarray | None, vmax: np.ndarray | None, grid: VolumeGrid | None) -> None:
+    """One section per trajectory: labelled projections of its points and their statistics."""
     for s in trajs:
         n = len(s.z)
         tstats = summary.get("trajectory_stats", {}).get(s.label) or [{} for _ in range(n)]
@@ -137,6 +170,11 @@ def write_report(
         r.table(["point", "RMS displacement (Å)", "99th pct displacement (Å)", "amplitude change",
                  "faded Gaussians", fsc_head, "FSC = 0.5"],
                 [[i + 1, *_stat_cells(tstats[i])] for i in range(n)])
+
+
+def _flexibility_and_models(r: report.Report, summary: dict, plots: dict[str, bytes], opts: AnalysisOptions,
+                            rundir: Path | None) -> None:
+    """Flexibility, the warped atomic model (when asked for) and the training curves."""
     r.heading("Flexibility")
     f = summary["flexibility"]
     r.paragraph(f"RMS fluctuation of every Gaussian over {f['n_particles']:,} particles: mean {f['rmsf_mean']:.2f} Å, "
@@ -155,17 +193,6 @@ def write_report(
         if png:
             r.heading("Training")
             r.figures([(png, "training curves from log.jsonl")])
-    r.heading("Open the results")
-    r.code(f"gaussianem view {rundir if rundir else 'RUNDIR'}   # the latent space live in the browser\n"
-           "chimerax chimerax.cxc        # consensus map (mesh) + class volumes + trajectories as volume series\n"
-           "chimerax pc1/traj.pdb         # pseudo-atomic trajectory: play it with  coordset #1\n"
-           "pymol pc1/traj.pdb            # the same in PyMOL (one state per model)\n"
-           f"gaussianem eval-vol RUNDIR --particles {summary['centers_ind'][0]} -o OUT   # any particle's state\n"
-           f"gaussianem select DATASET --labels kmeans{k}/labels.npy --classes 0,3 -o subset.star   # particles")
-    r.paragraph("chimerax.cxc:")
-    r.code(cxc)
-    r.write(out / "report.html")
-
 
 def _state_title(name: str, st: dict, count: int | None = None, total: int | None = None) -> str:
     """'class 3 · 812 particles (16.2 %) · RMS displacement 2.10 Å · amplitude +3.1 % · FSC 0.5 @ 12.0 Å'."""
