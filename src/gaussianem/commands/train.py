@@ -78,8 +78,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="default %(default)s")
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default=d["lr_schedule"])
     parser.add_argument("--seed", type=int, default=d["seed"])
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=d["device"],
-                        help="default: cuda when available")
+    parser.add_argument("--device", default=d["device"],
+                        help="torch device: cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d["amp"],
                         help="bf16 autocast for the MLPs on CUDA (projection and losses stay float32)")
     parser.add_argument("--num-workers", type=int, default=d["num_workers"], help="data loading processes")

@@ -87,6 +87,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())
+    elif device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # streams and CUDA graphs of the step live on the current device
     ds = load_dataset(cfg.dataset)
     if ds.box_size % 2:
         raise InputError(f"{cfg.dataset}: box size {ds.box_size} is odd; training needs an even box")
