@@ -4,13 +4,17 @@
     python tests/reliability_table.py /tmp/rel.jsonl
 """
 
+import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import test_hostile_inputs as t  # noqa: E402
+# the suite's case table, loaded from its file (its dataclasses need the module registered under its name)
+_path = Path(__file__).with_name("test_hostile_inputs.py")
+_spec = importlib.util.spec_from_file_location("test_hostile_inputs", _path)
+t = sys.modules["test_hostile_inputs"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(t)
 
 records = {}
 for line in Path(sys.argv[1]).read_text().splitlines():

@@ -50,9 +50,9 @@ for P in "${PRESETS[@]}"; do
   RC=$?
   WALL=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
   [ $RC -ne 0 ] && { echo "$P: train_vae failed (rc $RC, see $LOG)" >&2; FAILED=1; }
-  "$PY" - "$P" "$LOG" "$((N_PARTICLES * EPOCHS))" "$WALL" "$RC" "$TSV" "$DEVICE" <<'PYEOF'
+  PYTHONPATH="$PWD/benchmarks/accuracy${PYTHONPATH:+:$PYTHONPATH}" \
+    "$PY" - "$P" "$LOG" "$((N_PARTICLES * EPOCHS))" "$WALL" "$RC" "$TSV" "$DEVICE" <<'PYEOF'
 import datetime, os, sys
-sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks", "accuracy"))
 from collect_results import epoch_seconds, loop_rates
 preset, log, pe, wall, rc, tsv, device = sys.argv[1:]
 try:
