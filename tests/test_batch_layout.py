@@ -40,8 +40,8 @@ def _stepper(n: int, rank: int, world: int, batch_size: int):
         from gaussianem.training.distributed import convert_batchnorm
 
         model = convert_batchnorm(model, dev)
-    g1, g2, rep = build_graphs(model.base_cloud, cfg, dev)
-    objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False,
+    graphs = build_graphs(model, cfg, dev)
+    objective = TrainingObjective(model, LossWeights.from_config(cfg), graphs, False,
                                   L.knn_counts(n, 8, 2, 2))
     wrapped = objective
     if world > 1:

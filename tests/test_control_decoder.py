@@ -288,3 +288,47 @@ def test_spec_projector_renders_as_the_dense_projector_on_cpu():
         imgs.append(vae.render(pos, wid, amp, random_rotations(2, torch.Generator().manual_seed(1)), None, None))
     torch.testing.assert_close(imgs[1], imgs[0], rtol=0, atol=0)
     torch.testing.assert_close(imgs[2], imgs[0], rtol=0, atol=0)
+
+
+def test_gaussian_displacements_are_convex_combinations_of_the_control_points():
+    """What makes the control-point regularisers valid: the decoded Gaussian displacements are the interpolation of
+    the control points' (rows of non-negative weights summing to 1); the read-out touches the amplitude only."""
+    vae, _ = _spec_vae()
+    randomise_heads(vae.decoder)
+    z = torch.randn(3, 3)
+    deltas, control = vae.decode_deltas_and_control(z, vae.embed())
+    assert control.shape == (3, 20, 4)
+    torch.testing.assert_close(deltas, vae.decode_deltas(z))
+    w = vae.decoder.dense_weights(torch.float32)
+    torch.testing.assert_close(deltas[..., 1:4], torch.einsum("gk,bkc->bgc", w, control[..., 1:4]))
+    assert not torch.allclose(deltas[..., 0], torch.einsum("gk,bk->bg", w, control[..., 0]))  # sharp amplitude
+
+
+@pytest.mark.parametrize("strain", [0.05, -0.03])
+def test_control_regularisers_measure_what_the_gaussian_ones_do(strain):
+    """A uniform strain Δ = ε·(p - centre) costs the same in the distance term on the control points (scaled) as on
+    the Gaussians; the interpolated field (a smoothed version of it) costs no more than that on the Gaussians; a
+    rigid shift costs nothing; the control graphs are K-sized."""
+    from gaussianem.model import losses as L
+    from gaussianem.training.config import TrainConfig
+    from gaussianem.training.objective import build_graphs
+
+    vae, _ = _spec_vae()
+    cfg = TrainConfig(dataset="-", rundir="-", decoder="control")
+    on_g = build_graphs(vae, cfg.replace(regularise_on="gaussians"), "cpu")
+    on_c = build_graphs(vae, cfg, "cpu")
+    assert on_c.on_control and not on_g.on_control and on_c.scale < 1.0
+    assert int(torch.cat([on_c.distance.src, on_c.distance.dst]).max()) < 20
+    ctrl_pos = vae.decoder.control_positions[None]
+    gauss_pos = vae.base_cloud.positions.detach()[None]
+    centre = gauss_pos[0].mean(0)
+    loss_c = L.distance_loss(ctrl_pos + strain * (ctrl_pos - centre), on_c.distance) * on_c.scale
+    loss_g = L.distance_loss(gauss_pos + strain * (gauss_pos - centre), on_g.distance)
+    torch.testing.assert_close(loss_c, loss_g, rtol=0.02, atol=0)
+    w = vae.decoder.dense_weights(torch.float32)
+    smoothed = torch.einsum("gk,bkc->bgc", w, strain * (ctrl_pos - centre))
+    assert 0.0 < float(L.distance_loss(gauss_pos + smoothed, on_g.distance)) <= float(loss_g) * 1.01
+    shift = torch.tensor([3.0, -1.0, 2.0])
+    assert float(L.distance_loss(ctrl_pos + shift, on_c.distance)) < 1e-8
+    with pytest.raises(ValueError, match="needs --decoder control"):
+        build_graphs(_spec_vae("pair")[0], cfg.replace(decoder="pair", regularise_on="control"), "cpu")

@@ -239,8 +239,8 @@ def test_deferred_finiteness_check_skips_the_bad_step(tmp_path):
     model = GaussianVAE(GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0),
                         model_spec(cfg, GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0), 1.0))
     model.set_base_trainable(False)
-    g1, g2, rep = build_graphs(model.base_cloud, cfg, "cpu")
-    objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False, L.knn_counts(64))
+    objective = TrainingObjective(model, LossWeights.from_config(cfg), build_graphs(model, cfg, "cpu"), False,
+                                  L.knn_counts(64))
     try:
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
     except (RuntimeError, ValueError) as exc:  # a torch without the fused CPU AdamW
@@ -304,8 +304,7 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
     cloud = GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0)
     model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0)).to(dev)
     model.set_base_trainable(False)
-    g1, g2, rep = build_graphs(model.base_cloud, cfg, dev)
-    obj = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, False,
+    obj = TrainingObjective(model, LossWeights.from_config(cfg), build_graphs(model, cfg, dev), False,
                             L.knn_counts(n_particles)).to(dev)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + s))  # the graph must see each lr

@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--decoder", default="pair", choices=["pair", "control"])
     ap.add_argument("--projector", default="dense", choices=["auto", "dense", "splat"])
     ap.add_argument("--n-control-points", type=int, default=1024)
+    ap.add_argument("--regularise-on", default="auto", choices=["auto", "gaussians", "control"])
+    ap.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a TrainConfig field")
     args = ap.parse_args()
     tt = _load_throughput()
     targs = argparse.Namespace(device=args.device, batch_size=args.batch_size, gaussians=args.gaussians,
@@ -49,7 +51,8 @@ def main() -> None:
                                chunk=None, steps=args.steps, warmup=5, particles=20000, with_loader=False,
                                num_workers=0, peak_bf16_tflops=None, peak_fp32_tflops=None,
                                decoder=args.decoder, projector=args.projector,
-                               n_control_points=args.n_control_points)
+                               n_control_points=args.n_control_points, regularise_on=args.regularise_on,
+                               set=args.set)
     captured = {}
     orig_step = tt.Stepper.step
 

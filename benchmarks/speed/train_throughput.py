@@ -44,7 +44,9 @@ SXM: 989 bf16 dense, 67 fp32 TFLOP/s; H100 PCIe: 756 / 51; H200 as H100 SXM) and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -179,6 +181,19 @@ def _sync(device: torch.device, world: int) -> None:
             dist.barrier()
 
 
+def config_overrides(pairs: list[str] | None) -> dict:
+    """``--set NAME=VALUE`` pairs -> TrainConfig fields with values of the field's type (e.g. distance_weight=0)."""
+    types = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for pair in pairs or []:
+        name, _, value = pair.partition("=")
+        if name not in types:
+            raise SystemExit(f"--set: no TrainConfig field {name!r}")
+        kind = types[name]
+        out[name] = kind(value) if kind in (int, float, str) else value
+    return out
+
+
 def run(args, rank: int = 0, world: int = 1) -> dict:
     """One measurement of ``args.batch_size`` particles per process; under DDP (world > 1) the process group is
     already joined and every rank calls this."""
@@ -192,15 +207,16 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
                       cudagraphs=args.cudagraphs,
                       predict_width=args.predict_width, box_size=d, pixel_size_angstrom=apix,
                       projection_chunk=args.chunk, decoder=args.decoder, projector=args.projector,
-                      n_control_points=args.n_control_points)
+                      n_control_points=args.n_control_points, regularise_on=args.regularise_on,
+                      **config_overrides(args.set))
     cloud = synthetic_cloud(g, d, apix)
     model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0))
     model.set_base_trainable(False)
     model.to(device)
     if world > 1:  # as training/loop.py::train does it
         model = convert_batchnorm(model, device)
-    g1, g2, rep = build_graphs(model.base_cloud, cfg, device)
-    objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep, cfg.amp,
+    graphs = build_graphs(model, cfg, device)
+    objective = TrainingObjective(model, LossWeights.from_config(cfg), graphs, cfg.amp,
                                   knn_counts(n_particles, cfg.knn_sample, cfg.knn_near, cfg.knn_far)).to(device)
     wrapped: torch.nn.Module = objective
     if world > 1:
@@ -277,7 +293,8 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
         "gflop_decoder": flops["decoder"] / 1e9, "gflop_projection": flops["projection"] / 1e9,
         "gflop_encoders": flops["encoders"] / 1e9, "achieved_tflops": world * total / dt / 1e12,
         "floor_ms": floor * 1e3 if floor else float("nan"), "fraction": floor / dt if floor else float("nan"),
-        "edges": (g1.n_edges, g2.n_edges),
+        "edges": (graphs.distance.n_edges, graphs.wide.n_edges),
+        "regularise_on": "control" if graphs.on_control else "gaussians",
     }
 
 
@@ -306,6 +323,10 @@ def main() -> None:
     p.add_argument("--projector", nargs="+", default=["dense"], choices=["auto", "dense", "splat"],
                    help="projectors to time (a row each; auto = splat where its kernel runs)")
     p.add_argument("--n-control-points", type=int, default=1024)
+    p.add_argument("--regularise-on", nargs="+", default=["auto"], choices=["auto", "gaussians", "control"],
+                   help="where the distance/alignment/repulsion terms run (one row per choice)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a TrainConfig field (repeatable), e.g. --set distance_weight=0")
     p.add_argument("--chunk", type=int, default=None, help="projection chunk (Gaussians)")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
@@ -323,15 +344,16 @@ def main() -> None:
         rows = []
         for g in args.gaussians:
             for bs in args.batch_size:
-                for dec in args.decoder:
-                    for proj in args.projector:
-                        a = argparse.Namespace(**{**vars(args), "batch_size": bs, "gaussians": g, "decoder": dec,
-                                                  "projector": proj})
-                        with tf32_matmuls(args.tf32):
-                            rows.append(run(a, rank, world))
-                        if rank == 0:
-                            print(json.dumps({k: v for k, v in rows[-1].items() if k != "graph_traceback"}),
-                                  flush=True)
+                for dec, proj, reg in itertools.product(args.decoder, args.projector, args.regularise_on):
+                    if reg == "control" and dec != "control":
+                        continue
+                    a = argparse.Namespace(**{**vars(args), "batch_size": bs, "gaussians": g, "decoder": dec,
+                                              "projector": proj, "regularise_on": reg})
+                    with tf32_matmuls(args.tf32):
+                        rows.append(run(a, rank, world))
+                    if rank == 0:
+                        print(json.dumps({k: v for k, v in rows[-1].items() if k != "graph_traceback"}),
+                              flush=True)
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -358,12 +380,13 @@ def print_table(rows: list[dict], parallel: str) -> None:
           f"{parallel}. Per process: batch, peak memory, GFLOP, floor and its fraction; particles/s and TFLOP/s "
           "are of all processes together. 'host wait' = time per step the host spent waiting for the device "
           "(near 0: the step is bound by the host's Python and launches, not by the GPU)\n")
-    print("| G | decoder | projector | edges | world | batch | step ms | host wait ms | particles/s "
+    print("| G | decoder | projector | regularisers on | edges | world | batch | step ms | host wait ms | particles/s "
           "| peak GPU mem GiB (reserved) "
           "| GFLOP decoder | GFLOP projection | GFLOP encoders | achieved TFLOP/s | floor ms | fraction of floor |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['gaussians']} | {r['decoder']} | {r['projector']} | {r['edges'][0]} / {r['edges'][1]} | "
+        print(f"| {r['gaussians']} | {r['decoder']} | {r['projector']} | {r['regularise_on']} | "
+              f"{r['edges'][0]} / {r['edges'][1]} | "
               f"{r['world']} | {r['batch']} | "
               f"{r['step_ms']:.2f} | {r['host_wait_ms']:.2f} | {r['particles_per_s']:.0f} | "
               f"{r['peak_mem_gib']:.2f} ({r['reserved_gib']:.2f}) | "

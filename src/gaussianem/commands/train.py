@@ -58,6 +58,9 @@ _LOSSES = [
     ("graph_radius", float, "radius of the smoothness/distance graph (× mean nearest-neighbour distance)"),
     ("alignment_radius", float, "radius of the alignment/repulsion graph (× mean nearest-neighbour distance)"),
     ("repulsion_fraction", float, "repel Gaussians closer than this × mean nearest-neighbour distance"),
+    ("regularise_on", str, "where the distance, alignment and repulsion terms are evaluated: gaussians, control "
+     "(the control points of --decoder control: cost independent of the number of Gaussians) or auto (control "
+     "with --decoder control)"),
 ]
 
 

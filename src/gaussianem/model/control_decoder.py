@@ -303,11 +303,17 @@ class ControlPointDecoder(nn.Module):
     # ---- forward ----------------------------------------------------------------------------------------------
     def forward(self, z: Tensor, embedding: Tensor) -> Tensor:
         """z (B, zdim), embedding (G, E) -> raw head outputs (B, G, n_out): [Δamp, Δx, Δy, Δz(, Δwidth)]."""
+        return self.forward_with_control(z, embedding)[0]
+
+    def forward_with_control(self, z: Tensor, embedding: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` and the control points' own outputs: (B, G, n_out), (B, K, n_out). Every Gaussian's
+        displacement is a convex combination of the control points' (the read-out is amplitude only), so the
+        geometric regularisers can be evaluated on the K control points instead of the G Gaussians."""
         control_out = self.pair(z, self.pool_embedding(embedding))  # (B, K, n_out)
         out = self.interpolate(control_out)
         if self.sharp_channels:
             out = out + self.sharp(z, embedding).to(out.dtype)
-        return out
+        return out, control_out
 
     def forward_reference(self, z: Tensor, embedding: Tensor) -> Tensor:
         """Plain reference of :meth:`forward`: dense (G, K) interpolation matrix products, concatenation MLP."""

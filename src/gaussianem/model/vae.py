@@ -115,7 +115,19 @@ class GaussianVAE(nn.Module):
         """z (B, zdim) -> raw decoder outputs (B, G, 4|5) float32 (Δamp, Δposition in Å, (Δwidth))."""
         if embedding is None:
             embedding = self.embed()
-        out = self.decoder(z, embedding).float()
+        return self._scaled(self.decoder(z, embedding))
+
+    def decode_deltas_and_control(self, z: Tensor, embedding: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`decode_deltas` and, with the control-point decoder, the control points' outputs (B, K, 4|5) in
+        the same units (None with the pair decoder)."""
+        if isinstance(self.decoder, ControlPointDecoder):
+            out, control = self.decoder.forward_with_control(z, embedding)
+            return self._scaled(out), self._scaled(control)
+        return self.decode_deltas(z, embedding), None
+
+    def _scaled(self, out: Tensor) -> Tensor:
+        """Raw head outputs (..., 4|5) -> float32 with positions in Å."""
+        out = out.float()
         scale = torch.ones(out.shape[-1], device=out.device, dtype=out.dtype)
         scale[1:4] = self.spec.position_scale_angstrom
         return out * scale

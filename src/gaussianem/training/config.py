@@ -68,6 +68,9 @@ class TrainConfig(ModelOptions):
     graph_radius: float = 1.5  # × mean nearest-neighbour distance: smoothness and distance graph
     alignment_radius: float = 2.0  # × mean nearest-neighbour distance: alignment and repulsion graph
     repulsion_fraction: float = 0.5  # repel below this fraction of the mean nearest-neighbour distance
+    # distance / alignment / repulsion on "gaussians", on the "control" points of --decoder control, or "auto"
+    # (control points with that decoder): their cost then does not grow with the number of Gaussians
+    regularise_on: str = "auto"
     eval_batch_size: int = 256
     progress: bool = True
     # filled in at the start of a run
@@ -96,6 +99,9 @@ class TrainConfig(ModelOptions):
             (min(self.encoder_layers, self.gaussian_layers, self.decoder_layers) >= 1, "layer counts must be >= 1"),
             (min(self.amplitude_weight, self.amplitude_gain_weight, self.amplitude_start_epoch) >= 0,
              "--amplitude-weight, --amplitude-gain-weight and --amplitude-start-epoch must be >= 0"),
+            (self.regularise_on in ("auto", "gaussians", "control")
+             and not (self.regularise_on == "control" and self.decoder != "control"),
+             "--regularise-on must be auto, gaussians or control (control needs --decoder control)"),
             (self.knn_near >= 1 and self.knn_far >= 1 and self.knn_sample > self.knn_near,
              "kNN counts must satisfy sample > near >= 1, far >= 1"),
         ]

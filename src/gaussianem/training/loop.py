@@ -206,9 +206,9 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
         from gaussianem.training.distributed import convert_batchnorm
 
         model = convert_batchnorm(model, device)
-    g1, g2, rep_d = build_graphs(model.base_cloud, cfg, device)
+    graphs = build_graphs(model, cfg, device)
     counts = L.knn_counts(n_particles, cfg.knn_sample, cfg.knn_near, cfg.knn_far)
-    objective = TrainingObjective(model, LossWeights.from_config(cfg), g1, g2, rep_d, cfg.amp, counts).to(device)
+    objective = TrainingObjective(model, LossWeights.from_config(cfg), graphs, cfg.amp, counts).to(device)
     wrapped: nn.Module = objective
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP

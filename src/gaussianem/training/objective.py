@@ -73,19 +73,38 @@ def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> Mode
                      image_std=float(image_std), **options)
 
 
+@dataclass
+class RegulariserGraphs:
+    """The radius graphs of the geometric regularisers and where they are evaluated.
+
+    ``smooth`` is on the Gaussians (the embedding smoothness, once per step). ``distance`` and ``wide`` (alignment,
+    repulsion) are on the Gaussians, or with ``on_control`` on the control points of the control-point decoder,
+    whose displacements every Gaussian's are convex combinations of: (B, K) instead of (B, G) edge work per step.
+    ``scale`` multiplies the distance and alignment terms (Å², growing with the square of the edge length under a
+    given strain or turn): the ratio of the two graphs' weighted mean squared edge lengths, so that a uniform
+    strain costs the same on either points and a weight means the same.
+    """
+
+    smooth: L.RadiusGraph
+    distance: L.RadiusGraph
+    wide: L.RadiusGraph
+    repulsion_distance: float
+    on_control: bool = False
+    scale: float = 1.0
+
+
 class TrainingObjective(nn.Module):
     """The VAE plus its losses: ``forward`` returns (total loss, unweighted terms (7,), mu (B, zdim)).
 
     This is the module wrapped by DistributedDataParallel; graphs are fixed tensors of the base cloud.
     """
 
-    def __init__(self, model: GaussianVAE, weights: LossWeights, graph: L.RadiusGraph, wide_graph: L.RadiusGraph,
-                 repulsion_distance: float, amp: bool, knn_counts: tuple[int, int, int]) -> None:
+    def __init__(self, model: GaussianVAE, weights: LossWeights, graphs: RegulariserGraphs, amp: bool,
+                 knn_counts: tuple[int, int, int]) -> None:
         super().__init__()
         self.model = model
         self.weights = weights
-        self.graph, self.wide_graph = graph, wide_graph
-        self.repulsion_distance = repulsion_distance
+        self.graphs = graphs
         self.amp = amp
         self.knn_counts = knn_counts
         self.register_buffer("weight_vector", weights.as_tensor("cpu"), persistent=False)
@@ -111,7 +130,7 @@ class TrainingObjective(nn.Module):
             mu, logvar = mu.float(), logvar.float()
             z = mu + torch.exp(0.5 * logvar) * eps
             embedding = model.embed()
-            deltas = model.decode_deltas(z, embedding)
+            deltas, control = model.decode_deltas_and_control(z, embedding)
         if amplitude_on is not None:
             deltas = torch.cat([deltas[..., :1] * amplitude_on, deltas[..., 1:]], dim=-1)
         positions, widths, amplitudes = model.apply_deltas(deltas)
@@ -125,11 +144,15 @@ class TrainingObjective(nn.Module):
             knn = L.knn_loss_from_samples(mu, L.KnnSamples(knn_cand, knn_pick, knn_uniform), self.knn_counts[1])
             if knn_on is not None:
                 knn = knn * knn_on
-        w = self.weights
-        smooth = L.smoothness_loss(embedding, self.graph) if w.smoothness else zero
-        dist = L.distance_loss(positions, self.graph) if w.distance else zero
-        align = L.alignment_loss(deltas[..., 1:4], self.wide_graph) if w.alignment else zero
-        rep = L.repulsion_loss(positions, self.wide_graph, self.repulsion_distance) if w.repulsion else zero
+        w, gr = self.weights, self.graphs
+        moved, points = deltas[..., 1:4], positions
+        if gr.on_control:
+            moved = control[..., 1:4]
+            points = model.decoder.control_positions[None] + moved
+        smooth = L.smoothness_loss(embedding, gr.smooth) if w.smoothness else zero
+        dist = L.distance_loss(points, gr.distance) * gr.scale if w.distance else zero
+        align = L.alignment_loss(moved, gr.wide) * gr.scale if w.alignment else zero
+        rep = L.repulsion_loss(points, gr.wide, gr.repulsion_distance) if w.repulsion else zero
         amp_change = L.amplitude_change_loss(deltas[..., 0]) if w.amplitude else zero
         amp_gain = L.amplitude_change_loss(torch.relu(deltas[..., 0])) if w.amplitude_gain else zero
         terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain])
@@ -137,12 +160,39 @@ class TrainingObjective(nn.Module):
         return total, terms, mu
 
 
-def build_graphs(cloud: GaussianCloud, cfg: TrainConfig, device) -> tuple[L.RadiusGraph, L.RadiusGraph, float]:
-    pos = cloud.positions.detach().cpu().double().numpy()
+def build_graphs(model: GaussianVAE, cfg: TrainConfig, device) -> RegulariserGraphs:
+    """The regularisers' radius graphs for ``model`` (``cfg.regularise_on``: "auto" is "control" with the
+    control-point decoder, "gaussians" otherwise)."""
+    pos = model.base_cloud.positions.detach().cpu().double().numpy()
     mean_nn = L.mean_nearest_neighbour_distance(pos)
-    g1 = L.radius_graph(pos, cfg.graph_radius, mean_nn, device)
-    g2 = L.radius_graph(pos, cfg.alignment_radius, mean_nn, device)
-    log.info("radius graphs: %d edges (r = %.2f Å), %d edges (r = %.2f Å); mean NN distance %.2f Å",
-             g1.n_edges, cfg.graph_radius * mean_nn, g2.n_edges, cfg.alignment_radius * mean_nn, mean_nn)
-    return g1, g2, cfg.repulsion_fraction * mean_nn
+    smooth = L.radius_graph(pos, cfg.graph_radius, mean_nn, device)
+    on_control = regularise_on_control(cfg.regularise_on, model.spec.decoder)
+    if on_control:
+        points = model.decoder.control_positions.detach().cpu().double().numpy()
+        point_nn = L.mean_nearest_neighbour_distance(points)
+        distance = L.radius_graph(points, cfg.graph_radius, point_nn, device)
+    else:
+        points, point_nn, distance = pos, mean_nn, smooth
+    wide = L.radius_graph(points, cfg.alignment_radius, point_nn, device)
+    where = f"{len(points)} control points" if on_control else f"{len(points)} Gaussians"
+    log.info("regulariser graphs on %s: %d edges (r = %.2f Å), %d edges (r = %.2f Å); smoothness graph %d edges; "
+             "mean NN distance %.2f Å", where, distance.n_edges, cfg.graph_radius * point_nn, wide.n_edges,
+             cfg.alignment_radius * point_nn, smooth.n_edges, mean_nn)
+    scale = _mean_square_edge(smooth) / _mean_square_edge(distance) if on_control else 1.0
+    return RegulariserGraphs(smooth, distance, wide, cfg.repulsion_fraction * point_nn, on_control, scale)
 
+
+def _mean_square_edge(graph: L.RadiusGraph) -> float:
+    """Weighted mean squared rest length (Å²) of a graph's edges: a uniform strain ε costs ε² times this in the
+    distance term (1.0 for a graph without edges)."""
+    if graph.n_edges == 0:
+        return 1.0
+    w = graph.weight.double()
+    return float((w * graph.rest_length.double() ** 2).sum() / w.sum())
+
+
+def regularise_on_control(choice: str, decoder: str) -> bool:
+    """Whether the geometric regularisers run on the control points (``--regularise-on``)."""
+    if choice == "control" and decoder != "control":
+        raise ValueError("--regularise-on control needs --decoder control")
+    return choice == "control" or (choice == "auto" and decoder == "control")
