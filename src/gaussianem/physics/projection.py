@@ -32,11 +32,12 @@ def projected_centres(positions: Tensor, rotations: Tensor, shifts_angstrom: Ten
 
     positions (G, 3) or (B, G, 3); rotations (B, 3, 3); shifts_angstrom (B, 2) or None -> (B, G, 2).
     """
-    a2 = rotations[:, :2, :]
-    if positions.ndim == 2:
-        p = torch.einsum("bij,gj->bgi", a2, positions)
-    else:
-        p = torch.einsum("bij,bgj->bgi", a2, positions)
+    pos = positions if positions.ndim == 3 else positions[None]
+    a2 = rotations[:, None, :2, :]  # (B, 1, 2, 3)
+    # three multiply-adds, not a (B, G, 3) × (B, 3, 2) batched product: elementwise kernels that torch.compile
+    # fuses with the projection's other (B, G) work (a K = 3 bmm in float32, forward and backward, was ~8 % of a
+    # training step's GPU time at G = 60,000)
+    p = pos[..., None, 0] * a2[..., 0] + pos[..., None, 1] * a2[..., 1] + pos[..., None, 2] * a2[..., 2]
     if shifts_angstrom is not None:
         p = p - shifts_angstrom[:, None, :]
     return p
