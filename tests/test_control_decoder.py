@@ -93,6 +93,45 @@ def test_fast_equals_reference_forward_and_gradients(predict_width):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("interpolation", ["embedding_bag", "dense"])
+def test_control_point_embeddings_fast_equals_reference(device, interpolation):
+    """``embed_on="control"``: the embedding is one row per control point (K, E), used as it is; the read-out is
+    the free vectors alone. Fast = reference, forward and gradients; pool_rows' two paths agree."""
+    dec, _ = make_decoder(n=2000, n_control=64, k=8, rank=16, interpolation=interpolation, embed_on="control")
+    assert dec.readout_embed is None
+    randomise_heads(dec)
+    dec = dec.to(device)
+    z = torch.randn(6, 4, device=device, requires_grad=True)
+    e = torch.randn(64, 8, device=device, requires_grad=True)
+    out, ref = dec(z, e), dec.forward_reference(z, e)
+    assert out.shape == (6, 2000, 4)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    r = torch.randn(out.shape, device=device)
+    params = [z, e] + list(dec.parameters())
+    for a, b in zip(torch.autograd.grad((out * r).sum(), params), torch.autograd.grad((ref * r).sum(), params),
+                    strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    rows = torch.randn(2000, 5, device=device)
+    torch.testing.assert_close(dec.pool_rows(rows, dense=True), dec.pool_rows(rows, dense=False))
+    with pytest.raises(ValueError, match="embed_on"):
+        make_decoder(embed_on="everywhere")
+
+
+def test_vae_embeds_the_control_points_by_default():
+    """A new control-decoder spec embeds the K control points (their pooled base features through the Gaussian
+    encoder); a spec saved before the option existed keeps embedding every Gaussian."""
+    from gaussianem.model.spec import ModelSpec
+
+    vae, spec = _spec_vae()
+    assert vae.embeds_control_points and vae.embed().shape == (20, 8)
+    old = {k: v for k, v in spec.to_dict().items() if k != "control_embedding"}
+    assert ModelSpec.from_dict(old).control_embedding == "gaussians"
+    vae_g, _ = _spec_vae(control_embedding="gaussians")
+    assert not vae_g.embeds_control_points and vae_g.embed().shape == (150, 8)
+    with pytest.raises(ValueError, match="control-embedding"):
+        _spec_vae(control_embedding="nowhere")
+
+
 @pytest.mark.parametrize("interpolation", ["embedding_bag", "gather", "dense", "auto"])
 def test_fast_equals_reference_on_device(device, interpolation):
     dec, _ = make_decoder(n=2000, n_control=64, k=8, rank=16, interpolation=interpolation)

@@ -35,6 +35,8 @@ _SIZES = [
     ("n_control_points", int, "--decoder control: control points where the pair MLP runs"),
     ("control_neighbours", int, "--decoder control: control points each Gaussian interpolates from"),
     ("readout_rank", int, "--decoder control: rank of the per-Gaussian amplitude read-out (0: none)"),
+    ("control_embedding", str, "--decoder control: the Gaussian encoder runs on the 'control' points' pooled "
+     "features (cost independent of the number of Gaussians) or on all 'gaussians', then pooled"),
     ("splat_cutoff_sigmas", float, "--projector splat: footprint half-width in σ (skipped values < exp(-c²/2) of "
      "a Gaussian's peak)"),
     ("eval_batch_size", int, "batch size of the evaluation (encoding) pass"),

@@ -11,9 +11,17 @@ points (K ≪ G, chosen once from the base cloud) and every Gaussian reads its c
   Gaussian's embedding) and ``h(z)`` (r per channel) a small MLP on z. A subunit can fade to ~0 while its
   touching neighbour stays at base, which an interpolation of control points would blur across the boundary.
 
-The control points see the Gaussian embeddings pooled onto them by the transpose of the interpolation
-(column-normalised), so ``forward(z, embedding)`` keeps :class:`Decoder`'s interface: (B, G, n_out) raw head
-outputs ``[Δamp, Δx, Δy, Δz(, Δwidth)]``. All heads start at zero: training starts at the base cloud.
+``embed_on`` says what the embedding passed to ``forward(z, embedding)`` is:
+
+* ``"gaussians"``: one row per Gaussian (G, E); the decoder pools them onto the control points by the transpose of
+  the interpolation (column-normalised), and ``u_g`` adds a linear map of the Gaussian's embedding;
+* ``"control"``: one row per control point (K, E), the Gaussian encoder having run on the control points' pooled
+  base features (:meth:`ControlPointDecoder.pool_rows`); ``u_g`` is the free vector alone (the smooth part of an
+  amplitude change comes through the interpolation). Nothing per step then grows with G but the interpolation and
+  the read-out's (G, r) product.
+
+Output: (B, G, n_out) raw head outputs ``[Δamp, Δx, Δy, Δz(, Δwidth)]``, as :class:`Decoder`. All heads start
+at zero: training starts at the base cloud.
 
 Fast paths (gather / ``embedding_bag`` / ``index_add``) have dense references (``(G, K)`` weight matrix products,
 :meth:`ControlPointDecoder.forward_reference`); tests compare forward and gradients.
@@ -175,6 +183,7 @@ def control_decoder_flops_per_particle(n_gaussians: int, n_control: int, k: int 
 
 
 INTERPOLATIONS = ("auto", "dense", "embedding_bag", "gather")
+EMBED_ON = ("gaussians", "control")
 
 
 # ---- the decoder -----------------------------------------------------------------------------------------------
@@ -193,16 +202,20 @@ class ControlPointDecoder(nn.Module):
             graph safe), "embedding_bag" (one fused weighted gather), "gather" (k index_selects, summed) or "auto"
             (dense on CUDA, embedding_bag elsewhere, where a (G, K) matrix costs more than k gathers); same result,
             different kernels (benchmarks/speed/decoder_projection.py times them).
+        embed_on: "gaussians" (embeddings (G, E), pooled here) or "control" (embeddings (K, E)); see the module.
     """
 
     def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
                  n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
                  readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
-                 interpolation: str = "auto") -> None:
+                 interpolation: str = "auto", embed_on: str = "gaussians") -> None:
         super().__init__()
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
+        if embed_on not in EMBED_ON:
+            raise ValueError(f"embed_on must be one of {EMBED_ON}, not {embed_on!r}")
         self.interpolation = interpolation
+        self.embed_on = embed_on
         self.pair = Decoder(zdim, embedding_dim, hidden, n_layers, features, predict_width)
         self.n_out = self.pair.n_out
         self.predict_width = predict_width
@@ -223,7 +236,7 @@ class ControlPointDecoder(nn.Module):
             gen = torch.Generator().manual_seed(seed)
             n_g = graph.index.shape[0]
             self.readout_vectors = nn.Parameter(torch.randn(n_g, rank, generator=gen) / math.sqrt(rank))
-            self.readout_embed = nn.Linear(embedding_dim, rank, bias=False)
+            self.readout_embed = nn.Linear(embedding_dim, rank, bias=False) if embed_on == "gaussians" else None
             self.readout_net = nn.Sequential(nn.Linear(zdim, readout_hidden), nn.ReLU(),
                                              nn.Linear(readout_hidden, rank * n_sharp))
             nn.init.zeros_(self.readout_net[-1].weight)
@@ -253,15 +266,24 @@ class ControlPointDecoder(nn.Module):
         return w.scatter_(1, self.control_index, self.control_weight.to(dtype))
 
     def pool_embedding(self, embedding: Tensor) -> Tensor:
-        """Gaussian embeddings (G, E) -> control-point embeddings (K, E): weighted means by the interpolation."""
-        if self.mode(embedding.device) == "dense":
-            w = self.dense_weights(embedding.dtype)
-            return (w.T @ embedding) * self.pool_norm.to(embedding.dtype)[:, None]
-        idx, w = self.control_index, self.control_weight.to(embedding.dtype)
-        src = (w[:, :, None] * embedding[:, None, :]).reshape(-1, embedding.shape[1])
-        out = torch.zeros(self.n_control, embedding.shape[1], dtype=embedding.dtype, device=embedding.device)
-        out = out.index_add(0, idx.reshape(-1), src)
-        return out * self.pool_norm.to(embedding.dtype)[:, None]
+        """The embedding ``forward`` gets -> control-point embeddings (K, E): Gaussian embeddings (G, E) pooled by
+        :meth:`pool_rows` (``embed_on="gaussians"``), or the control points' own (K, E), returned as they are."""
+        if self.embed_on == "control":
+            return embedding
+        return self.pool_rows(embedding)
+
+    def pool_rows(self, rows: Tensor, dense: bool | None = None) -> Tensor:
+        """Per-Gaussian rows (G, F) -> per-control-point rows (K, F): weighted means by the interpolation weights
+        (the transpose of the interpolation, column-normalised). ``dense``: the (G, K) matrix product (default:
+        as :meth:`mode`), else one ``index_add``."""
+        dense = self.mode(rows.device) == "dense" if dense is None else dense
+        norm = self.pool_norm.to(rows.dtype)[:, None]
+        if dense:
+            return (self.dense_weights(rows.dtype).T @ rows) * norm
+        idx, w = self.control_index, self.control_weight.to(rows.dtype)
+        src = (w[:, :, None] * rows[:, None, :]).reshape(-1, rows.shape[1])
+        out = torch.zeros(self.n_control, rows.shape[1], dtype=rows.dtype, device=rows.device)
+        return out.index_add(0, idx.reshape(-1), src) * norm
 
     def interpolate(self, control_out: Tensor) -> Tensor:
         """Control-point outputs (B, K, n) -> per-Gaussian (B, G, n) (float32 or float64) by the sparse
@@ -287,8 +309,10 @@ class ControlPointDecoder(nn.Module):
         return out.reshape(-1, b, n).permute(1, 0, 2)
 
     def readout_weights(self, embedding: Tensor) -> Tensor:
-        """Per-Gaussian read-out vectors u (G, r) = free vectors + a linear map of the embeddings."""
-        return self.readout_vectors.to(embedding.dtype) + self.readout_embed(embedding)
+        """Per-Gaussian read-out vectors u (G, r) = free vectors (+ a linear map of the Gaussians' embeddings with
+        ``embed_on="gaussians"``)."""
+        u = self.readout_vectors.to(embedding.dtype)
+        return u if self.readout_embed is None else u + self.readout_embed(embedding)
 
     def sharp(self, z: Tensor, embedding: Tensor) -> Tensor:
         """The low-rank per-Gaussian term (B, G, n_out) (zero in the channels without a read-out)."""
@@ -318,12 +342,16 @@ class ControlPointDecoder(nn.Module):
     def forward_reference(self, z: Tensor, embedding: Tensor) -> Tensor:
         """Plain reference of :meth:`forward`: dense (G, K) interpolation matrix products, concatenation MLP."""
         w = interpolation_matrix(self.control_index, self.control_weight.to(embedding.dtype), self.n_control)
-        pooled = (w.T @ embedding) * self.pool_norm.to(embedding.dtype)[:, None]
+        pooled = embedding
+        if self.embed_on == "gaussians":
+            pooled = (w.T @ embedding) * self.pool_norm.to(embedding.dtype)[:, None]
         control_out = self.pair.forward_concat(z, pooled)
         dtype = torch.promote_types(control_out.dtype, torch.float32)
         out = torch.einsum("gk,bkn->bgn", w.to(dtype), control_out.to(dtype))
         if self.sharp_channels:
-            u = self.readout_vectors.to(embedding.dtype) + embedding @ self.readout_embed.weight.T
+            u = self.readout_vectors.to(embedding.dtype)
+            if self.readout_embed is not None:
+                u = u + embedding @ self.readout_embed.weight.T
             h = self.readout_net(z).reshape(z.shape[0], self.rank, len(self.sharp_channels))
             s = torch.einsum("gr,brc->bgc", u, h)
             full = torch.zeros_like(out)

@@ -34,6 +34,9 @@ class ModelOptions:
     n_control_points: int = 1024
     control_neighbours: int = 8
     readout_rank: int = 32
+    # control_embedding (--decoder control): "control" (the Gaussian encoder runs on the K control points' pooled
+    # base features: no per-step work over all G Gaussians there) or "gaussians" (on every Gaussian, then pooled)
+    control_embedding: str = "control"
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
     # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
@@ -49,6 +52,9 @@ class ModelOptions:
             errors.append(f"--decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.projector not in PROJECTORS:
             errors.append(f"--projector must be one of {', '.join(PROJECTORS)}, got {self.projector!r}")
+        if self.control_embedding not in CONTROL_EMBEDDINGS:
+            errors.append(f"--control-embedding must be one of {', '.join(CONTROL_EMBEDDINGS)}, "
+                          f"got {self.control_embedding!r}")
         if min(self.n_control_points, self.control_neighbours) < 1 or self.readout_rank < 0:
             errors.append("--n-control-points and --control-neighbours must be >= 1, --readout-rank >= 0")
         if not self.splat_cutoff_sigmas > 0:
@@ -58,8 +64,9 @@ class ModelOptions:
 
 DECODERS = ("pair", "control")
 PROJECTORS = ("auto", "dense", "splat")
+CONTROL_EMBEDDINGS = ("control", "gaussians")
 # what a checkpoint written before a field existed meant by it
-LEGACY_VALUES = {"decoder": "pair", "projector": "dense"}
+LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians"}
 
 
 @dataclass(frozen=True, kw_only=True)

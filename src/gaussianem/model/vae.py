@@ -66,7 +66,7 @@ class GaussianVAE(nn.Module):
         if graph is None:
             graph = build_control_graph(cloud.positions.detach().cpu(), spec.n_control_points,
                                         spec.control_neighbours, seed=0)
-        return ControlPointDecoder(spec.zdim, graph, *sizes, rank=spec.readout_rank)
+        return ControlPointDecoder(spec.zdim, graph, *sizes, rank=spec.readout_rank, embed_on=spec.control_embedding)
 
     # ---- properties -------------------------------------------------------------------------------------------
     @property
@@ -107,9 +107,21 @@ class GaussianVAE(nn.Module):
         return torch.cat([(amp / self.amplitude_scale)[:, None], (wid / self.base_cloud.width_max)[:, None],
                           pos / half], dim=1)
 
+    @property
+    def embeds_control_points(self) -> bool:
+        """Whether :meth:`embed` gives one row per control point (the control-point decoder with
+        ``spec.control_embedding == "control"``) rather than one per Gaussian."""
+        return isinstance(self.decoder, ControlPointDecoder) and self.decoder.embed_on == "control"
+
     def embed(self) -> Tensor:
-        """Gaussian embeddings (G, embedding_dim): computed once per step, shared by all particles."""
-        return self.gaussian_encoder(self.gaussian_features())
+        """The decoder's embeddings, computed once per step and shared by all particles: (G, embedding_dim), one
+        per Gaussian, or (K, embedding_dim), one per control point, from their pooled base features (float32
+        pooling, so it is the same under autocast)."""
+        features = self.gaussian_features()
+        if self.embeds_control_points:
+            with torch.autocast(features.device.type, enabled=False):
+                features = self.decoder.pool_rows(features.float(), dense=False)
+        return self.gaussian_encoder(features)
 
     def decode_deltas(self, z: Tensor, embedding: Tensor | None = None) -> Tensor:
         """z (B, zdim) -> raw decoder outputs (B, G, 4|5) float32 (Δamp, Δposition in Å, (Δwidth))."""

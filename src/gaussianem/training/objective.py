@@ -162,23 +162,26 @@ class TrainingObjective(nn.Module):
 
 def build_graphs(model: GaussianVAE, cfg: TrainConfig, device) -> RegulariserGraphs:
     """The regularisers' radius graphs for ``model`` (``cfg.regularise_on``: "auto" is "control" with the
-    control-point decoder, "gaussians" otherwise)."""
+    control-point decoder, "gaussians" otherwise). The smoothness graph joins the points the model embeds: the
+    Gaussians, or the control points (:attr:`GaussianVAE.embeds_control_points`)."""
     pos = model.base_cloud.positions.detach().cpu().double().numpy()
     mean_nn = L.mean_nearest_neighbour_distance(pos)
-    smooth = L.radius_graph(pos, cfg.graph_radius, mean_nn, device)
+    on_gaussians = L.radius_graph(pos, cfg.graph_radius, mean_nn, device)
     on_control = regularise_on_control(cfg.regularise_on, model.spec.decoder)
-    if on_control:
+    points, point_nn, distance = pos, mean_nn, on_gaussians
+    if on_control or model.embeds_control_points:
         points = model.decoder.control_positions.detach().cpu().double().numpy()
         point_nn = L.mean_nearest_neighbour_distance(points)
         distance = L.radius_graph(points, cfg.graph_radius, point_nn, device)
-    else:
-        points, point_nn, distance = pos, mean_nn, smooth
+    smooth = distance if model.embeds_control_points else on_gaussians
+    if not on_control:
+        points, point_nn, distance = pos, mean_nn, on_gaussians
     wide = L.radius_graph(points, cfg.alignment_radius, point_nn, device)
     where = f"{len(points)} control points" if on_control else f"{len(points)} Gaussians"
     log.info("regulariser graphs on %s: %d edges (r = %.2f Å), %d edges (r = %.2f Å); smoothness graph %d edges; "
              "mean NN distance %.2f Å", where, distance.n_edges, cfg.graph_radius * point_nn, wide.n_edges,
              cfg.alignment_radius * point_nn, smooth.n_edges, mean_nn)
-    scale = _mean_square_edge(smooth) / _mean_square_edge(distance) if on_control else 1.0
+    scale = _mean_square_edge(on_gaussians) / _mean_square_edge(distance) if on_control else 1.0
     return RegulariserGraphs(smooth, distance, wide, cfg.repulsion_fraction * point_nn, on_control, scale)
 
 
