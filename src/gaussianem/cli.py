@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     with runlog.command_log(args.command_line) as record:
         rc = _run(args)
         record.status = f"exit {rc}"
+        if rc == 2:  # refused: the output folder is left as it was
+            record.discard()
     return rc
 
 

@@ -1,22 +1,25 @@
 """The text log every command leaves in its output folder (``FOLDER/gaussianem.log``, appended).
 
-:func:`command_log` wraps one command: it collects the log records (INFO and up) from the start, in memory, and a
-command calls :func:`attach` with its output folder once that folder is known and checked (never an input, never
-an existing output refused); the collected records are then written there, the rest streamed as they come. A
-section starts with the time, the version and the command line, and ends with the exit status and the duration.
-Staged outputs attach to their staging folder: the log moves with it. Commands run inside another (the demo's
-stages) log into their own folder and into the outer command's.
+:func:`command_log` wraps one command: it collects the log records (INFO and up) from the start, in memory, and
+a command calls :func:`attach` with its output folder once that folder is known and checked (never an input,
+never an existing output refused); the collected records are then written there, the rest streamed as they come.
+A command refused (exit 2) takes its section back out, leaving the folder as it was. A section starts with the
+time, the version and the command line, and ends with the exit status and the duration. Staged outputs attach to
+their staging folder: the log moves with it. Commands run inside another (the demo's stages) log into their own
+folder and into the outer command's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from gaussianem import __version__
+from gaussianem.errors import InputError
 
 LOG_NAME = "gaussianem.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -54,12 +57,29 @@ class CommandLog(logging.Handler):
         if self._stream is not None:
             return
         self.path = Path(folder) / LOG_NAME
+        self._size = self.path.stat().st_size if self.path.is_file() else None
         self._stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._stream.write("".join(line + "\n" for line in self._lines))
         self._stream.flush()
         self._lines = []
 
+    def discard(self) -> None:
+        """Take this command's section back out of the file (a refused command leaves its folder as it was)."""
+        if self._stream is None or self.path is None:
+            self._lines = []
+            return
+        with contextlib.suppress(OSError):
+            self._stream.close()
+            if self._size is None:
+                self.path.unlink()
+            else:
+                os.truncate(self.path, self._size)
+        self._stream, self._lines = None, []
+        self._discarded = True
+
     def finish(self) -> None:
+        if getattr(self, "_discarded", False):
+            return
         self._write(f"=== {self.status} after {time.time() - self.started:.1f} s")
 
     def close(self) -> None:
@@ -93,6 +113,9 @@ def command_log(command_line: str) -> Iterator[CommandLog]:
     _active.append(handler)
     try:
         yield handler
+    except InputError:  # refused: nothing written (docs/CONTRACTS.md, exit codes)
+        handler.discard()
+        raise
     except KeyboardInterrupt:
         handler.status = "interrupted"
         raise
