@@ -228,3 +228,17 @@ def test_redirected_stderr_holds_no_progress_bar_and_the_log_is_written(dataset,
     assert "\r" not in text and "epoch 1: loss" in text
     log_text = (run_dir / "gaussianem.log").read_text()
     assert "gaussianem train " in log_text and "epoch 1: loss" in log_text and "\r" not in log_text
+
+
+def test_view_subset_of_an_ind_run_names_the_dataset_particles(project, tmp_path):
+    from types import SimpleNamespace
+
+    from gaussianem.view.session import ViewSession
+
+    star_path, mp = project
+    ds = run(tmp_path, star_path, mp, box=16)
+    np.save(tmp_path / "ind.npy", np.array([4, 9, 2]))
+    session = SimpleNamespace(config={"dataset": str(ds), "ind": str(tmp_path / "ind.npy")}, rundir=tmp_path,
+                              dataset_dir=lambda: ds)
+    assert ViewSession.write_subset(session, np.array([0, 2]), tmp_path / "lasso.pkl") == 2
+    assert load_pickle(tmp_path / "lasso.pkl").tolist() == [4, 2]  # latent rows 0, 2 -> dataset rows 4, 2
