@@ -57,15 +57,24 @@ def os_error_message(exc: OSError) -> str:
 
 
 def _fail(command: str, message: str, code: int) -> int:
+    from gaussianem import runlog
+
     sys.stderr.write(f"gaussianem {command}: error: {message}\n")
+    runlog.note(f"gaussianem {command}: error: {message}")
     return code
 
 
+def command_argv(argv: list[str], command: str) -> list[str]:
+    """The words after the command's name (the global options before it left out)."""
+    return argv[argv.index(command) + 1:] if command in argv else list(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from gaussianem.errors import GaussianEMRuntimeError, InputError
+    from gaussianem import progress, runlog
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -74,7 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
-    args.command_line = "gaussianem " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command_line = "gaussianem " + " ".join(words)
+    args.command_argv = command_argv(words, args.command)
+    progress.set_enabled(progress.wanted(args))
+    with runlog.command_log(args.command_line) as record:
+        rc = _run(args)
+        record.status = f"exit {rc}"
+        if rc == 2:  # refused: the output folder is left as it was
+            record.discard()
+    return rc
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; every failure ends as one line on stderr and an exit code (docs/CONTRACTS.md)."""
+    from gaussianem.errors import GaussianEMRuntimeError, InputError
+
     try:
         result = args._main(args)
     except InputError as exc:

@@ -21,6 +21,7 @@ from gaussianem.io.mrc import write_volume
 from gaussianem.io.pdb import write_structure
 from gaussianem.io.ply import write_gaussians_ply
 from gaussianem.physics.fsc import fsc
+from gaussianem.progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def render_states(
     ply_names = volumes.state_names(n, "gaussians", ".ply")
     pdb_names = volumes.state_names(n, "model", ".pdb")
     files, levels, projs, fscs, curves = [], [], [], [], []
-    for i in tqdm(range(n), desc=label, unit="vol", leave=False):
+    for i in tqdm(range(n), desc=label, unit="vol", leave=False, disable=bar_disabled()):
         if "mrc" in formats or consensus is not None:
             vol = volumes.render_volume(pos[i], wid[i], amp[i], grid, opts.device)
             levels.append(automatic_threshold(vol, 0.85) if (vol > 0).any() else 0.0)

@@ -113,9 +113,11 @@ def decode_batches(
     """Decode z (N, zdim) in chunks -> yields (rows, positions (b, G, 3), widths (b, G), amplitudes (b, G)) numpy."""
     from tqdm.auto import tqdm
 
+    from gaussianem.progress import bar_disabled
+
     n = len(z)
     dtype = _model_dtype(model)
-    bar = tqdm(total=n, desc=desc, unit="pt", disable=not progress, leave=False)
+    bar = tqdm(total=n, desc=desc, unit="pt", disable=bar_disabled(progress), leave=False)
     with torch.no_grad():
         # the Gaussian embedding does not depend on z: compute it once when the model lets us pass it in
         kwargs = {}

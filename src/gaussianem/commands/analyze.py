@@ -1,7 +1,7 @@
 """Latent analysis of a trained run: k-means volumes, PCA trajectories, UMAP, flexibility, models, report.
 
     gaussianem analyze RUNDIR [--epoch E] [--ksample 20] [--pc 3] [--atomic-model MODEL.pdb|cif]
-                      [--box D] [--apix A] [-o OUTDIR]
+                      [--box D] [--apix A] [-o OUTDIR] [--no-progress]
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import math
 from pathlib import Path
 
+from gaussianem import progress, runlog
 from gaussianem.analysis.options import AnalysisOptions as D
 from gaussianem.devices import resolve_device
 from gaussianem.errors import InputError
@@ -23,16 +24,17 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atomic-model", type=Path, default=None,
                    help="PDB/mmCIF fitted to the consensus map: warped to every class and trajectory point")
     p.add_argument("--box", type=int, default=None, help="box of the volumes written (default: the working box)")
-    p.add_argument("--apix", type=float, default=None, help="voxel size (Å) of the volumes written")
+    p.add_argument("--apix", "--Apix", type=float, default=None, help="voxel size (Å) of the volumes written")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUNDIR/analyze.E)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (never an input)")
     p.add_argument("--flex-sample", type=int, default=D.flex_sample,
                    help="particles sampled for the flexibility (RMSF) estimate (default 1000)")
-    p.add_argument("--no-umap", action="store_true", help="skip UMAP (slow for large N)")
+    p.add_argument("--no-umap", "--skip-umap", action="store_true", help="skip UMAP (slow for large N)")
     p.add_argument("--points", type=int, default=D.n_points, help=f"points per PC trajectory (default {D.n_points})")
     p.add_argument("--device", default=D.device, help="torch device for decoding and voxelising (default cpu)")
     p.add_argument("--batch-size", type=int, default=D.batch_size, help="latent points decoded at once")
     p.add_argument("--seed", type=int, default=D.seed)
+    progress.add_option(p)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -69,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
     # everything is written into a staging folder renamed to OUTDIR at the end: a failure or a kill leaves no
     # half-written OUTDIR (a killed run's staging folder is removed by the next run)
     with folder_lock(outdir, "gaussianem analyze", inside=False), staged_folder(outdir, args.overwrite) as tmp:
+        runlog.attach(tmp)
         summary = run_analysis(model, z, config, tmp, opts, epoch=epoch, rundir=args.rundir)
     print(f"analysis of epoch {epoch} ({summary['n_particles']:,} particles) written to {outdir} "
           f"in {summary['total_s']:.0f} s; open {outdir / 'report.html'}")

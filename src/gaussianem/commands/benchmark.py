@@ -1,6 +1,6 @@
 """Accuracy metrics of a trained run (and/or another tool's outputs) against the simulator's ground truth.
 
-  gaussianem benchmark RUNDIR --truth SIMDIR [-o OUT]
+  gaussianem benchmark RUNDIR --truth SIMDIR [-o OUTDIR]
   gaussianem benchmark --truth SIMDIR --external-z z.pkl --write-eval-z DIR           (step 1 for another tool)
   gaussianem benchmark [RUNDIR] --truth SIMDIR --external-z z.pkl --external-volumes DIR --external-name cryodrgn
 
@@ -14,6 +14,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from gaussianem import progress, runlog
+from gaussianem.commands.common import hidden_alias
 from gaussianem.devices import resolve_device
 from gaussianem.errors import InputError
 
@@ -24,7 +26,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rundir", nargs="?", type=Path, help="GaussianEM run folder (from 'gaussianem train')")
     parser.add_argument("--truth", type=Path, required=True, metavar="SIMDIR",
                         help="simulator output folder (truth.npz, volumes/)")
-    parser.add_argument("-o", "--out", type=Path, help="output folder (default: RUNDIR/benchmark, or ./benchmark)")
+    parser.add_argument("-o", "--outdir", dest="out", type=Path,
+                        help="output folder (default: RUNDIR/benchmark, or ./benchmark)")
+    hidden_alias(parser, "--out", dest="out", type=Path)
     parser.add_argument("--epoch", type=int, help="epoch of the run to score (default: the last complete one)")
     g = parser.add_argument_group("metric settings")
     g.add_argument("--n-images", type=int, default=1000, help="particles for per-image FSC-AUC (default 1000)")
@@ -54,6 +58,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--particle-epochs", type=float, help="particles x epochs of GaussianEM's training")
     t.add_argument("--external-train-seconds", type=float, help="wall time of the other tool's training")
     t.add_argument("--external-particle-epochs", type=float, help="particles x epochs of the other tool's training")
+    progress.add_option(parser)
 
 
 def _throughput(result: dict, seconds: float | None, particle_epochs: float | None) -> None:
@@ -102,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(f"{args.external_ind}: {len(rows)} rows of indices for {len(z)} rows of latents")
         with folder_lock(args.write_eval_z, "gaussianem benchmark", inside=False), \
                 staged_folder(args.write_eval_z, args.overwrite) as tmp:
+            runlog.attach(tmp)
             info = write_eval_inputs(z, rows if rows is not None else np.arange(len(z)), truth, tmp, config)
         print(f"wrote {info['particles']} particle and {info['states']} state latents to {args.write_eval_z}")
         return 0
@@ -125,6 +131,7 @@ def main(args: argparse.Namespace) -> int:
               f"box {spec.get('box_size', spec.get('box', '?'))}, SNR {spec.get('snr', '?')}). "
               f"Command: `{getattr(args, 'command_line', 'gaussianem benchmark')}`")
     with folder_lock(out, "gaussianem benchmark", inside=False), staged_folder(out, args.overwrite) as tmp:
+        runlog.attach(tmp)
         write_outputs(tmp, results, header)
     md, js = out / "metrics.md", out / "metrics.json"
     for r in results:

@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from gaussianem import progress, runlog
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the simulation and training")
     parser.add_argument("--overwrite", action="store_true",
                         help="run in a non-empty folder that holds no earlier demo (its other files are kept)")
+    progress.add_option(parser)
     # advanced/hidden: shrink the demo (tests) or grow it
     s = DemoSettings()
     hidden = argparse.SUPPRESS
@@ -71,7 +75,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(name: str, argv: list[str]) -> int:
-    """Parse ``argv`` with the command's own parser and run its ``main`` (exactly as the CLI does)."""
+    """Parse ``argv`` with the command's own parser and run its ``main`` (exactly as the CLI does; its log goes
+    into its own output folder too)."""
     from gaussianem.cli import COMMANDS
 
     module = importlib.import_module(COMMANDS[name][0])
@@ -79,9 +84,13 @@ def run_command(name: str, argv: list[str]) -> int:
     module.add_args(parser)
     args = parser.parse_args([str(a) for a in argv])
     args.command = name
-    args.command_line = f"gaussianem {name} " + " ".join(str(a) for a in argv)
+    args.command_argv = [str(a) for a in argv]
+    args.command_line = f"gaussianem {name} " + " ".join(args.command_argv)
     log.info("demo: %s", args.command_line)
-    return int(module.main(args) or 0)
+    with runlog.command_log(args.command_line) as record:
+        rc = int(module.main(args) or 0)
+        record.status = f"exit {rc}"
+    return rc
 
 
 def stage_arguments(stage: str, root: Path, s: DemoSettings) -> list:
@@ -160,10 +169,12 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"{root} is not empty and holds no earlier demo (use --overwrite to run there anyway)")
     created = not root.exists()
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        runlog.attach(root)
         summary = run_demo(args.outdir, settings)
     except BaseException:
-        if created and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()  # a demo that failed before writing anything leaves nothing
+        if created and root.is_dir() and all(p.name == runlog.LOG_NAME for p in root.iterdir()):
+            shutil.rmtree(root, ignore_errors=True)  # a demo that failed before writing anything leaves nothing
         raise
     times = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in summary["stages"].items())
     if summary.get("failed"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaussianem import progress, runlog
 from gaussianem.devices import resolve_device
 from gaussianem.errors import InputError
 
@@ -19,15 +20,16 @@ def add_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--z", dest="z_values", metavar="VALUES",
                      help="latent values, zdim per point, comma/space separated; points separated by ';'")
-    src.add_argument("--z-file", type=Path, help="(T, zdim) latent points: .npy or text, one point per line")
+    src.add_argument("--z-file", "--zfile", type=Path, help="(T, zdim) latent points: .npy or text, one point per line")
     src.add_argument("--particles", metavar="INDICES",
                      help="particle indices (comma list, or a .txt/.npy/.pkl file): their z from z.E.npy")
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (never an input)")
     p.add_argument("--box", type=int, default=None, help="box of the volumes (default: the working box)")
-    p.add_argument("--apix", type=float, default=None, help="voxel size (Å) of the volumes")
+    p.add_argument("--apix", "--Apix", type=float, default=None, help="voxel size (Å) of the volumes")
     p.add_argument("--format", default="mrc", help="comma list of mrc, ply, pdb (default mrc)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    progress.add_option(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -53,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
     # written into a staging folder renamed to OUTDIR at the end: nothing half-written is ever left
     with folder_lock(args.outdir, "gaussianem eval-vol", inside=False), \
             staged_folder(args.outdir, args.overwrite) as tmp:
+        runlog.attach(tmp)
         paths = evaluate_points(model, z, config, tmp, formats, args.box, args.apix, args.device)
     print(f"{len(z)} latent point(s) of epoch {epoch} -> {len(paths)} file(s) in {args.outdir}")
     return 0

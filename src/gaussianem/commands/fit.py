@@ -11,6 +11,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from gaussianem import runlog
+from gaussianem.commands.common import hidden_alias
 from gaussianem.errors import InputError
 from gaussianem.training.config import FitConfig, StrategyConfig
 
@@ -21,8 +23,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     d, s = FitConfig(), StrategyConfig()
     on = {True: "on", False: "off"}
     parser.add_argument("dataset", metavar="DATASET", help="dataset folder written by 'gaussianem preprocess'")
-    parser.add_argument("-o", "--out", metavar="OUT", default=None, help="output folder (default: DATASET)")
-    parser.add_argument("--epochs", type=int, default=d.epochs,
+    parser.add_argument("-o", "--outdir", dest="out", metavar="OUTDIR", default=None,
+                        help="output folder (default: DATASET)")
+    hidden_alias(parser, "--out", dest="out")
+    parser.add_argument("--epochs", "-n", "--num-epochs", type=int, default=d.epochs,
                         help="passes over the particles (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help="particles per step (default %(default)s)")
@@ -58,8 +62,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="another map (e.g. a ground-truth volume) to compute an FSC against: fsc_reference.*")
     parser.add_argument("--max-particles", type=int, default=d.max_particles,
                         help="use only the first N particles")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/fit_checkpoint.pt")
-    parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier fit in OUT")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTDIR/fit_checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier fit in OUTDIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -98,6 +102,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         with folder_lock(out, "gaussianem fit"):
             sweep_leftovers(out, locked=True)
+            runlog.attach(out)
             summary = run_fit(args.dataset, args.out, config, device=device, map_path=args.map,
                               reference_path=args.reference, resume=args.resume, progress=not args.no_progress,
                               command_line=getattr(args, "command_line", None))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaussianem import progress, runlog
 from gaussianem.devices import resolve_device
 from gaussianem.preprocess.config import PreprocessConfig
 
@@ -26,7 +27,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "training, coarser model")
     parser.add_argument("--max-gaussians", type=int, metavar="G",
                         help="keep at most G initial Gaussians (the densest points)")
-    parser.add_argument("--box", type=int, help="working box in pixels (even, <= the particles' box)")
+    parser.add_argument("--box", "-D", type=int,
+                        help="working box in pixels (even, <= the particles' box; -D as cryoDRGN's downsample)")
     parser.add_argument("--apix", type=float, help="working pixel size in Å (default: input pixel size × D/box)")
     parser.add_argument("--poses", type=Path, help="poses of a .mrcs/.txt stack: cryoDRGN pose .pkl or "
                         "GaussianEM poses.npy (N×5 rot,tilt,psi,x,y px or N×11)")
@@ -48,8 +50,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="pixel size (Å) of a bare stack whose CTF file and MRC header give none")
     parser.add_argument("--n-check", type=int, default=PreprocessConfig.n_check,
                         help="particles sampled for the pose/contrast check")
+    parser.add_argument("--ind", type=Path, metavar="IND.pkl",
+                        help="keep only these particles: a cryoDRGN index .pkl or a .npy/.txt of rows of the input "
+                        "(source_index.npy records the input rows kept)")
     parser.add_argument("--device", default=PreprocessConfig.device,
                         help="torch device for the pose check (cpu, cuda, ...)")
+    progress.add_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,12 +70,13 @@ def main(args: argparse.Namespace) -> int:
         box=args.box, apix=args.apix, poses=args.poses, ctf=args.ctf, datadir=args.datadir,
         passthrough=args.passthrough, invert=args.invert,
         chunk=args.chunk, drop_bad=args.drop_bad, overwrite=args.overwrite, input_apix=args.input_apix,
-        n_check=args.n_check, device=args.device, command_line=getattr(args, "command_line", ""),
+        n_check=args.n_check, device=args.device, ind=args.ind, command_line=getattr(args, "command_line", ""),
     )
-    inputs = [args.particles, args.map_path, args.poses, args.ctf, args.datadir, *(args.passthrough or [])]
+    inputs = [args.particles, args.map_path, args.poses, args.ctf, args.datadir, args.ind, *(args.passthrough or [])]
     check_output(args.outdir, inputs, args.overwrite)
     with folder_lock(args.outdir, "gaussianem preprocess", inside=False):
         sweep_leftovers(args.outdir.parent, args.outdir.name, locked=True)
         out = preprocess(cfg)
+    runlog.attach(out)
     print(f"dataset written to {out}")
     return 0

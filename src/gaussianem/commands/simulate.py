@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaussianem import progress, runlog
 from gaussianem.devices import resolve_device
 from gaussianem.errors import InputError
 
@@ -22,8 +23,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=PRESETS, help="a built-in simulation")
     parser.add_argument("-o", "--outdir", required=True, help="output folder")
     parser.add_argument("--n-particles", type=int, help="number of particles")
-    parser.add_argument("--box", type=int, help="box size in pixels (even)")
-    parser.add_argument("--apix", type=float, help="pixel size in Å")
+    parser.add_argument("--box", "-D", type=int, help="box size in pixels (even)")
+    parser.add_argument("--apix", "--Apix", type=float, help="pixel size in Å")
     parser.add_argument("--snr", type=float, help="signal-to-noise ratio (variance ratio); inf = noise-free")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--dark", action="store_true", help="write dark particles (negated contrast)")
@@ -32,6 +33,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume-bins", type=int, help="ground-truth volumes along the continuous coordinate")
     parser.add_argument("--chunk-size", type=int, help="particles rendered per chunk (memory bound)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    progress.add_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder (never an input)")
 
 
@@ -64,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     # written into a staging folder renamed to OUTDIR at the end: nothing half-written is ever left
     with folder_lock(outdir, "gaussianem simulate", inside=False), staged_folder(outdir, args.overwrite) as tmp:
+        runlog.attach(tmp)
         summary = simulate(spec, tmp, device=device)
     auc = summary["fsc_auc_extremes"]
     between = "" if auc["min_between"] is None else f", FSC-AUC between extremes >= {auc['min_between']:.3f}"

@@ -76,7 +76,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--outdir", dest="rundir", required=True, help="run folder")
     parser.add_argument("--gaussians", help="base Gaussian cloud (PLY); default DATASET/gaussians.ply if 'fit' "
                         "has run, else DATASET/gaussians_init.ply")
-    parser.add_argument("--epochs", type=int, default=d["epochs"], help="number of epochs (default %(default)s)")
+    parser.add_argument("--epochs", "-n", "--num-epochs", type=int, default=d["epochs"],
+                        help="number of epochs (default %(default)s)")
+    parser.add_argument("--ind", metavar="IND.pkl", default=d["ind"],
+                        help="train on these particles only: a cryoDRGN index .pkl, or a .npy/.txt of dataset rows "
+                        "(z.E.npy then holds their rows, in this order)")
     parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
     parser.add_argument("--zdim", type=int, default=d["zdim"], help="latent dimension (default %(default)s)")
     parser.add_argument("--lr", type=float, default=d["lr"], help="AdamW learning rate (default %(default)s)")
@@ -93,7 +97,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "of the GPU's memory)")
     parser.add_argument("--load", help="initialise the weights from a run folder or a weights.E.pt")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUNDIR from its last checkpoint "
-                        "(its saved settings are used; --epochs, --device and --num-workers may change)")
+                        "with its saved settings (config.yaml); an option given on the command line changes that "
+                        "setting (e.g. --epochs), except the model's layer sizes, the dataset and --ind")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous run in RUNDIR")
     parser.add_argument("--train-base", action="store_true", default=d["train_base"],
                         help="also train the base Gaussian cloud")
@@ -139,6 +144,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     return TrainConfig(**values)
+
+
+def typed_settings(args: argparse.Namespace) -> frozenset[str] | None:
+    """The settings the command line gives (options typed, defaults left out); None when it is unknown (a
+    Namespace made in Python)."""
+    argv = getattr(args, "command_argv", None)
+    if argv is None:
+        return None
+    parser = argparse.ArgumentParser(add_help=False)
+    add_args(parser)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    typed, _ = parser.parse_known_args([str(a) for a in argv])
+    return frozenset(vars(typed))
 
 
 def _argv_without_gpus(command_line: str) -> list[str]:
@@ -204,7 +223,8 @@ def main(args: argparse.Namespace) -> int:
             if rank == 0:
                 sweep_leftovers(rundir, locked=True)
             try:
-                rundir = train(cfg, resume=args.resume, overwrite=args.overwrite, rank=rank, world_size=world)
+                rundir = train(cfg, resume=args.resume, overwrite=args.overwrite, rank=rank, world_size=world,
+                               given=typed_settings(args))
             except BaseException:
                 if rank == 0 and not args.resume and (args.overwrite or not had_run):
                     _remove_stub(rundir)

@@ -45,6 +45,7 @@ from gaussianem.io.checks import load_error
 from gaussianem.io.mrc import read_volume
 from gaussianem.physics.fourier import fourier_crop, soft_circular_mask
 from gaussianem.physics.fsc import fsc, fsc_auc
+from gaussianem.progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def fsc_auc_series(volumes: Iterable[Tensor], reference_indices: np.ndarray, tru
     """FSC-AUC of each generated volume (D, D, D) against ground-truth volume ``reference_indices[i]`` -> (n,)."""
     out = np.empty(len(reference_indices), dtype=np.float64)
     it = iter(volumes)
-    for i, ref in enumerate(tqdm(reference_indices, desc=desc, unit="vol", leave=False, disable=None)):
+    for i, ref in enumerate(tqdm(reference_indices, desc=desc, unit="vol", leave=False, disable=bar_disabled())):
         try:
             vol = next(it)
         except StopIteration as exc:

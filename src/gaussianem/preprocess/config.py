@@ -30,4 +30,5 @@ class PreprocessConfig:
     n_check: int = 1000
     seed: int = 0
     device: str = "cpu"
+    ind: Path | None = None  # keep only these input rows (a cryoDRGN index .pkl, .npy or .txt)
     command_line: str = ""

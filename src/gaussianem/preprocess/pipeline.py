@@ -13,6 +13,7 @@ from gaussianem.preprocess.consensus import initial_cloud
 from gaussianem.preprocess.geometry import plan_geometry
 from gaussianem.preprocess.pose_check import check_sample
 from gaussianem.preprocess.readers import check_source, load_source
+from gaussianem.preprocess.subset import keep_rows
 from gaussianem.preprocess.writer import prepare_outdir, write_dataset
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def preprocess(cfg: PreprocessConfig) -> Path:
     outdir = Path(cfg.outdir)
     prepare_outdir(outdir, cfg.overwrite)
     _check_options(cfg)
-    src = load_source(cfg)
+    src = keep_rows(load_source(cfg), cfg.ind)
     check_source(src)
     geometry = plan_geometry(src.images.box_sizes, src.pixel_size, cfg.box, cfg.apix)
     log.info("working grid: box %d at %.4g Å/px (input box %d at %.4g Å/px)", geometry.box, geometry.pixel_size,

@@ -33,6 +33,7 @@ class SourceData:
     shift_angstrom: np.ndarray  # (N, 2) RELION origins in Å
     ctf: dict[str, np.ndarray] | None  # each (N,)
     passthrough: list[str] = field(default_factory=list)  # cryoSPARC files joined to the source by uid
+    rows: np.ndarray | None = None  # the input rows kept by --ind (None: all, in order)
 
     @property
     def n(self) -> int:

@@ -29,6 +29,7 @@ from gaussianem.preprocess.config import PreprocessConfig
 from gaussianem.preprocess.consensus import map_frame
 from gaussianem.preprocess.geometry import EXTREME, Geometry, read_resampled
 from gaussianem.preprocess.readers import SourceData
+from gaussianem.progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def write_particles(src: SourceData, geometry: Geometry, path: Path, flip: bool,
     finite = np.ones(n, bool)
     stats = ImageStats()
     extreme: list[int] = []
-    with open(path, "r+b") as f, tqdm(total=n, unit="particle", desc="preprocess", dynamic_ncols=True) as bar:
+    with open(path, "r+b") as f, tqdm(total=n, unit="particle", desc="preprocess", dynamic_ncols=True,
+                                         disable=bar_disabled()) as bar:
         for start in range(0, n, chunk):
             rows = np.arange(start, min(n, start + chunk))
             imgs, ok = read_resampled(src, rows, geometry, extreme)
@@ -137,7 +139,7 @@ def write_dataset(cfg: PreprocessConfig, src: SourceData, geometry: Geometry, cl
         write_poses(tmp, src.rotation[keep], src.shift_angstrom[keep])
         if src.ctf is not None:
             write_ctf(tmp, {k: v[keep] for k, v in src.ctf.items()})
-        np.save(tmp / SOURCE_INDEX, keep.astype(np.int64))
+        np.save(tmp / SOURCE_INDEX, (keep if src.rows is None else src.rows[keep]).astype(np.int64))
         cloud.to_ply(tmp / GAUSSIANS_INIT)
         write_json_atomic(tmp / MANIFEST, _manifest(cfg, src, geometry, check, map_info, stats, finite))
         fsync_tree(tmp)

@@ -25,6 +25,7 @@ from gaussianem.io.writes import atomic_path
 from gaussianem.physics.ctf import CTFParams
 from gaussianem.physics.forward import render_images
 from gaussianem.physics.rotation import random_rotations
+from gaussianem.progress import bar_disabled
 from gaussianem.simulate.ensemble import Ensemble
 from gaussianem.simulate.render import project_gaussians_windowed
 from gaussianem.simulate.spec import SimulationSpec
@@ -111,7 +112,8 @@ def write_particle_stack(
     sign = -1.0 if spec.contrast == "dark" else 1.0
     with atomic_path(path) as tmp, new_stack(tmp, n, box, apix) as mrc:
         var_sum = 0.0
-        for start in tqdm(range(0, n, chunk), desc="render particles", unit="chunk", leave=False):
+        for start in tqdm(range(0, n, chunk), desc="render particles", unit="chunk", leave=False,
+                          disable=bar_disabled()):
             idx = np.arange(start, min(start + chunk, n))
             with torch.no_grad():
                 img = render_clean(ensemble, truth, idx, box, apix, device).cpu()
@@ -121,7 +123,7 @@ def write_particle_stack(
         noise_var = 0.0 if spec.snr is None else signal_var / spec.snr
         stats = ImageStats()
         desc = "add noise" if noise_var > 0 else "finalise"
-        for start in tqdm(range(0, n, chunk), desc=desc, unit="chunk", leave=False):
+        for start in tqdm(range(0, n, chunk), desc=desc, unit="chunk", leave=False, disable=bar_disabled()):
             stop = min(start + chunk, n)
             img = torch.from_numpy(np.array(mrc.data[start:stop]))
             if noise_var > 0:

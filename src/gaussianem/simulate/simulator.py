@@ -26,6 +26,7 @@ from gaussianem.io.mrc import write_volume
 from gaussianem.io.writes import save_npz_atomic, write_json_atomic
 from gaussianem.physics.fourier import lowpass_volume
 from gaussianem.physics.fsc import fsc, fsc_auc
+from gaussianem.progress import bar_disabled
 from gaussianem.simulate.ensemble import Ensemble, build_ensemble
 from gaussianem.simulate.particles import ParticleTruth, sample_particles, write_particle_stack
 from gaussianem.simulate.spec import SimulationSpec
@@ -90,7 +91,7 @@ def simulate(spec: SimulationSpec, outdir: str | Path, device: torch.device | st
     extremes: dict[int, torch.Tensor] = {}
     labels: dict[int, str] = {}
     ends = {0, ensemble.n_bins - 1}
-    for row in tqdm(table, desc="ground-truth volumes", unit="vol", leave=False):
+    for row in tqdm(table, desc="ground-truth volumes", unit="vol", leave=False, disable=bar_disabled()):
         vol = ensemble.volume(row["state"], coords[row["bin"]], spec.box, spec.apix, device)
         write_volume(out / row["file"], vol.cpu().numpy(), spec.apix)
         consensus += vol.to(torch.float64) * (row["n_particles"] / truth.n)

@@ -21,6 +21,11 @@ from gaussianem.model.spec import ModelOptions
 
 # fields a --resume may change (they do not change the numbers of the run)
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
+# fields a --resume keeps whatever the command line says: the weights' shapes and the particles
+FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "encoder_hidden", "encoder_layers",
+                   "gaussian_hidden", "gaussian_layers", "embedding_dim", "decoder_hidden", "decoder_layers",
+                   "decoder_features", "predict_width", "decoder", "n_control_points", "control_neighbours",
+                   "readout_rank", "train_base")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +39,7 @@ class TrainConfig(ModelOptions):
     dataset: str
     rundir: str
     gaussians: str | None = None
+    ind: str | None = None  # train on these dataset rows only (a cryoDRGN index .pkl, .npy or .txt)
     epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-4
@@ -84,6 +90,9 @@ class TrainConfig(ModelOptions):
     base_cloud_source: str | None = None
     version: str = __version__
     command_line: str | None = None
+    # filled in by the run, not settings: never listed as kept or changed on --resume
+    RECORDED = ("box_size", "pixel_size_angstrom", "map_origin_angstrom", "n_particles", "n_gaussians",
+                "base_cloud_source", "version", "command_line", "dataset", "rundir")
 
     def validate(self) -> None:
         checks = [

@@ -23,19 +23,26 @@ class ParticleBatchDataset(Dataset):
 
     ``index`` (B,) int64, ``image`` (B, D, D) float32, ``rotation`` (B, 3, 3), ``shift`` (B, 2) Å,
     ``ctf`` (B, 7 + k) (:func:`packed_ctf`; absent without CTF), all float32; a :class:`ShardIndices` index adds its
-    ``offset`` and ``global_size`` (ints).
+    ``offset`` and ``global_size`` (ints). With ``rows`` (``train --ind``) item ``i`` is the dataset's particle
+    ``rows[i]`` (``index`` stays ``i``).
     """
 
-    def __init__(self, root: str | Path, dataset: ParticleDataset | None = None) -> None:
+    def __init__(self, root: str | Path, dataset: ParticleDataset | None = None,
+                 rows: np.ndarray | None = None) -> None:
         self.root = Path(root)
         self._ds = dataset if dataset is not None else load_dataset(self.root)
-        self.n = self._ds.n
+        self.rows = None if rows is None else np.asarray(rows, np.int64)
+        self.n = self._ds.n if self.rows is None else len(self.rows)
         self.has_ctf = self._ds.ctf is not None
 
     def __getstate__(self) -> dict:  # workers re-open the memory map
         state = self.__dict__.copy()
         state["_ds"] = None
         return state
+
+    def source_rows(self, idx: np.ndarray) -> np.ndarray:
+        """The dataset rows of items ``idx``."""
+        return idx if self.rows is None else self.rows[idx]
 
     @property
     def ds(self) -> ParticleDataset:
@@ -49,15 +56,16 @@ class ParticleBatchDataset(Dataset):
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
         single = np.isscalar(index)
         idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
+        src = self.source_rows(idx)
         ds = self.ds
         out = {
             "index": torch.from_numpy(idx.copy()),
-            "image": torch.from_numpy(np.ascontiguousarray(ds.images[idx], dtype=np.float32)),
-            "rotation": torch.from_numpy(np.asarray(ds.rotations[idx], dtype=np.float32)),
-            "shift": torch.from_numpy(np.asarray(ds.shifts_angstrom[idx], dtype=np.float32)),
+            "image": torch.from_numpy(np.ascontiguousarray(ds.images[src], dtype=np.float32)),
+            "rotation": torch.from_numpy(np.asarray(ds.rotations[src], dtype=np.float32)),
+            "shift": torch.from_numpy(np.asarray(ds.shifts_angstrom[src], dtype=np.float32)),
         }
         if ds.ctf is not None:
-            out["ctf"] = packed_ctf(ds.ctf, idx)
+            out["ctf"] = packed_ctf(ds.ctf, src)
         if single:
             out = {k: v[0] for k, v in out.items()}
         out.update(shard_layout(index))
@@ -189,18 +197,22 @@ class ResidentParticles:
                  progress: bool = True) -> None:
         from tqdm.auto import tqdm
 
+        from gaussianem.progress import bar_disabled
+
         ds = data.ds
-        self.n, self.device = ds.n, device
+        self.n, self.device = data.n, device
         d = ds.box_size
-        self.images = torch.empty((ds.n, d, d), dtype=torch.float32, device=device)
-        for s in tqdm(range(0, ds.n, chunk), desc="load particles", unit="chunk", disable=not progress,
+        self.images = torch.empty((data.n, d, d), dtype=torch.float32, device=device)
+        for s in tqdm(range(0, data.n, chunk), desc="load particles", unit="chunk", disable=bar_disabled(progress),
                       leave=False):
-            block = torch.from_numpy(np.ascontiguousarray(ds.images[s:s + chunk], dtype=np.float32))
+            rows = slice(s, s + chunk) if data.rows is None else data.rows[s:s + chunk]
+            block = torch.from_numpy(np.ascontiguousarray(ds.images[rows], dtype=np.float32))
             self.images[s:s + len(block)].copy_(block)
         f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=device)  # noqa: E731
-        self.rotation = f32(ds.rotations)
-        self.shift = f32(ds.shifts_angstrom)
-        self.ctf = None if ds.ctf is None else packed_ctf(ds.ctf, device=device)
+        every = slice(None) if data.rows is None else data.rows
+        self.rotation = f32(ds.rotations[every])
+        self.shift = f32(ds.shifts_angstrom[every])
+        self.ctf = None if ds.ctf is None else packed_ctf(ds.ctf, every, device=device)
 
     @staticmethod
     def nbytes(data: ParticleBatchDataset) -> int:

@@ -47,6 +47,7 @@ from gaussianem.io.dataset import ParticleDataset
 from gaussianem.physics.ctf import CTFParams
 from gaussianem.physics.forward import render_images
 from gaussianem.physics.fourier import soft_circular_mask
+from gaussianem.progress import bar_disabled
 from gaussianem.training.checkpoint import save_checkpoint
 from gaussianem.training.config import FitConfig
 from gaussianem.training.strategy import DensifyPruneStrategy, RefineEvent
@@ -294,7 +295,7 @@ class _FitLoop:
         order = self.batches.order(config.seed, epoch)
         loss_sum, events = 0.0, RefineEvent(step=step)
         bar = tqdm(range(self.steps_per_epoch), desc=f"fit epoch {epoch + 1}/{config.epochs}",
-                   disable=not self.progress, unit="batch", leave=False)
+                   disable=bar_disabled(self.progress), unit="batch", leave=False)
         for b in bar:
             idx = order[b * config.batch_size:(b + 1) * config.batch_size]
             images, rot, shift, ctf = self.batches.get(idx)

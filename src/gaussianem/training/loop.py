@@ -19,11 +19,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from gaussianem import runlog
 from gaussianem.devices import resolve_device
 from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.io.dataset import ParticleDataset, load_dataset
-from gaussianem.io.writes import save_npy_atomic
+from gaussianem.io.indices import read_ind
+from gaussianem.io.writes import save_npy_atomic, save_pickle_atomic
 from gaussianem.model import losses as L
 from gaussianem.model.load import (
     model_from_checkpoint,
@@ -33,8 +35,9 @@ from gaussianem.model.load import (
 )
 from gaussianem.model.runfiles import read_config, weights_path
 from gaussianem.model.vae import GaussianVAE
+from gaussianem.progress import bar_disabled
 from gaussianem.training.checkpoint import rng_state, save_checkpoint, set_rng_state
-from gaussianem.training.config import RUNTIME_FIELDS, TrainConfig
+from gaussianem.training.config import TrainConfig
 from gaussianem.training.data import (
     ParticleBatchDataset,
     ResidentParticles,
@@ -58,6 +61,7 @@ from gaussianem.training.rundir import (
     log_record,
     prepare_rundir,
     resolve_base_cloud,
+    resumed_config,
     trim_log,
 )
 from gaussianem.training.step import Stepper, StepResult, tf32_matmuls
@@ -77,13 +81,16 @@ def _all_finite(model: nn.Module) -> bool:
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
           stop_after_epoch: int | None = None, rank: int = 0, world_size: int = 1,
-          on_epoch_end: Callable[[int], None] | None = None) -> Path:
-    """Train (or resume) a run; returns the run folder. ``stop_after_epoch`` ends early (a test hook)."""
+          on_epoch_end: Callable[[int], None] | None = None, given: frozenset[str] | None = None) -> Path:
+    """Train (or resume) a run; returns the run folder. ``stop_after_epoch`` ends early (a test hook); ``given``:
+    the settings typed on the command line (a resume keeps the saved others; :func:`rundir.resumed_config`)."""
     t_start = time.perf_counter()
     cfg.validate()
     main_rank = rank == 0
     root = Path(cfg.rundir)
-    cfg = _agree_on_config(cfg, resume, overwrite, rank, world_size)
+    cfg = _agree_on_config(cfg, resume, overwrite, rank, world_size, given)
+    if main_rank:
+        runlog.attach(root)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -92,6 +99,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     ds = load_dataset(cfg.dataset)
     if ds.box_size % 2:
         raise InputError(f"{cfg.dataset}: box size {ds.box_size} is odd; training needs an even box")
+    rows = read_ind(cfg.ind, ds.n) if cfg.ind else None  # --ind: the dataset rows trained on
+    n = ds.n if rows is None else len(rows)
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     np.random.seed(cfg.seed % 2**32)
     ckpt = newest_loadable_checkpoint(root) if resume else None  # a damaged newest one is named and skipped
@@ -102,15 +111,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
                      cfg.epochs)
             return root
     else:
-        cfg, model = _new_model(cfg, ds, root, resume, main_rank)
+        cfg, model = _new_model(cfg, ds, root, resume, main_rank, n)
     if main_rank:
         cfg.write(root)
-    model, stepper, sampler = _make_stepper(cfg, model, ds.n, device, rank, world_size)
+    model, stepper, sampler = _make_stepper(cfg, model, n, device, rank, world_size)
     first_epoch = 1 if ckpt is None else _restore(ckpt, stepper, root, main_rank)
     del ckpt
-    data, resident = _particles(cfg, ds, device, main_rank)
+    data, resident = _particles(cfg, ds, device, main_rank, rows)
     log.info("training on %s: %d particles, %d Gaussians, box %d, batch %d, %d epochs, lr %g",
-             device, ds.n, model.n_gaussians, ds.box_size, cfg.batch_size * world_size, cfg.epochs, cfg.lr)
+             device, n, model.n_gaussians, ds.box_size, cfg.batch_size * world_size, cfg.epochs, cfg.lr)
     log_file = open(root / LOG, "a", buffering=1) if main_rank else None  # line-buffered: `tail -f` works
     log_record(log_file, {"type": "setup", "epoch": first_epoch - 1,
                           "seconds": round(time.perf_counter() - t_start, 3)})
@@ -143,14 +152,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     return root
 
 
-def _agree_on_config(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world_size: int) -> TrainConfig:
+def _agree_on_config(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world_size: int,
+                     given: frozenset[str] | None = None) -> TrainConfig:
     """Rank 0 checks the run folder (:func:`prepare_rundir`); returns the config every rank runs with."""
     main_rank = rank == 0
     root = Path(cfg.rundir)
     error = None
     if main_rank:
         try:
-            cfg = prepare_rundir(cfg, resume, overwrite)
+            cfg = prepare_rundir(cfg, resume, overwrite, given)
         except InputError as exc:
             error = str(exc)
     if world_size > 1:  # every rank learns rank 0's verdict on the run folder, then reads the same settings
@@ -162,12 +172,12 @@ def _agree_on_config(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int,
     if error is not None:
         raise InputError(error)
     if not main_rank and resume:
-        cfg = TrainConfig.from_dict(read_config(root)).replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS})
+        cfg = resumed_config(TrainConfig.from_dict(read_config(root)), cfg, given, say=False)
     return cfg
 
 
 def _new_model(cfg: TrainConfig, ds: ParticleDataset, root: Path, resume: bool,
-               main_rank: bool) -> tuple[TrainConfig, GaussianVAE]:
+               main_rank: bool, n_particles: int) -> tuple[TrainConfig, GaussianVAE]:
     """A new model on the run's base cloud (weights from ``--load`` when given) and the config completed with
     the dataset's geometry; rank 0 writes the base cloud into the run folder ``root``."""
     image_std = float(ds.manifest.get("image_std", 1.0) or 1.0)
@@ -175,7 +185,7 @@ def _new_model(cfg: TrainConfig, ds: ParticleDataset, root: Path, resume: bool,
         else Path(cfg.base_cloud_source)
     cloud = GaussianCloud.from_ply(ply)
     origin = ds.manifest.get("working_origin_angstrom")
-    cfg = cfg.replace(box_size=ds.box_size, pixel_size_angstrom=ds.pixel_size_angstrom, n_particles=ds.n,
+    cfg = cfg.replace(box_size=ds.box_size, pixel_size_angstrom=ds.pixel_size_angstrom, n_particles=n_particles,
                       n_gaussians=cloud.n, base_cloud_source=str(ply),
                       map_origin_angstrom=cfg.map_origin_angstrom if origin is None
                       else tuple(float(v) for v in origin))
@@ -242,10 +252,10 @@ def _restore(ckpt: dict, stepper: Stepper, root: Path, main_rank: bool) -> int:
     return first_epoch
 
 
-def _particles(cfg: TrainConfig, ds: ParticleDataset, device: torch.device,
-               main_rank: bool) -> tuple[ParticleBatchDataset, ResidentParticles | None]:
+def _particles(cfg: TrainConfig, ds: ParticleDataset, device: torch.device, main_rank: bool,
+               rows: np.ndarray | None = None) -> tuple[ParticleBatchDataset, ResidentParticles | None]:
     """The particle batches, and the particles held in device memory when ``--preload`` asks for it."""
-    data = ParticleBatchDataset(cfg.dataset, ds)
+    data = ParticleBatchDataset(cfg.dataset, ds, rows)
     resident = None
     if want_resident(cfg.preload, data, device):
         resident = ResidentParticles(data, device, progress=cfg.progress and main_rank)
@@ -261,6 +271,7 @@ def _save_epoch(cfg: TrainConfig, root: Path, epoch: int, model: GaussianVAE, st
     t_save = time.perf_counter()
     save_npy_atomic(root / f"z.{epoch}.npy", mu)
     save_npy_atomic(root / f"z_logvar.{epoch}.npy", lv)
+    save_pickle_atomic(root / f"z.{epoch}.pkl", np.asarray(mu, np.float32))  # cryoDRGN's z.E.pkl
     save_checkpoint(weights_path(root, epoch), {
         "epoch": epoch, "spec": model.spec.to_dict(), "model": model.state_dict(),
         "trainer": stepper.state(), "sampler": {"epoch": epoch + 1, "position": 0},
@@ -292,7 +303,7 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
     wait0 = stepper.host_wait_s
     t0 = time.perf_counter()
     bar = tqdm(loader, total=len(sampler), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
-               disable=not (cfg.progress and main_rank), dynamic_ncols=True)
+               disable=bar_disabled(cfg.progress and main_rank), dynamic_ncols=True)
 
     def record(results: list[StepResult]) -> None:
         nonlocal n_seen, sums
@@ -334,7 +345,8 @@ def evaluate_latents(model: GaussianVAE, dataset: ParticleBatchDataset, batch_si
     loader = batch_source(dataset, batches, num_workers, device, resident)
     mus, lvs = [], []
     use_amp = amp and device.type == "cuda"
-    for batch in tqdm(loader, total=len(batches), desc="encode", unit="batch", disable=not progress, leave=False):
+    for batch in tqdm(loader, total=len(batches), desc="encode", unit="batch", disable=bar_disabled(progress),
+                      leave=False):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             mu, lv = model.encode(batch["image"].to(device, non_blocking=True))
         mus.append(mu.float())

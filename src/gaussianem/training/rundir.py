@@ -1,7 +1,8 @@
 """The run folder of ``gaussianem train``: checks before a run, the base cloud it starts from, its log records.
 
-A run folder holds ``config.yaml``, ``weights.E.pt``, ``z.E.npy``, ``z_logvar.E.npy``, ``log.jsonl`` (one JSON
-record a line), ``loss.png`` and the base cloud ``gaussians_base.ply``.
+A run folder holds ``config.yaml``, ``weights.E.pt``, ``z.E.npy`` (and ``z.E.pkl``, cryoDRGN's format),
+``z_logvar.E.npy``, ``log.jsonl`` (one JSON record a line), ``loss.png``, the base cloud ``gaussians_base.ply`` and
+the commands' text log ``gaussianem.log``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from gaussianem.errors import InputError
 from gaussianem.io.writes import atomic_path
 from gaussianem.model.runfiles import CONFIG, list_checkpoints, read_config
-from gaussianem.training.config import RUNTIME_FIELDS, TrainConfig
+from gaussianem.training.config import FIXED_ON_RESUME, RUNTIME_FIELDS, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +37,47 @@ def resolve_base_cloud(cfg: TrainConfig) -> Path:
 
 
 def _run_outputs(rundir: Path) -> list[Path]:
-    pats = ["weights.*.pt", "z.*.npy", "z_logvar.*.npy", LOG, "loss.png", CONFIG, BASE_PLY]
+    pats = ["weights.*.pt", "z.*.npy", "z.*.pkl", "z_logvar.*.npy", LOG, "loss.png", CONFIG, BASE_PLY]
     return [p for pat in pats for p in rundir.glob(pat)]
 
 
-def prepare_rundir(cfg: TrainConfig, resume: bool, overwrite: bool) -> TrainConfig:
-    """Check the run folder; returns the config to use (the saved one, with runtime fields, on --resume)."""
+def resumed_config(saved: TrainConfig, given: TrainConfig, typed: frozenset[str] | None,
+                   say: bool = True) -> TrainConfig:
+    """The settings of a resumed run: the saved ones, except those ``typed`` on the command line (None: the
+    runtime fields, for a config made in Python). A typed change of the model's shape or of the particles is an
+    InputError. With ``say``, one log line lists the settings changed and the saved ones kept."""
+    names = RUNTIME_FIELDS if typed is None else tuple(n for n in typed if hasattr(saved, n))
+    changed = {n: getattr(given, n) for n in names if getattr(given, n) != getattr(saved, n)}
+    fixed = sorted(n for n in changed if n in FIXED_ON_RESUME and n not in ("dataset", "rundir"))
+    if fixed:
+        n = fixed[0]
+        raise InputError(f"--resume: --{n.replace('_', '-')} {getattr(given, n)} differs from the run's "
+                         f"{getattr(saved, n)}; a resumed run keeps its model and particles (start a new run to "
+                         "change them)")
+    changed = {n: v for n, v in changed.items() if n not in ("dataset", "rundir")}
+    if say:
+        defaults = TrainConfig(dataset=saved.dataset, rundir=saved.rundir)
+        kept = [f"{n}={getattr(saved, n)}" for n in ("epochs", "batch_size", "lr", "zdim", "seed", "device")
+                if n not in changed]
+        kept += [f"{n}={v}" for n, v in saved.to_dict().items()
+                 if n not in changed and n not in TrainConfig.RECORDED and f"{n}={v}" not in kept
+                 and v != defaults.to_dict().get(n)]
+        told = ", ".join(f"{n} {getattr(saved, n)} -> {v}" for n, v in sorted(changed.items())) or "none"
+        log.info("--resume: the run's saved settings (%s) are kept unless given again; changed: %s; kept: %s",
+                 CONFIG, told, ", ".join(kept))
+    return saved.replace(**changed, command_line=given.command_line)
+
+
+def prepare_rundir(cfg: TrainConfig, resume: bool, overwrite: bool,
+                   typed: frozenset[str] | None = None) -> TrainConfig:
+    """Check the run folder; returns the config to use (on --resume: :func:`resumed_config`)."""
     root = Path(cfg.rundir)
     epochs = list_checkpoints(root)
     has_config = (root / CONFIG).is_file()
     if resume:
         if not has_config:
             raise InputError(f"--resume: {root} holds no run to resume (no {CONFIG})")
-        saved = TrainConfig.from_dict(read_config(root))
-        return saved.replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS}, command_line=cfg.command_line)
+        return resumed_config(TrainConfig.from_dict(read_config(root)), cfg, typed)
     if epochs or has_config:
         if not overwrite:
             saved = read_config(root) if has_config else {}

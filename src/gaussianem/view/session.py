@@ -311,6 +311,12 @@ class ViewSession:
             raise InputError(f"{path} exists: the view never overwrites a file")
         path.parent.mkdir(parents=True, exist_ok=True)
         indices = np.asarray(indices, np.int64)
+        ind = volumes.config_value(self.config, "ind")
+        if ind:  # a run trained with --ind: latent row i is dataset particle ind[i]
+            from gaussianem.io.dataset import MANIFEST, read_json
+            from gaussianem.io.indices import read_ind
+
+            indices = read_ind(ind, int(read_json(Path(ds) / MANIFEST)["n_particles"]))[indices]
         if path.suffix.lower() == ".pkl":
             return sel.write_index_pkl(ds, path, indices)
         return sel.select(ds, path, indices=indices)
