@@ -28,9 +28,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="keep at most G initial Gaussians (the densest points)")
     parser.add_argument("--box", type=int, help="working box in pixels (even, <= the particles' box)")
     parser.add_argument("--apix", type=float, help="working pixel size in Å (default: input pixel size × D/box)")
-    parser.add_argument("--poses", type=Path, help="poses of a .mrcs/.txt stack: cryoDRGN pose .pkl or "
-                        "GaussianEM poses.npy (N×5 rot,tilt,psi,x,y px or N×11)")
-    parser.add_argument("--ctf", type=Path, help="CTF of a .mrcs/.txt stack: cryoDRGN ctf .pkl or ctf.npy (N×9)")
+    parser.add_argument("--poses", type=Path, help="poses of a .mrcs/.txt stack, or of a .star without pose "
+                        "columns: cryoDRGN pose .pkl (rots N×3×3, trans N×2 in fractions of the box) or GaussianEM "
+                        "poses.npy (N×5 rot,tilt,psi,x,y px or N×11); refused for a .star that carries its own poses")
+    parser.add_argument("--ctf", type=Path, help="CTF of a .mrcs/.txt stack, or of a .star without CTF columns: "
+                        "cryoDRGN ctf .pkl or ctf.npy (N×9); refused for a .star that carries its own CTF")
     parser.add_argument("--datadir", type=Path, help="folder the star/cs image paths are relative to")
     parser.add_argument("--passthrough", type=Path, action="append", metavar="PASSTHROUGH.cs",
                         help="cryoSPARC: a .cs whose fields (blob, ctf, alignments3D, ...) the particles' .cs lacks, "
