@@ -42,7 +42,7 @@ def test_a_map_beyond_the_ceiling_is_sampled_coarser(caplog):
 
 def test_fine_pixels_get_the_content_budget():
     """At 1 Å/px the same content allows one Gaussian per ~(1.5 Å)³: ~5 per estimated heavy atom."""
-    vol = _ball(48, 16.0)
+    vol = _ball(56, 22.0)
     plan = plan_cloud(vol, 1.0, 0.5, None, None)
     rec = plan.record
     assert rec["content_budget"] < rec["n_voxels_above_contour"] and rec["budget"] == rec["content_budget"]
@@ -56,6 +56,12 @@ def test_user_choices_are_kept_exactly():
     assert plan_cloud(vol, 2.0, 0.5, 1, None).interval == 1
     assert plan_cloud(vol, 2.0, 0.5, None, 100_000).max_gaussians == 100_000
     assert plan_cloud(np.zeros((300,) * 3, np.float32), 2.0, 0.5, None, 10).interval == 2  # box > 256
+
+
+def test_a_tiny_map_at_fine_pixels_is_never_thinned():
+    vol = _ball(32, 8.0)  # ~2,500 voxels at 0.8 Å/px: the content budget (~500) is below the floor
+    plan = plan_cloud(vol, 0.8, 0.5, None, None)
+    assert plan.interval == 1 and plan.max_gaussians is None and plan.record["budget"] == cloud_size.FLOOR
 
 
 def test_a_small_map_keeps_todays_count(tmp_path):
@@ -74,6 +80,7 @@ def test_a_small_map_keeps_todays_count(tmp_path):
 
 def test_ceiling_in_preprocess_logs_and_records_why(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(cloud_size, "CEILING", 300)
+    monkeypatch.setattr(cloud_size, "FLOOR", 100)
     sim = simulate(30, 32, 2.0, seed=1)
     star_path = write_relion31(tmp_path / "proj", sim)
     with caplog.at_level(logging.INFO, logger="gaussianem"):

@@ -20,6 +20,7 @@ PROTEIN_A3_PER_DA = 1.21
 DA_PER_HEAVY_ATOM = 14.0
 GAUSSIANS_PER_ATOM = 5.0  # content budget: ≈ one Gaussian per (1.5 Å)³ of the density above the contour
 CEILING = 60_000  # the cloud size of the box-128 benchmarks; more only when asked for (--max-gaussians)
+FLOOR = 6_000  # a cloud this small is never thinned (cheap, and the box-64 presets' size: 5,850)
 TRIM_ONLY = 1.25  # up to this factor over the budget, keep one per voxel and drop the faintest
 LARGE_CLOUD = 80_000  # warn above this many Gaussians
 CPU_SLOW_HOURS = 1.0  # warn when training on the CPU would take longer than this (rough estimate)
@@ -47,8 +48,8 @@ def plan_cloud(volume: np.ndarray, voxel: float, threshold: float, interval: int
 
     Given ``interval`` or ``max_gaussians``: exactly as asked (interval default 1, 2 for boxes over 256). Otherwise
     one Gaussian per voxel above the contour (n₁) unless that exceeds the budget
-    B = min(GAUSSIANS_PER_ATOM × estimated heavy atoms, CEILING): up to TRIM_ONLY·B the faintest voxels are dropped,
-    beyond it the map is sampled every (n₁/B)^(1/3) voxels (trilinear values) and trimmed to B.
+    B = min(max(GAUSSIANS_PER_ATOM × estimated heavy atoms, FLOOR), CEILING): up to TRIM_ONLY·B the faintest
+    voxels are dropped, beyond it the map is sampled every (n₁/B)^(1/3) voxels (trilinear values), trimmed to B.
     """
     d = volume.shape[0]
     if interval is not None or max_gaussians is not None:
@@ -58,13 +59,13 @@ def plan_cloud(volume: np.ndarray, voxel: float, threshold: float, interval: int
     volume_a3 = n1 * voxel**3
     atoms = volume_a3 / (PROTEIN_A3_PER_DA * DA_PER_HEAVY_ATOM)
     content = max(1, int(math.ceil(GAUSSIANS_PER_ATOM * atoms)))
-    budget = min(content, CEILING)
+    budget = min(max(content, FLOOR), CEILING)
     record = {"rule": "content", "n_voxels_above_contour": n1, "volume_above_contour_a3": volume_a3,
               "estimated_mass_kda": volume_a3 / PROTEIN_A3_PER_DA / 1e3, "estimated_heavy_atoms": int(round(atoms)),
-              "content_budget": content, "ceiling": CEILING, "budget": budget}
+              "content_budget": content, "floor": FLOOR, "ceiling": CEILING, "budget": budget}
     what = (f"{n1:,} voxels above the contour at {voxel:.3g} Å/px ≈ {volume_a3 / PROTEIN_A3_PER_DA / 1e3:,.0f} kDa "
-            f"≈ {atoms:,.0f} heavy atoms; budget min({GAUSSIANS_PER_ATOM:g}/atom = {content:,}, ceiling "
-            f"{CEILING:,}) = {budget:,}")
+            f"≈ {atoms:,.0f} heavy atoms; budget min(max({GAUSSIANS_PER_ATOM:g}/atom = {content:,}, floor "
+            f"{FLOOR:,}), ceiling {CEILING:,}) = {budget:,}")
     if n1 <= budget:
         reason = f"one per voxel above the contour ({what})"
         interval_out, cap = 1.0, None
