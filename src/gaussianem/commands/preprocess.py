@@ -21,11 +21,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="consensus map (.mrc)")
     parser.add_argument("--threshold", type=float, help="contour level of the map (default: automatic)")
     parser.add_argument("--gaussian-interval", type=int, metavar="N",
-                        help="initial Gaussians every N voxels of the working box above the contour (default 1; 2 "
-                        "for boxes over 256); widths scale with N. N = 2 gives ~8x fewer Gaussians: faster "
-                        "training, coarser model")
+                        help="initial Gaussians every N voxels of the working box above the contour; widths scale "
+                        "with N. N = 2 gives ~8x fewer Gaussians: faster training, coarser model. Default: one per "
+                        "voxel up to a budget of 5 per estimated heavy atom (from the volume above the contour), "
+                        "at least 6,000 and at most 60,000; beyond it a coarser (fractional) interval. Given (or "
+                        "with --max-gaussians), the budget is off: N (default 1, 2 for boxes over 256) as asked")
     parser.add_argument("--max-gaussians", type=int, metavar="G",
-                        help="keep at most G initial Gaussians (the densest points)")
+                        help="keep at most G initial Gaussians (the densest points), bypassing the default budget "
+                        "(see --gaussian-interval); ask for more than 60,000 with it")
     parser.add_argument("--box", type=int, help="working box in pixels (even, <= the particles' box)")
     parser.add_argument("--apix", type=float, help="working pixel size in Å (default: input pixel size × D/box)")
     parser.add_argument("--poses", type=Path, help="poses of a .mrcs/.txt stack, or of a .star without pose "
