@@ -98,28 +98,69 @@ class GaussianCloud(nn.Module):
         return cls(t(pos), t(wid), t(amp), wmin, wmax)
 
 
+BACKGROUND_NEGLIGIBLE = 0.01  # |background| below this fraction of the map's peak above it: taken as 0
+
+
+def map_background(volume: np.ndarray) -> float:
+    """The solvent level of a map (D, D, D): the median of its six faces, or 0 when that is negligible (below
+    ``BACKGROUND_NEGLIGIBLE`` of the peak above it), as in a map whose solvent is already at 0."""
+    faces = np.concatenate([volume[[0, -1]].ravel(), volume[:, [0, -1]].ravel(), volume[:, :, [0, -1]].ravel()])
+    bg = float(np.median(faces))
+    peak = float(volume.max()) - bg
+    return 0.0 if peak <= 0 or abs(bg) <= BACKGROUND_NEGLIGIBLE * peak else bg
+
+
 def automatic_threshold(volume: np.ndarray, mass_fraction: float = 0.9) -> float:
-    """Contour level whose enclosed voxels hold ``mass_fraction`` of the map's positive density."""
-    v = np.sort(volume[volume > 0].ravel())[::-1]
+    """Contour level whose enclosed voxels hold ``mass_fraction`` of the map's density above its background.
+
+    The background is :func:`map_background` (a map with solvent at −1 or a mean-subtracted map is measured from
+    its solvent level). When the level falls on a plateau of equal values (a binary 0/1 mask), it is moved halfway
+    to the next lower value, so that the plateau lies above it (voxels are kept when ``value > level``).
+    """
+    bg = map_background(volume)
+    v = np.sort(volume[volume > bg].ravel() - bg)[::-1]
     if v.size == 0:
-        raise ValueError("the map has no positive density: cannot choose a contour level")
+        raise ValueError("the map has no density above its background: cannot choose a contour level")
     cum = np.cumsum(v, dtype=np.float64)
-    idx = int(np.searchsorted(cum, mass_fraction * cum[-1]))
-    return float(v[min(idx, v.size - 1)])
+    level = float(v[min(int(np.searchsorted(cum, mass_fraction * cum[-1])), v.size - 1)])
+    if np.count_nonzero(v == level) > 1:
+        lower = v[v < level]
+        level = 0.5 * (level + (float(lower[0]) if lower.size else 0.0))
+    return level + bg
+
+
+def _fractional_grid(volume: np.ndarray, spacing: float, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points of a grid of ``spacing`` voxels through the centre voxel of ``volume`` (D, D, D) whose trilinear
+    value exceeds ``threshold`` -> (zyx voxel coordinates (n, 3) float, values (n,))."""
+    from scipy.ndimage import map_coordinates
+
+    d = volume.shape[0]
+    c = d // 2
+    axis = c + spacing * np.arange(-math.floor(c / spacing), math.floor((d - 1 - c) / spacing) + 1)
+    yy, xx = (a.ravel() for a in np.meshgrid(axis, axis, indexing="ij"))
+    points, values = [], []
+    for z in axis:  # one plane at a time: a box-512 grid never sits in memory at once
+        coords = np.stack([np.full_like(yy, z), yy, xx])
+        v = map_coordinates(volume, coords, order=1, mode="nearest")
+        keep = v > threshold
+        points.append(coords[:, keep].T)
+        values.append(v[keep].astype(np.float64))
+    return np.concatenate(points), np.concatenate(values)
 
 
 def cloud_from_map(
     volume: np.ndarray,
     pixel_size_angstrom: float,
     threshold: float | None = None,
-    interval: int | None = None,
+    interval: float | None = None,
     width_bounds_voxels: tuple[float, float] = (0.5, 1.0),
     max_gaussians: int | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> GaussianCloud:
     """Sample Gaussians from a map (D, D, D) ``[z, y, x]``: one per grid point above the contour level.
 
-    The sampling interval is 1 voxel (2 for boxes over 256) unless given. Width bounds are in units of the
+    The sampling interval is 1 voxel (2 for boxes over 256) unless given; a fractional interval samples a grid of
+    that spacing through the centre voxel D//2 with trilinear values. Width bounds are in units of the
     sampling interval (voxels × interval: Gaussians spaced further apart are wider, so the cloud stays smooth);
     widths start at the middle of the bounds; amplitudes are scaled so the summed cloud reproduces the map's
     density. When ``max_gaussians`` is set and exceeded, the densest points are kept.
@@ -129,11 +170,14 @@ def cloud_from_map(
     d = volume.shape[0]
     interval = interval or (2 if d > 256 else 1)
     thr = automatic_threshold(volume) if threshold is None else float(threshold)
-    sub = volume[::interval, ::interval, ::interval]
-    zyx = np.argwhere(sub > thr) * interval
+    if float(interval).is_integer():
+        interval = int(interval)
+        zyx = np.argwhere(volume[::interval, ::interval, ::interval] > thr) * interval
+        values = volume[zyx[:, 0], zyx[:, 1], zyx[:, 2]].astype(np.float64)
+    else:
+        zyx, values = _fractional_grid(volume, float(interval), thr)
     if len(zyx) == 0:
         raise ValueError(f"no voxel of the map lies above the contour level {thr:g}")
-    values = volume[zyx[:, 0], zyx[:, 1], zyx[:, 2]].astype(np.float64)
     if max_gaussians is not None and len(values) > max_gaussians:
         order = np.argsort(values)[::-1][:max_gaussians]
         zyx, values = zyx[order], values[order]
@@ -142,6 +186,6 @@ def cloud_from_map(
     sigma = 0.5 * (wmin + wmax)
     sigma_vox = sigma / pixel_size_angstrom
     amplitudes = values * interval**3 / ((2 * math.pi) ** 1.5 * sigma_vox**3)
-    log.info("initial cloud: %d Gaussians above contour %.4g (interval %d)", len(values), thr, interval)
+    log.info("initial cloud: %d Gaussians above contour %.4g (interval %.4g)", len(values), thr, interval)
     t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
     return GaussianCloud(t(positions), torch.full((len(values),), sigma, dtype=dtype), t(amplitudes), wmin, wmax)

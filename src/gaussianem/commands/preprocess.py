@@ -22,17 +22,22 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="consensus map (.mrc)")
     parser.add_argument("--threshold", type=float, help="contour level of the map (default: automatic)")
     parser.add_argument("--gaussian-interval", type=int, metavar="N",
-                        help="initial Gaussians every N voxels of the working box above the contour (default 1; 2 "
-                        "for boxes over 256); widths scale with N. N = 2 gives ~8x fewer Gaussians: faster "
-                        "training, coarser model")
+                        help="initial Gaussians every N voxels of the working box above the contour; widths scale "
+                        "with N. N = 2 gives ~8x fewer Gaussians: faster training, coarser model. Default: one per "
+                        "voxel up to a budget of 5 per estimated heavy atom (from the volume above the contour), "
+                        "at least 6,000 and at most 60,000; beyond it a coarser (fractional) interval. Given (or "
+                        "with --max-gaussians), the budget is off: N (default 1, 2 for boxes over 256) as asked")
     parser.add_argument("--max-gaussians", type=int, metavar="G",
-                        help="keep at most G initial Gaussians (the densest points)")
+                        help="keep at most G initial Gaussians (the densest points), bypassing the default budget "
+                        "(see --gaussian-interval); ask for more than 60,000 with it")
     parser.add_argument("--box", "-D", type=int,
                         help="working box in pixels (even, <= the particles' box; -D as cryoDRGN's downsample)")
     parser.add_argument("--apix", type=float, help="working pixel size in Å (default: input pixel size × D/box)")
-    parser.add_argument("--poses", type=Path, help="poses of a .mrcs/.txt stack: cryoDRGN pose .pkl or "
-                        "GaussianEM poses.npy (N×5 rot,tilt,psi,x,y px or N×11)")
-    parser.add_argument("--ctf", type=Path, help="CTF of a .mrcs/.txt stack: cryoDRGN ctf .pkl or ctf.npy (N×9)")
+    parser.add_argument("--poses", type=Path, help="poses of a .mrcs/.txt stack, or of a .star without pose "
+                        "columns: cryoDRGN pose .pkl (rots N×3×3, trans N×2 in fractions of the box) or GaussianEM "
+                        "poses.npy (N×5 rot,tilt,psi,x,y px or N×11); refused for a .star that carries its own poses")
+    parser.add_argument("--ctf", type=Path, help="CTF of a .mrcs/.txt stack, or of a .star without CTF columns: "
+                        "cryoDRGN ctf .pkl or ctf.npy (N×9); refused for a .star that carries its own CTF")
     parser.add_argument("--datadir", type=Path, help="folder the star/cs image paths are relative to")
     parser.add_argument("--passthrough", type=Path, action="append", metavar="PASSTHROUGH.cs",
                         help="cryoSPARC: a .cs whose fields (blob, ctf, alignments3D, ...) the particles' .cs lacks, "

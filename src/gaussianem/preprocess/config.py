@@ -14,7 +14,7 @@ class PreprocessConfig:
     outdir: Path
     map_path: Path
     threshold: float | None = None
-    gaussian_interval: int | None = None  # None: 1 voxel (2 for working boxes over 256)
+    gaussian_interval: int | None = None  # None (and no max_gaussians): the budget of preprocess/cloud_size.py
     max_gaussians: int | None = None
     box: int | None = None
     apix: float | None = None

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from gaussianem.errors import InputError
 from gaussianem.io.files import existing_file
+from gaussianem.preprocess.cloud_size import warn_training_cost
 from gaussianem.preprocess.config import PreprocessConfig
 from gaussianem.preprocess.consensus import initial_cloud
 from gaussianem.preprocess.geometry import plan_geometry
+from gaussianem.preprocess.pixel_check import check_pixel_size
 from gaussianem.preprocess.pose_check import check_sample
 from gaussianem.preprocess.readers import check_source, load_source
 from gaussianem.preprocess.subset import keep_rows
@@ -39,6 +41,10 @@ def preprocess(cfg: PreprocessConfig) -> Path:
              geometry.original_box, geometry.original_pixel_size)
     cloud, map_info = initial_cloud(cfg, geometry)
     check = check_sample(src, geometry, cloud, cfg)
+    pixel = check_pixel_size(src, geometry, cfg, map_info, check)
+    if pixel is not None:
+        check["pixel_size_check"] = pixel
+    map_info["cloud_size"]["warnings"] = warn_training_cost(cloud.n, geometry.box, src.n, cfg.device)
     n_kept = write_dataset(cfg, src, geometry, cloud, map_info, check)
     log.info("dataset written to %s: %d particles, box %d, %.4g Å/px, contrast %s", outdir, n_kept,
              geometry.box, geometry.pixel_size, check["decision"])

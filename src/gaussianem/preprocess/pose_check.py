@@ -74,12 +74,14 @@ def _check_cloud(cloud: GaussianCloud, n: int, box: int) -> GaussianCloud:
 @torch.no_grad()
 def pose_check(images: np.ndarray, rotation: np.ndarray, shift_angstrom: np.ndarray,
                ctf: dict[str, np.ndarray] | None, cloud: GaussianCloud, box: int, apix: float,
-               user_invert: bool | None, seed: int = 0, device: str | torch.device = "cpu") -> dict:
+               user_invert: bool | None, seed: int = 0, device: str | torch.device = "cpu", quiet: bool = False
+               ) -> dict:
     """Correlate CTF-filtered projections of ``cloud`` with ``images`` (B, D, D) as stored (not flipped).
 
     Returns the manifest's ``pose_check``: n_sampled, ncc_as_is, ncc_inverted (= −ncc_as_is),
     ncc_shuffled_poses (baseline: poses/CTFs permuted within the sample), z_pose, t_sign, decision ("as-is" |
     "inverted"), user_choice, warning. Raises InputError when the user's choice contradicts a clear sign.
+    ``quiet``: log nothing (an alternative reading of the map, tried by :mod:`.pixel_check`).
     """
     dev = torch.device(device)
     dt = torch.float32
@@ -124,14 +126,16 @@ def pose_check(images: np.ndarray, rotation: np.ndarray, shift_angstrom: np.ndar
         warning = (f"the images barely match projections of the map with their poses (NCC {mean:+.3f} as-is, "
                    f"{shuffled:+.3f} with poses shuffled, z = {z_pose:.1f}): check the poses, the particle order, "
                    "the pixel size, the map and its handedness")
-        log.warning("!" * 100)
-        log.warning("POSE CHECK: %s", warning)
-        log.warning("!" * 100)
-    if user is None and not sign_clear:
+        if not quiet:
+            log.warning("!" * 100)
+            log.warning("POSE CHECK: %s", warning)
+            log.warning("!" * 100)
+    if user is None and not sign_clear and not quiet:
         log.warning("the contrast sign is unclear (NCC %+.3f, t = %.1f): keeping the images as they are; "
                     "use --invert if the particles are dark", mean, t_sign)
-    log.info("pose check on %d particles: NCC %+.3f as-is, %+.3f inverted, %+.3f with shuffled poses -> %s",
-             n, mean, -mean, shuffled, decision)
+    if not quiet:
+        log.info("pose check on %d particles: NCC %+.3f as-is, %+.3f inverted, %+.3f with shuffled poses -> %s",
+                 n, mean, -mean, shuffled, decision)
     return {"n_sampled": n, "ncc_as_is": mean, "ncc_inverted": -mean, "ncc_shuffled_poses": shuffled,
             "z_pose": z_pose, "t_sign": t_sign, "decision": decision, "user_choice": user, "warning": warning}
 
@@ -142,7 +146,8 @@ def _sample_rows(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
-def check_sample(src: SourceData, geometry: Geometry, cloud: GaussianCloud, cfg: PreprocessConfig) -> dict:
+def check_sample(src: SourceData, geometry: Geometry, cloud: GaussianCloud, cfg: PreprocessConfig,
+                 quiet: bool = False) -> dict:
     """:func:`pose_check` on ``--n-check`` particles drawn at random (those with finite pixels), on the working grid."""
     rows = _sample_rows(src.n, cfg.n_check, cfg.seed)
     sample, ok = read_resampled(src, rows, geometry)
@@ -151,4 +156,4 @@ def check_sample(src: SourceData, geometry: Geometry, cloud: GaussianCloud, cfg:
         raise InputError(f"{src.path}: every sampled particle holds non-finite pixels")
     ctf_s = None if src.ctf is None else {k: v[rows] for k, v in src.ctf.items()}
     return pose_check(sample, src.rotation[rows], src.shift_angstrom[rows], ctf_s, cloud, geometry.box,
-                      geometry.pixel_size, cfg.invert, cfg.seed, cfg.device)
+                      geometry.pixel_size, cfg.invert, cfg.seed, cfg.device, quiet)

@@ -34,6 +34,7 @@ class SourceData:
     ctf: dict[str, np.ndarray] | None  # each (N,)
     passthrough: list[str] = field(default_factory=list)  # cryoSPARC files joined to the source by uid
     rows: np.ndarray | None = None  # the input rows kept by --ind (None: all, in order)
+    pixel_size_from: str = "metadata"  # or "--input-apix", "MRC headers": where ``pixel_size`` came from
 
     @property
     def n(self) -> int:
@@ -47,6 +48,7 @@ def _check_count(what: dict[str, int], source: Path) -> None:
 
 def _pixel_sizes_or_header(apix: np.ndarray | None, images: ParticleImages, fallback: float | None,
                            source: Path) -> np.ndarray:
+    """Pixel sizes (N,) Å: the metadata's, else ``--input-apix``, else the stacks' MRC headers."""
     if apix is None:
         header = images.header_pixel_sizes
         if fallback is not None:
@@ -64,6 +66,13 @@ def _pixel_sizes_or_header(apix: np.ndarray | None, images: ParticleImages, fall
     return apix
 
 
+def _pixel_size_from(metadata: np.ndarray | None, cfg: PreprocessConfig) -> str:
+    """Where :func:`_pixel_sizes_or_header` takes the pixel size from (for messages about a wrong one)."""
+    if metadata is not None:
+        return "metadata"
+    return "--input-apix" if cfg.input_apix is not None else "MRC headers"
+
+
 def _check_bare_names(df, images: ParticleImages, path: Path) -> None:
     """A name without ``@`` must be a single-image file: in a stack it would silently mean the first image."""
     bare = ~df["rlnImageName"].astype(str).str.contains("@", regex=False).to_numpy()
@@ -77,6 +86,51 @@ def _check_bare_names(df, images: ParticleImages, path: Path) -> None:
                          f"{df['rlnImageName'].iloc[stack[0]]!r}")
 
 
+def _refuse_twice(df, columns: tuple[str, ...], given: Path | None, flag: str, what: str, path: Path) -> None:
+    """A star that carries ``what`` (any of ``columns``) and a file given for the same by ``flag``: refused."""
+    present = [c for c in columns if c in df.columns]
+    if given is not None and present:
+        raise InputError(f"{path.name} carries its own {what} ({', '.join(present)}) and {flag} {Path(given).name} "
+                         f"gives them again: drop {flag}, or remove those columns from the star file")
+
+
+def _file_ctf(ctf_path: Path, images: ParticleImages, path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``--ctf`` (cryoDRGN pkl / ctf.npy, N×9) for ``images`` -> (CTF dict (N,) each, pixel size (N,) Å of the
+    images: the file's (D, Apix) describe the same field of view as the stack, maybe at another sampling)."""
+    ctf, ctf_box, ctf_apix = cryodrgn.read_ctf(ctf_path)
+    check_ctf(ctf, ctf_path)
+    _check_count({"images": len(images), f"CTF rows in {Path(ctf_path).name}": len(ctf_box)}, path)
+    return ctf, ctf_apix * ctf_box / images.box_sizes
+
+
+def _star_source(cfg: PreprocessConfig, path: Path, datadir: Path | None) -> SourceData:
+    """A RELION star; ``--poses``/``--ctf`` supply what it lacks (refused when it carries them itself)."""
+    st = star.read_star(path)
+    df = st.merged()
+    _refuse_twice(df, star.ANGLES, cfg.poses, "--poses", "poses", path)
+    _refuse_twice(df, ("rlnDefocusU", "rlnDefocusV"), cfg.ctf, "--ctf", "CTF", path)
+    index, names = star.image_names(df, path)
+    images = ParticleImages.from_names(names, index, path, datadir)
+    _check_bare_names(df, images, path)
+    apix = star.pixel_size(df, path)
+    ctf = None
+    if cfg.ctf is not None:
+        ctf, ctf_apix = _file_ctf(cfg.ctf, images, path)
+        apix = ctf_apix if apix is None else apix
+    origin = _pixel_size_from(apix, cfg)
+    apix = _pixel_sizes_or_header(apix, images, cfg.input_apix, path)
+    if cfg.poses is not None:
+        rotation, shift = cryodrgn.read_poses(cfg.poses, images.box_sizes, apix, len(images))
+    elif not any(c in df.columns for c in star.ANGLES):
+        raise InputError(f"{path}: no poses (rlnAngleRot/Tilt/Psi are absent): give them with --poses POSES.pkl "
+                         "(cryoDRGN pose pickle)")
+    else:
+        rotation, shift = star.poses(df, apix, path)
+    if cfg.ctf is None:
+        ctf = star.ctf(df, path)
+    return SourceData(f"relion-{st.version}", path, images, apix, rotation, shift, ctf, pixel_size_from=origin)
+
+
 def load_source(cfg: PreprocessConfig) -> SourceData:
     """Read a ``.star``, ``.cs``, or ``.mrcs``/``.mrc``/``.txt`` (+ ``--poses``/``--ctf``) input."""
     path = existing_file(Path(cfg.particles))
@@ -88,26 +142,20 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
         raise InputError(f"--passthrough joins cryoSPARC .cs files; {path.name} is not one")
     for extra in cfg.passthrough or []:
         existing_file(extra, "--passthrough: file")
-    if suffix in (".star", ".cs") and (cfg.poses is not None or cfg.ctf is not None):
-        raise InputError(f"--poses/--ctf apply to .mrcs/.txt stacks; {path.name} carries its own poses and CTF")
+    if suffix == ".cs" and (cfg.poses is not None or cfg.ctf is not None):
+        raise InputError(f"--poses/--ctf apply to .mrcs/.txt stacks and to .star files without poses/CTF; "
+                         f"{path.name} carries its own poses and CTF")
     if suffix == ".star":
-        st = star.read_star(path)
-        df = st.merged()
-        index, names = star.image_names(df, path)
-        apix = star.pixel_size(df, path)
-        images = ParticleImages.from_names(names, index, path, datadir)
-        _check_bare_names(df, images, path)
-        apix = _pixel_sizes_or_header(apix, images, cfg.input_apix, path)
-        rotation, shift = star.poses(df, apix, path)
-        return SourceData(f"relion-{st.version}", path, images, apix, rotation, shift, star.ctf(df, path))
+        return _star_source(cfg, path, datadir)
     if suffix == ".cs":
         cs, joined = cryosparc.read_cs_with_passthrough(path, cfg.passthrough)
         index, names = cryosparc.blob_paths(cs, path)
         images = ParticleImages.from_names(names, index, path, datadir)
-        apix = _pixel_sizes_or_header(cryosparc.pixel_size(cs), images, cfg.input_apix, path)
+        meta = cryosparc.pixel_size(cs)
+        apix = _pixel_sizes_or_header(meta, images, cfg.input_apix, path)
         rotation, shift = cryosparc.poses(cs, path)
         return SourceData("cryosparc", path, images, apix, rotation, shift, cryosparc.ctf(cs, path),
-                          [str(Path(j).resolve()) for j in joined])
+                          [str(Path(j).resolve()) for j in joined], _pixel_size_from(meta, cfg))
     if suffix in (".mrcs", ".mrc", ".txt"):
         files = cryodrgn.read_txt_list(path) if suffix == ".txt" else [path]
         images = ParticleImages.from_stacks(files)
@@ -116,15 +164,12 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
                              "GaussianEM poses.npy)")
         ctf = apix = None
         if cfg.ctf is not None:
-            ctf, ctf_box, ctf_apix = cryodrgn.read_ctf(cfg.ctf)
-            check_ctf(ctf, cfg.ctf)
-            _check_count({"images": len(images), f"CTF rows in {Path(cfg.ctf).name}": len(ctf_box)}, path)
-            # the CTF file's (D, Apix) describe the same field of view as the stack, maybe at another sampling
-            apix = ctf_apix * ctf_box / images.box_sizes
+            ctf, apix = _file_ctf(cfg.ctf, images, path)
+        origin = _pixel_size_from(apix, cfg)
         apix = _pixel_sizes_or_header(apix, images, cfg.input_apix, path)
         rotation, shift = cryodrgn.read_poses(cfg.poses, images.box_sizes, apix, len(images))
         kind = "gaussianem-npy" if Path(cfg.poses).suffix == ".npy" else "cryodrgn"
-        return SourceData(kind, path, images, apix, rotation, shift, ctf)
+        return SourceData(kind, path, images, apix, rotation, shift, ctf, pixel_size_from=origin)
     raise InputError(f"{path}: unknown particle input (expected .star, .cs, .mrcs, .mrc or .txt)")
 
 
