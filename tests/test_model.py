@@ -25,12 +25,15 @@ def _cloud(g: int = 20, seed: int = 0) -> GaussianCloud:
     return GaussianCloud(pos, torch.full((g,), 1.5), 1 + torch.rand(g, generator=gen), 1.0, 2.0)
 
 
-def _model(g: int = 20, box: int = 16, zdim: int = 3, predict_width: bool = False) -> GaussianVAE:
+def _model(g: int = 20, box: int = 16, zdim: int = 3, predict_width: bool = False,
+           decoder: str = "pair") -> GaussianVAE:
+    """A small VAE; the pair decoder by default (these tests are about its split first layer and heads; the
+    control-point decoder has its own, tests/test_control_decoder.py)."""
     torch.manual_seed(0)
     cloud = _cloud(g)
     spec = ModelSpec(box_size=box, pixel_size_angstrom=2.0, n_gaussians=g, width_min=1.0, width_max=2.0,
                      image_std=0.7, zdim=zdim, encoder_hidden=32, gaussian_hidden=16, embedding_dim=8,
-                     decoder_hidden=16, decoder_features=24, predict_width=predict_width)
+                     decoder_hidden=16, decoder_features=24, predict_width=predict_width, decoder=decoder)
     return GaussianVAE(cloud, spec)
 
 

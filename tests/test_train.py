@@ -515,7 +515,7 @@ def test_amplitude_gate_and_penalty(dataset, tmp_path):
     assert ep[0]["amplitude_gain"] == 0.0 and 0.0 <= ep[1]["amplitude_gain"] <= ep[1]["amplitude"]
     w1 = torch.load(run / "weights.1.pt", weights_only=False)["model"]
     w2 = torch.load(run / "weights.2.pt", weights_only=False)["model"]
-    head = "decoder.head.weight"
+    head = "decoder.pair.head.weight" if "decoder.pair.head.weight" in w1 else "decoder.head.weight"  # control / pair
     assert torch.count_nonzero(w1[head][0]) == 0 and torch.count_nonzero(w1[head][1:4]) > 0
     assert torch.count_nonzero(w2[head][0]) > 0
     model, _, _ = load_model(run)

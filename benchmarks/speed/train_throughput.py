@@ -60,6 +60,7 @@ import torch
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.model.control_decoder import flops_per_particle
 from gaussianem.model.losses import knn_counts
+from gaussianem.model.spec import ModelOptions
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.physics.projection import projected_centres
 from gaussianem.physics.rotation import random_rotations
@@ -318,9 +319,9 @@ def main() -> None:
     p.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
                    help="the whole step as one CUDA graph (as train --step-graph; default on with CUDA graphs)")
     p.add_argument("--predict-width", action="store_true")
-    p.add_argument("--decoder", nargs="+", default=["pair"], choices=["pair", "control"],
+    p.add_argument("--decoder", nargs="+", default=[ModelOptions.decoder], choices=["pair", "control"],
                    help="decoders to time (a row each)")
-    p.add_argument("--projector", nargs="+", default=["dense"], choices=["auto", "dense", "splat"],
+    p.add_argument("--projector", nargs="+", default=[ModelOptions.projector], choices=["auto", "dense", "splat"],
                    help="projectors to time (a row each; auto = splat where its kernel runs)")
     p.add_argument("--n-control-points", type=int, default=1024)
     p.add_argument("--regularise-on", nargs="+", default=["auto"], choices=["auto", "gaussians", "control"],

@@ -322,6 +322,8 @@ class ControlPointDecoder(nn.Module):
         # one (G, r) × (r, B·c) product: no (B, G, r) broadcast of u in the forward or its gradient
         s = torch.matmul(u.to(h.dtype), h.permute(1, 0, 2).reshape(self.rank, b * c))  # (G, B·c)
         s = s.reshape(-1, b, c).permute(1, 0, 2)  # (B, G, c)
+        if self.sharp_channels == tuple(range(c)):  # the usual case (amplitude only): pad, no (B, G, c) × (c, n)
+            return torch.nn.functional.pad(s, (0, self.n_out - c))  # batched product (a bmm forward and backward)
         return torch.matmul(s, self.sharp_select.to(s.dtype))
 
     # ---- forward ----------------------------------------------------------------------------------------------

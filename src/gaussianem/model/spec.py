@@ -30,7 +30,7 @@ class ModelOptions:
     # decoder: "pair" (the pair MLP on every (particle, Gaussian)) or "control" (the pair MLP on
     # n_control_points control points, interpolated to every Gaussian from its control_neighbours nearest, plus a
     # rank-readout_rank per-Gaussian amplitude read-out: model/control_decoder.py)
-    decoder: str = "pair"
+    decoder: str = "control"
     n_control_points: int = 1024
     control_neighbours: int = 8
     readout_rank: int = 32
@@ -40,9 +40,9 @@ class ModelOptions:
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
     # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
-    # Defaults stay the old paths until a trained model's accuracy with the new ones is measured
-    # (docs/FAST_DECODER_AND_SPLAT.md)
-    projector: str = "dense"
+    # The defaults are the fast paths since their per-image FSC-AUC matched the old ones' on the three presets at
+    # box 64 (benchmarks/RESULTS.md, 2026-12-03; docs/FAST_DECODER_AND_SPLAT.md)
+    projector: str = "auto"
     splat_cutoff_sigmas: float = 5.0
 
     def option_errors(self) -> list[str]:

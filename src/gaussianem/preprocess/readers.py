@@ -155,7 +155,7 @@ def load_source(cfg: PreprocessConfig) -> SourceData:
         apix = _pixel_sizes_or_header(meta, images, cfg.input_apix, path)
         rotation, shift = cryosparc.poses(cs, path)
         return SourceData("cryosparc", path, images, apix, rotation, shift, cryosparc.ctf(cs, path),
-                          [str(Path(j).resolve()) for j in joined], _pixel_size_from(meta, cfg))
+                          [str(Path(j).resolve()) for j in joined], pixel_size_from=_pixel_size_from(meta, cfg))
     if suffix in (".mrcs", ".mrc", ".txt"):
         files = cryodrgn.read_txt_list(path) if suffix == ".txt" else [path]
         images = ParticleImages.from_stacks(files)
