@@ -252,3 +252,13 @@ def make_dataset(root: Path, n: int = 256, seed: int = 0, noise: float = 0.5) ->
 SMALL = dict(encoder_hidden=128, gaussian_hidden=32, decoder_hidden=32, decoder_features=64, embedding_dim=8,
              zdim=2, batch_size=16, lr=1e-3, num_workers=0, progress=False, device="cpu", knn_start_epoch=1,
              knn_weight=1e-3, eval_batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread for the module avoids OpenMP spin contention on small shared CI machines
+    (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

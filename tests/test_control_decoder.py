@@ -45,6 +45,21 @@ def randomise_heads(dec, seed=1):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.3)
 
 
+def assert_fast_equals_reference(dec, n_rows, device):
+    """dec (zdim 4, embedding 8) on 6 latents and ``n_rows`` random embedding rows: forward and every gradient
+    equal those of ``forward_reference``. Returns the output."""
+    z = torch.randn(6, 4, device=device, requires_grad=True)
+    e = torch.randn(n_rows, 8, device=device, requires_grad=True)
+    out, ref = dec(z, e), dec.forward_reference(z, e)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    r = torch.randn(out.shape, device=device)
+    params = [z, e] + list(dec.parameters())
+    for a, b in zip(torch.autograd.grad((out * r).sum(), params), torch.autograd.grad((ref * r).sum(), params),
+                    strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    return out
+
+
 def test_control_graph_deterministic_and_normalised():
     pos = blob_cloud(500, 3)
     a = build_control_graph(pos, 40, 8, seed=5)
@@ -101,16 +116,7 @@ def test_control_point_embeddings_fast_equals_reference(device, interpolation):
     assert dec.readout_embed is None
     randomise_heads(dec)
     dec = dec.to(device)
-    z = torch.randn(6, 4, device=device, requires_grad=True)
-    e = torch.randn(64, 8, device=device, requires_grad=True)
-    out, ref = dec(z, e), dec.forward_reference(z, e)
-    assert out.shape == (6, 2000, 4)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
-    r = torch.randn(out.shape, device=device)
-    params = [z, e] + list(dec.parameters())
-    for a, b in zip(torch.autograd.grad((out * r).sum(), params), torch.autograd.grad((ref * r).sum(), params),
-                    strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert assert_fast_equals_reference(dec, 64, device).shape == (6, 2000, 4)
     rows = torch.randn(2000, 5, device=device)
     torch.testing.assert_close(dec.pool_rows(rows, dense=True), dec.pool_rows(rows, dense=False))
     with pytest.raises(ValueError, match="embed_on"):
@@ -137,15 +143,7 @@ def test_fast_equals_reference_on_device(device, interpolation):
     dec, _ = make_decoder(n=2000, n_control=64, k=8, rank=16, interpolation=interpolation)
     randomise_heads(dec)
     dec = dec.to(device)
-    z = torch.randn(6, 4, device=device, requires_grad=True)
-    e = torch.randn(2000, 8, device=device, requires_grad=True)
-    out, ref = dec(z, e), dec.forward_reference(z, e)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
-    r = torch.randn(out.shape, device=device)
-    params = [z, e] + list(dec.parameters())
-    for a, b in zip(torch.autograd.grad((out * r).sum(), params), torch.autograd.grad((ref * r).sum(), params),
-                    strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert_fast_equals_reference(dec, 2000, device)
 
 
 def test_runs_under_bf16_autocast(device):

@@ -154,12 +154,7 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_train_ind_trains_on_the_subset(dataset, tmp_path):
