@@ -237,3 +237,17 @@ def test_view_subset_of_an_ind_run_names_the_dataset_particles(project, tmp_path
                               dataset_dir=lambda: ds)
     assert ViewSession.write_subset(session, np.array([0, 2]), tmp_path / "lasso.pkl") == 2
     assert load_pickle(tmp_path / "lasso.pkl").tolist() == [4, 2]  # latent rows 0, 2 -> dataset rows 4, 2
+
+
+def test_readme_quick_start_holds_the_cpu_hint_and_the_ci_test_command():
+    """The quick start's first block sets up and runs the demo, with the CPU build of torch inside it for CPU
+    machines; the second block is the test command, the one `.ci/run` runs."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```bash\n(.*?)```", (root / "README.md").read_text(), flags=re.S)
+    first, second = blocks[0], blocks[1].strip()
+    assert "gaussianem demo" in first and "pip install -e" in first
+    cpu_lines = [line for line in first.splitlines() if "download.pytorch.org/whl/cpu" in line]
+    assert cpu_lines and all("gaussianem demo" in line for line in cpu_lines)
+    assert second.startswith("python -m pytest") and second in (root / ".ci" / "run").read_text()
