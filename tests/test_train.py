@@ -13,6 +13,7 @@ import torch
 from conftest import APIX, BOX, SMALL, make_dataset, tiny_cloud
 
 from gaussianem.errors import InputError
+from gaussianem.io.checkpoints import load_state
 from gaussianem.io.dataset import write_ctf
 from gaussianem.io.writes import write_json_atomic
 from gaussianem.physics.rotation import random_rotations
@@ -89,7 +90,7 @@ def test_two_epochs_outputs_and_loss_goes_down(dataset, finished_run):
     assert pos.shape == (5, 66, 3) and wid.shape == (5, 66) and amp.shape == (5, 66)
     assert len(images) == 192
     # the learned rates really are the CLI's: AdamW's param group holds lr = 1e-3
-    ck = torch.load(run / "weights.2.pt", weights_only=False)
+    ck = load_state(run / "weights.2.pt")
     assert ck["trainer"]["optimizer"]["param_groups"][0]["lr"] == 1e-3
 
 
@@ -507,8 +508,8 @@ def test_amplitude_gate_and_penalty(dataset, tmp_path):
     ep = _epochs(run)
     assert ep[0]["amplitude"] == 0.0 and ep[1]["amplitude"] > 0.0
     assert ep[0]["amplitude_gain"] == 0.0 and 0.0 <= ep[1]["amplitude_gain"] <= ep[1]["amplitude"]
-    w1 = torch.load(run / "weights.1.pt", weights_only=False)["model"]
-    w2 = torch.load(run / "weights.2.pt", weights_only=False)["model"]
+    w1 = load_state(run / "weights.1.pt")["model"]
+    w2 = load_state(run / "weights.2.pt")["model"]
     head = "decoder.pair.head.weight" if "decoder.pair.head.weight" in w1 else "decoder.head.weight"  # control / pair
     assert torch.count_nonzero(w1[head][0]) == 0 and torch.count_nonzero(w1[head][1:4]) > 0
     assert torch.count_nonzero(w2[head][0]) > 0
