@@ -66,6 +66,11 @@ def test_two_epochs_outputs_and_loss_goes_down(dataset, finished_run):
     ep = _epochs(run)
     assert [r["epoch"] for r in ep] == [1, 2] and ep[1]["render"] < ep[0]["render"]
     assert ep[0]["knn"] == 0.0 and ep[1]["knn"] > 0.0  # the kNN term starts after knn_start_epoch
+    # the one-off work of the first steps (compilation and capture on CUDA; one step here) apart from the rest
+    for r in ep:
+        assert r["warmup_steps"] == 1 and 0 < r["warmup_s"] < r["seconds"]
+        steady = (r["particles"] - 16) / (r["seconds"] - r["warmup_s"])
+        assert r["steady_particles_per_s"] == pytest.approx(steady, rel=0.05)
     # where the time outside the steps goes: one setup record, then latents / checkpoint / plot seconds per epoch
     setup = [r for r in records if r["type"] == "setup"]
     assert len(setup) == 1 and records[0] is setup[0] and setup[0]["seconds"] > 0

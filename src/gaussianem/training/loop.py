@@ -318,19 +318,42 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
             bar.set_postfix(loss=f"{v[0]:.4f}", render=f"{v[1]:.4f}", kl=f"{v[2]:.2f}", pps=f"{rate:.0f}",
                             refresh=False)
 
+    n_warm, fed, fed_warm, t_warm = warmup_steps(stepper), 0, 0, None
     for batch in bar:
         record(stepper.step(batch, knn_active))
+        fed += 1
+        if fed == n_warm:  # compilation and graph capture happen in these steps
+            t_warm, fed_warm = time.perf_counter(), fed * cfg.batch_size  # full batches (only the last may be short)
     record(stepper.flush())
     elapsed = time.perf_counter() - t0
     means = sums / max(n_seen, 1)
     rec = {"type": "epoch", "epoch": epoch, "step": stepper.step_count, "particles": n_seen,
            "seconds": round(elapsed, 3), "particles_per_s": round(n_seen / max(elapsed, 1e-9), 1),
            "host_wait_s": round(stepper.host_wait_s - wait0, 3),
+           **warmup_split(t0, t_warm, time.perf_counter(), n_warm, fed_warm, n_seen),
            **dict(zip(("loss",) + LOSS_TERMS, means.tolist(), strict=True))}
     log_record(log_file, rec)
     if main_rank:
-        log.info("epoch %d: loss %.5f render %.5f kl %.3f knn %.3f (%.0f particles/s)", epoch, means[0], means[1],
-                 means[2], means[3], rec["particles_per_s"])
+        log.info("epoch %d: loss %.5f render %.5f kl %.3f knn %.3f (%.0f particles/s; first %d steps %.1f s, then "
+                 "%.0f particles/s)", epoch, means[0], means[1], means[2], means[3], rec["particles_per_s"],
+                 n_warm, rec["warmup_s"], rec["steady_particles_per_s"])
+
+
+def warmup_steps(stepper: Stepper) -> int:
+    """How many steps of an epoch hold the one-off work: torch.compile's compilation and the CUDA-graph capture
+    (``GRAPH_WARMUP`` ordinary steps, the capture, one replay), or the first step when nothing is compiled."""
+    return stepper.GRAPH_WARMUP + 2 if stepper.compiled else 1
+
+
+def warmup_split(t0: float, t_warm: float | None, t_end: float, n_warm: int, fed_warm: int, n_seen: int) -> dict:
+    """The epoch's time split at its first ``n_warm`` steps: ``warmup_s`` (compilation, capture: the first epoch's
+    overhead; near one step's time later) and ``steady_particles_per_s`` over the rest (the whole epoch when it
+    has no more steps than that)."""
+    if t_warm is None or n_seen <= fed_warm:
+        return {"warmup_steps": n_warm, "warmup_s": round(t_end - t0, 3),
+                "steady_particles_per_s": round(n_seen / max(t_end - t0, 1e-9), 1)}
+    return {"warmup_steps": n_warm, "warmup_s": round(t_warm - t0, 3),
+            "steady_particles_per_s": round((n_seen - fed_warm) / max(t_end - t_warm, 1e-9), 1)}
 
 
 
