@@ -8,7 +8,8 @@
 # the flags, `analysis_acceptance.py` (PC1 ends, warp, displacement diagnostics; adk) and `gaussianem benchmark`
 # (per-image FSC-AUC); JSON and the training log of each go to $RESULTS/variants/NAME.*. One summary line per
 # variant on stdout and in $RESULTS/variants/summary.tsv. Environment as in compare_cryodrgn.sh (WORK, RESULTS,
-# DEVICE, N_PARTICLES, BOX, SNR, EPOCHS, BATCH, ZDIM, FIT_EPOCHS, SEED, STEP_TIMEOUT, PYTHON).
+# DEVICE, N_PARTICLES, BOX, SNR, EPOCHS, BATCH, ZDIM, FIT_EPOCHS, SEED, STEP_TIMEOUT, PYTHON; SIM_ARGS and
+# PREPROCESS_ARGS: extra flags of simulate and preprocess, e.g. PREPROCESS_ARGS="--box 32" for a CPU screen).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -46,9 +47,9 @@ W=$WORK/$PRESET
 if [ ! -f "$W/dataset/gaussians.ply" ]; then
   rm -rf "$W"; mkdir -p "$W"
   run simulate "$W/simulate.log" "$PY" -m gaussianem simulate --preset "$PRESET" -o "$W/sim" \
-      --n-particles "$N_PARTICLES" --box "$BOX" --snr "$SNR" --seed "$SEED" --device "$DEVICE" || exit 1
+      --n-particles "$N_PARTICLES" --box "$BOX" --snr "$SNR" --seed "$SEED" --device "$DEVICE" ${SIM_ARGS:-} || exit 1
   run preprocess "$W/preprocess.log" "$PY" -m gaussianem preprocess "$W/sim/particles.star" \
-      --map "$W/sim/consensus.mrc" -o "$W/dataset" --device "$DEVICE" || exit 1
+      --map "$W/sim/consensus.mrc" -o "$W/dataset" --device "$DEVICE" ${PREPROCESS_ARGS:-} || exit 1
   run fit "$W/fit.log" "$PY" -m gaussianem fit "$W/dataset" --epochs "$FIT_EPOCHS" --batch-size "$BATCH" \
       --device "$DEVICE" --no-progress || exit 1
 fi
