@@ -369,3 +369,21 @@ def test_control_regularisers_measure_what_the_gaussian_ones_do(strain):
     assert float(L.distance_loss(ctrl_pos + shift, on_c.distance)) < 1e-8
     with pytest.raises(ValueError, match="needs --decoder control"):
         build_graphs(_spec_vae("pair")[0], cfg.replace(decoder="pair", regularise_on="control"), "cpu")
+
+
+def test_auto_decoder_picks_by_cloud_size_and_the_spec_keeps_the_choice():
+    """``--decoder auto`` (the default): the control-point decoder when the cloud has more Gaussians than control
+    points, the pair decoder otherwise; the model's spec (what a checkpoint saves) holds the concrete choice."""
+    from gaussianem.model.decoder import Decoder
+    from gaussianem.model.spec import ModelOptions, resolve_decoder
+    from gaussianem.model.vae import GaussianVAE
+
+    assert ModelOptions().decoder == "auto"
+    assert resolve_decoder("auto", 60_000, 1024) == "control" and resolve_decoder("auto", 472, 1024) == "pair"
+    assert resolve_decoder("pair", 60_000, 1024) == "pair" and resolve_decoder("control", 10, 1024) == "control"
+    big, _ = _spec_vae("auto")  # 150 Gaussians, 20 control points
+    assert isinstance(big.decoder, ControlPointDecoder) and big.spec.decoder == "control"
+    small, spec = _spec_vae("auto")
+    small = GaussianVAE(small.base_cloud, spec.__class__(**{**spec.to_dict(), "n_control_points": 500}))
+    assert isinstance(small.decoder, Decoder) and small.spec.decoder == "pair"
+    assert isinstance(GaussianVAE.from_spec(big.spec).decoder, ControlPointDecoder)

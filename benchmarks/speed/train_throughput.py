@@ -319,7 +319,7 @@ def main() -> None:
     p.add_argument("--step-graph", action=argparse.BooleanOptionalAction, default=None,
                    help="the whole step as one CUDA graph (as train --step-graph; default on with CUDA graphs)")
     p.add_argument("--predict-width", action="store_true")
-    p.add_argument("--decoder", nargs="+", default=[ModelOptions.decoder], choices=["pair", "control"],
+    p.add_argument("--decoder", nargs="+", default=[ModelOptions.decoder], choices=["auto", "pair", "control"],
                    help="decoders to time (a row each)")
     p.add_argument("--projector", nargs="+", default=[ModelOptions.projector], choices=["auto", "dense", "splat"],
                    help="projectors to time (a row each; auto = splat where its kernel runs)")

@@ -105,9 +105,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predict-width", action="store_true", default=d["predict_width"],
                         help="decode a per-particle Δwidth too")
     parser.add_argument("--decoder", choices=DECODERS, default=d["decoder"],
-                        help="pair: an MLP for every (particle, Gaussian) pair; control: the MLP on control points, "
-                        "interpolated to every Gaussian, plus a per-Gaussian amplitude read-out (cost nearly "
-                        "independent of the number of Gaussians) (default %(default)s)")
+                        help="control: the pair MLP on --n-control-points control points, interpolated to every "
+                        "Gaussian, plus a per-Gaussian amplitude read-out (cost nearly independent of the number of "
+                        "Gaussians); pair: an MLP for every (particle, Gaussian) pair; auto: control when the cloud "
+                        "has more Gaussians than control points, else pair (default %(default)s)")
     parser.add_argument("--projector", choices=PROJECTORS, default=d["projector"],
                         help="dense: every Gaussian on every pixel; splat: tile splatting of each Gaussian's "
                         "footprint (Triton kernels, CUDA); auto: splat where its kernel runs, dense elsewhere "

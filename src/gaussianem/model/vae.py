@@ -13,6 +13,7 @@ the encoder; renders are divided by the same number, so the render loss compares
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -23,7 +24,7 @@ from gaussianem.model.control_decoder import ControlGraph, ControlPointDecoder, 
 from gaussianem.model.decoder import Decoder
 from gaussianem.model.gaussian_encoder import GaussianEncoder
 from gaussianem.model.image_encoder import ImageEncoder
-from gaussianem.model.spec import ModelSpec
+from gaussianem.model.spec import ModelSpec, resolve_decoder
 from gaussianem.physics.ctf import CTFParams, ctf_values
 from gaussianem.physics.forward import render_images
 from gaussianem.physics.fourier import rfft2_frequencies, soft_circular_mask
@@ -41,6 +42,8 @@ class GaussianVAE(nn.Module):
         errors = spec.option_errors()
         if errors:
             raise ValueError("; ".join(errors))
+        if spec.decoder == "auto":  # a spec holds the decoder it built ("auto" resolved by the cloud's size)
+            spec = dataclasses.replace(spec, decoder=resolve_decoder(spec.decoder, cloud.n, spec.n_control_points))
         self.spec = spec
         self.base_cloud = cloud
         d = spec.box_size
@@ -193,6 +196,7 @@ class GaussianVAE(nn.Module):
     def from_spec(cls, spec: ModelSpec) -> GaussianVAE:
         """An empty model of the right shapes (load a state dict into it): the base cloud is a placeholder."""
         g = spec.n_gaussians
+        spec = dataclasses.replace(spec, decoder=resolve_decoder(spec.decoder, g, spec.n_control_points))
         mid = 0.5 * (spec.width_min + spec.width_max)
         cloud = GaussianCloud(torch.zeros(g, 3), torch.full((g,), mid), torch.ones(g), spec.width_min,
                               spec.width_max)

@@ -109,7 +109,7 @@ class TrainConfig(ModelOptions):
             (min(self.amplitude_weight, self.amplitude_gain_weight, self.amplitude_start_epoch) >= 0,
              "--amplitude-weight, --amplitude-gain-weight and --amplitude-start-epoch must be >= 0"),
             (self.regularise_on in ("auto", "gaussians", "control")
-             and not (self.regularise_on == "control" and self.decoder != "control"),
+             and not (self.regularise_on == "control" and self.decoder == "pair"),
              "--regularise-on must be auto, gaussians or control (control needs --decoder control)"),
             (self.knn_near >= 1 and self.knn_far >= 1 and self.knn_sample > self.knn_near,
              "kNN counts must satisfy sample > near >= 1, far >= 1"),

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.model import losses as L
-from gaussianem.model.spec import ModelOptions, ModelSpec
+from gaussianem.model.spec import ModelOptions, ModelSpec, resolve_decoder
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.physics.ctf import CTFParams
 from gaussianem.training.config import TrainConfig
@@ -68,6 +68,7 @@ class LossWeights:
 def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> ModelSpec:
     """The spec of a new model: the run's :class:`ModelOptions` fields, the dataset's geometry and the cloud."""
     options = {f.name: getattr(cfg, f.name) for f in fields(ModelOptions)}
+    options["decoder"] = resolve_decoder(cfg.decoder, cloud.n, cfg.n_control_points)
     return ModelSpec(box_size=int(cfg.box_size), pixel_size_angstrom=float(cfg.pixel_size_angstrom),
                      n_gaussians=cloud.n, width_min=cloud.width_min, width_max=cloud.width_max,
                      image_std=float(image_std), **options)
@@ -197,5 +198,6 @@ def _mean_square_edge(graph: L.RadiusGraph) -> float:
 def regularise_on_control(choice: str, decoder: str) -> bool:
     """Whether the geometric regularisers run on the control points (``--regularise-on``)."""
     if choice == "control" and decoder != "control":
-        raise ValueError("--regularise-on control needs --decoder control")
+        raise ValueError("--regularise-on control needs --decoder control (or auto on a cloud larger than "
+                         "--n-control-points)")
     return choice == "control" or (choice == "auto" and decoder == "control")
