@@ -191,7 +191,10 @@ def config_overrides(pairs: list[str] | None) -> dict:
         if name not in types:
             raise SystemExit(f"--set: no TrainConfig field {name!r}")
         kind = types[name]
-        out[name] = kind(value) if kind in (int, float, str) else value
+        if kind is bool:
+            out[name] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            out[name] = kind(value) if kind in (int, float, str) else value
     return out
 
 
@@ -281,7 +284,7 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
         floor = (flops["decoder"] + flops["encoders"]) / (mlp_peak * 1e12) + flops["projection"] / (fp32_peak * 1e12)
     return {
         "device": name, "gaussians": g, "box": d, "world": world, "batch": b, "zdim": args.zdim, "amp": args.amp,
-        "decoder": cfg.decoder, "projector": ("splat" if splat else "dense"), "splat_pairs": n_pairs,
+        "decoder": model.spec.decoder, "projector": ("splat" if splat else "dense"), "splat_pairs": n_pairs,
         "compile": stepper.compiled, "cudagraphs": stepper.cudagraphs,
         "step_graph": stepper.step_graph, "graph_error": stepper.graph_error,
         "graph_traceback": stepper.graph_traceback, "tf32": bool(getattr(args, "tf32", False)),

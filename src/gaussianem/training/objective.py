@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.model import losses as L
-from gaussianem.model.spec import ModelOptions, ModelSpec, resolve_decoder
+from gaussianem.model.spec import ModelOptions, ModelSpec
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.physics.ctf import CTFParams
 from gaussianem.training.config import TrainConfig
@@ -68,7 +68,6 @@ class LossWeights:
 def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> ModelSpec:
     """The spec of a new model: the run's :class:`ModelOptions` fields, the dataset's geometry and the cloud."""
     options = {f.name: getattr(cfg, f.name) for f in fields(ModelOptions)}
-    options["decoder"] = resolve_decoder(cfg.decoder, cloud.n, cfg.n_control_points)
     return ModelSpec(box_size=int(cfg.box_size), pixel_size_angstrom=float(cfg.pixel_size_angstrom),
                      n_gaussians=cloud.n, width_min=cloud.width_min, width_max=cloud.width_max,
                      image_std=float(image_std), **options)
