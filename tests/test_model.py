@@ -207,3 +207,30 @@ def test_from_spec_roundtrip():
     z = torch.randn(3, 3)
     for a, b in zip(model.decode(z), clone.decode(z), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_encoder_box_area_averages_the_windowed_image():
+    # automatic: boxes up to 64 go in whole, larger ones are averaged to 64 (the encoder's first layer 4× smaller
+    # at box 128); 0 keeps the full box; a spec saved before the field existed meant the full box
+    from dataclasses import replace
+
+    from gaussianem.model.spec import ENCODER_BOX_AUTO, resolve_encoder_box
+
+    assert resolve_encoder_box(None, 64) == 64 and resolve_encoder_box(None, 128) == ENCODER_BOX_AUTO == 64
+    assert resolve_encoder_box(0, 128) == 128 and resolve_encoder_box(32, 128) == 32
+    assert resolve_encoder_box(256, 128) == 128
+    torch.manual_seed(0)
+    small = _model(box=16)
+    spec = replace(small.spec, encoder_box=8)
+    model = GaussianVAE(_cloud(), spec).eval()
+    assert model.image_encoder.body[0].in_features == 64 and model.spec.encoder_box == 8
+    x = torch.randn(3, 16, 16)
+    pooled = x.reshape(3, 8, 2, 8, 2).mean((2, 4)).reshape(3, -1)
+    torch.testing.assert_close(model.encode_preprocessed(x)[0], model.image_encoder(pooled)[0])
+    legacy = {k: v for k, v in replace(small.spec, box_size=128).to_dict().items() if k != "encoder_box"}
+    assert ModelSpec.from_dict(legacy).encoder_box == 0
+    assert GaussianVAE.from_spec(ModelSpec.from_dict(legacy)).image_encoder.body[0].in_features == 128 * 128
+    auto = GaussianVAE.from_spec(replace(small.spec, box_size=128, encoder_box=None))
+    assert auto.spec.encoder_box == 64 and auto.image_encoder.body[0].in_features == 64 * 64
+    with pytest.raises(ValueError, match="encoder-box"):
+        GaussianVAE(_cloud(), replace(small.spec, encoder_box=-1))

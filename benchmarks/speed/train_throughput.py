@@ -98,9 +98,10 @@ def splat_pairs(model: GaussianVAE, batch: dict, cutoff: float) -> int:
 
 
 def flop_counts(cfg: TrainConfig, b: int, g: int, d: int, n_out: int, decoder=None,
-                n_pairs: int | None = None) -> dict[str, float]:
+                n_pairs: int | None = None, encoder_box: int | None = None) -> dict[str, float]:
     """FLOPs of one training step (forward + backward) by part. ``decoder``: the model's decoder (counted by
-    ``flops_per_particle``; None: the pair decoder's formula); ``n_pairs``: the splat's pairs (None: dense)."""
+    ``flops_per_particle``; None: the pair decoder's formula); ``n_pairs``: the splat's pairs (None: dense);
+    ``encoder_box``: the box the image encoder sees (None: d)."""
     h, f, lyr = cfg.decoder_hidden, cfg.decoder_features, cfg.decoder_layers
     pair = h * h * (lyr - 1) + h * f + f * n_out
     dec = 3 * 2 * b * g * pair + 3 * 2 * (b * cfg.zdim * h + g * cfg.embedding_dim * h)
@@ -108,7 +109,8 @@ def flop_counts(cfg: TrainConfig, b: int, g: int, d: int, n_out: int, decoder=No
         dec = flops_per_particle(decoder, g, b, training=True) * b
     proj = 3 * 2 * b * g * d * d if n_pairs is None else splat_flops(n_pairs)
     hi, li = cfg.encoder_hidden, cfg.encoder_layers
-    ienc = 2 * 2 * b * d * d * hi + 3 * 2 * b * (hi * hi * (li - 1) + hi * 2 * cfg.zdim)
+    e = encoder_box or d
+    ienc = 2 * 2 * b * e * e * hi + 3 * 2 * b * (hi * hi * (li - 1) + hi * 2 * cfg.zdim)
     hg, lg = cfg.gaussian_hidden, cfg.gaussian_layers
     genc = 3 * 2 * g * (5 * hg + hg * hg * (lg - 1) + hg * cfg.embedding_dim)
     return {"decoder": dec, "projection": proj, "encoders": ienc + genc}
@@ -182,6 +184,15 @@ def _sync(device: torch.device, world: int) -> None:
             dist.barrier()
 
 
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def config_overrides(pairs: list[str] | None) -> dict:
     """``--set NAME=VALUE`` pairs -> TrainConfig fields with values of the field's type (e.g. distance_weight=0)."""
     types = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
@@ -193,6 +204,8 @@ def config_overrides(pairs: list[str] | None) -> dict:
         kind = types[name]
         if kind is bool:
             out[name] = value.lower() in ("1", "true", "yes", "on")
+        elif kind is type(None):  # optional fields (default None): a number where it reads as one
+            out[name] = None if value.lower() in ("", "none") else _number(value)
         else:
             out[name] = kind(value) if kind in (int, float, str) else value
     return out
@@ -273,7 +286,7 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     splat = cfg.projector != "dense" and splat_kernel_usable(model.base_cloud.positions)
     n_pairs = splat_pairs(model, batches[0] if not args.with_loader else make_batches(
         1, b, d, apix, n_particles, device, seed=1)[0], cfg.splat_cutoff_sigmas) if splat else None
-    flops = flop_counts(cfg, b, g, d, model.decoder.n_out, model.decoder, n_pairs)
+    flops = flop_counts(cfg, b, g, d, model.decoder.n_out, model.decoder, n_pairs, model.spec.encoder_box)
     bf16_peak, fp32_peak, name = detect_peaks(device)
     bf16_peak = args.peak_bf16_tflops or bf16_peak
     fp32_peak = args.peak_fp32_tflops or fp32_peak

@@ -31,6 +31,8 @@ _SIZES = [
     ("position_scale_angstrom", float, "Å per unit of the decoder's position output"),
     ("window_radius", float, "soft window: inner radius (fraction of D/2)"),
     ("window_edge", float, "soft window: cosine edge width (fraction of D/2)"),
+    ("encoder_box", int, "the image encoder sees the windowed image area-averaged to this box (0: the full box; "
+     "default: the full box up to 64, else 64)"),
     ("projection_chunk", int, "Gaussians per projection chunk (lower to save GPU memory; default: automatic)"),
     ("n_control_points", int, "--decoder control: control points where the pair MLP runs"),
     ("control_neighbours", int, "--decoder control: control points each Gaussian interpolates from"),

@@ -27,6 +27,10 @@ class ModelOptions:
     window_radius: float = 0.85
     window_edge: float = 0.15
     projection_chunk: int | None = None
+    # encoder_box: the image encoder sees the windowed image area-averaged to this box (None: automatic,
+    # resolve_encoder_box; 0: the full box). Its first layer, the largest weight of the model, then holds
+    # encoder_box² instead of D² inputs
+    encoder_box: int | None = None
     # decoder: "pair" (the pair MLP on every (particle, Gaussian)) or "control" (the pair MLP on
     # n_control_points control points, interpolated to every Gaussian from its control_neighbours nearest, plus a
     # rank-readout_rank per-Gaussian amplitude read-out: model/control_decoder.py)
@@ -57,6 +61,8 @@ class ModelOptions:
                           f"got {self.control_embedding!r}")
         if min(self.n_control_points, self.control_neighbours) < 1 or self.readout_rank < 0:
             errors.append("--n-control-points and --control-neighbours must be >= 1, --readout-rank >= 0")
+        if self.encoder_box is not None and self.encoder_box < 0:
+            errors.append(f"--encoder-box must be >= 0 (0: the full box), got {self.encoder_box}")
         if not self.splat_cutoff_sigmas > 0:
             errors.append("--splat-cutoff-sigmas must be > 0")
         return errors
@@ -66,7 +72,17 @@ DECODERS = ("auto", "control", "pair")
 PROJECTORS = ("auto", "dense", "splat")
 CONTROL_EMBEDDINGS = ("control", "gaussians")
 # what a checkpoint written before a field existed meant by it
-LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians"}
+LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0}
+# --encoder-box auto: boxes above this are area-averaged to it for the image encoder
+ENCODER_BOX_AUTO = 64
+
+
+def resolve_encoder_box(choice: int | None, box_size: int) -> int:
+    """The box the image encoder sees: ``choice`` (0: the full box; larger than the box: the full box) or, for None,
+    ``min(box_size, ENCODER_BOX_AUTO)``."""
+    if choice is None:
+        return min(box_size, ENCODER_BOX_AUTO)
+    return box_size if choice == 0 else min(choice, box_size)
 
 
 def resolve_decoder(choice: str, n_gaussians: int, n_control_points: int) -> str:

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaussianem.gaussians import GaussianCloud, amplitude_activation, width_activation
@@ -24,7 +25,7 @@ from gaussianem.model.control_decoder import ControlGraph, ControlPointDecoder, 
 from gaussianem.model.decoder import Decoder
 from gaussianem.model.gaussian_encoder import GaussianEncoder
 from gaussianem.model.image_encoder import ImageEncoder
-from gaussianem.model.spec import ModelSpec, resolve_decoder
+from gaussianem.model.spec import ModelSpec, resolve_decoder, resolve_encoder_box
 from gaussianem.physics.ctf import CTFParams, ctf_values
 from gaussianem.physics.forward import render_images
 from gaussianem.physics.fourier import rfft2_frequencies, soft_circular_mask
@@ -44,10 +45,12 @@ class GaussianVAE(nn.Module):
             raise ValueError("; ".join(errors))
         if spec.decoder == "auto":  # a spec holds the decoder it built ("auto" resolved by the cloud's size)
             spec = dataclasses.replace(spec, decoder=resolve_decoder(spec.decoder, cloud.n, spec.n_control_points))
+        d = spec.box_size
+        # a spec holds the encoder box it built (automatic: resolved by the box)
+        spec = dataclasses.replace(spec, encoder_box=resolve_encoder_box(spec.encoder_box, d))
         self.spec = spec
         self.base_cloud = cloud
-        d = spec.box_size
-        self.image_encoder = ImageEncoder(d * d, spec.zdim, spec.encoder_hidden, spec.encoder_layers)
+        self.image_encoder = ImageEncoder(spec.encoder_box**2, spec.zdim, spec.encoder_hidden, spec.encoder_layers)
         self.gaussian_encoder = GaussianEncoder(spec.gaussian_hidden, spec.gaussian_layers, spec.embedding_dim)
         self.decoder = self._make_decoder(cloud, spec, control_graph)
         self.register_buffer("window", soft_circular_mask(d, spec.window_radius, spec.window_edge), persistent=False)
@@ -94,7 +97,11 @@ class GaussianVAE(nn.Module):
         return images.float() * (self.window / self.spec.image_std)
 
     def encode_preprocessed(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Windowed normalised images (B, D, D) -> mu (B, zdim), logvar (B, zdim) (in the autocast dtype)."""
+        """Windowed normalised images (B, D, D) -> mu (B, zdim), logvar (B, zdim) (in the autocast dtype); the
+        images are area-averaged to ``spec.encoder_box`` first when that is smaller than D."""
+        e = self.spec.encoder_box
+        if e < x.shape[-1]:
+            x = F.adaptive_avg_pool2d(x[:, None], e)[:, 0]
         return self.image_encoder(x.reshape(x.shape[0], -1))
 
     def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -40,6 +41,41 @@ else:  # pragma: no cover - depends on the install
 DEFAULT_CUTOFF_SIGMAS = 5.0
 DEFAULT_TILE = 16
 _SQRT_2PI = math.sqrt(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Launch settings of the tile kernels (speed only: every setting computes the same images to float32
+    rounding). ``block_g``: list entries per inner step; ``num_warps``: warps per program; ``chunk``: list entries
+    per program; ``precision``: ``tl.dot`` input precision (None: :func:`default_precision`); ``stages``: software
+    pipelining depth of the inner loop (0: none)."""
+
+    block_g: int = 32
+    num_warps: int = 4
+    chunk: int = 256
+    precision: str | None = None
+    stages: int = 0
+
+
+KERNEL_CONFIG_ENV = "GAUSSIANEM_SPLAT_KERNEL"
+
+
+def kernel_config() -> KernelConfig:
+    """The kernels' launch settings: :class:`KernelConfig`'s defaults, overridden by ``$GAUSSIANEM_SPLAT_KERNEL``
+    (``"block_g=64,num_warps=4,chunk=512,precision=ieee,stages=2"``; for tuning runs,
+    benchmarks/speed/splat_tune.py)."""
+    text = os.environ.get(KERNEL_CONFIG_ENV, "").strip()
+    if not text:
+        return KernelConfig()
+    values: dict = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in KernelConfig.__dataclass_fields__ or not value:
+            raise ValueError(f"${KERNEL_CONFIG_ENV}: cannot read {item!r} (fields: "
+                             f"{', '.join(KernelConfig.__dataclass_fields__)})")
+        values[key] = value.strip() if key == "precision" else int(value)
+    return KernelConfig(**values)
 
 
 def truncation_error_bound(cutoff_sigmas: float) -> float:
@@ -224,9 +260,10 @@ def default_precision(device: torch.device) -> str:
 
 
 def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_size: int, pixel_size_angstrom: float,
-                    cutoff_sigmas: float = DEFAULT_CUTOFF_SIGMAS, tile: int = DEFAULT_TILE, block_g: int = 32,
-                    precision: str | None = None, num_warps: int = 4, chunk: int = 256,
-                    binning: str | None = None, max_sigma_px: float | None = None) -> Tensor:
+                    cutoff_sigmas: float = DEFAULT_CUTOFF_SIGMAS, tile: int = DEFAULT_TILE, block_g: int | None = None,
+                    precision: str | None = None, num_warps: int | None = None, chunk: int | None = None,
+                    binning: str | None = None, max_sigma_px: float | None = None,
+                    stages: int | None = None) -> Tensor:
     """Footprint projection by the Triton kernels (CUDA, or Triton's interpreter): same maths as
     :func:`splat_reference`, float32 inside, differentiable wrt centres, widths and amplitudes.
 
@@ -243,6 +280,12 @@ def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_siz
     (:func:`bin_gaussians_triton`, the same lists as "torch")."""
     if triton is None:
         raise RuntimeError("splat_gaussians needs Triton; use project_gaussians_splat for a fallback")
+    cfg = kernel_config()
+    block_g = cfg.block_g if block_g is None else block_g
+    num_warps = cfg.num_warps if num_warps is None else num_warps
+    chunk = cfg.chunk if chunk is None else chunk
+    precision = precision or cfg.precision
+    stages = cfg.stages if stages is None else stages
     if tile < 16 or tile & (tile - 1) or block_g < 16 or block_g & (block_g - 1):
         raise ValueError(f"tile ({tile}) and block_g ({block_g}) must be powers of two >= 16")
     binning = binning or ("torch" if max_sigma_px is None else "static")
@@ -265,7 +308,7 @@ def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_siz
     work = work_items(starts, chunk, starts.numel() - 1 + ids.numel() // chunk)
     precision = precision or default_precision(centres.device)
     flat = [t.reshape(-1).contiguous() for t in (ux, uy, inv2s2, w)]
-    img = splat_forward(*flat, ids, work, batch, box_size, n_side, tile, block_g, precision, num_warps)
+    img = splat_forward(*flat, ids, work, batch, box_size, n_side, tile, block_g, precision, num_warps, stages)
     return img.to(centres.dtype)
 
 

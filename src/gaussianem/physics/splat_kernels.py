@@ -100,30 +100,60 @@ if triton is not None:
         return g, m, tl.load(a_ptr + g, mask=m, other=0.0), tl.load(w_ptr + g, mask=m, other=0.0), dx, dy
 
     @triton.jit
+    def _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, PRECISION: tl.constexpr):
+        # one block of list entries j added to the tile accumulator (TILE y, TILE x)
+        g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py)
+        ex = tl.exp(-dx * dx * a[:, None])  # (BLOCK_G, TILE x)
+        ey = tl.exp(-dy * dy * a[:, None]) * w[:, None]  # (BLOCK_G, TILE y)
+        return acc + tl.dot(tl.trans(ey), ex, input_precision=PRECISION)
+
+    @triton.jit
     def _splat_fwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, work_ptr, n_work, out_ptr, box, n_side,
-                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr):
+                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr, STAGES: tl.constexpr):
         # program w sums the Gaussians [start, end) of its tile's list (one work item) and adds the partial tile to
-        # the image (atomically: several programs may share a tile)
+        # the image (atomically: several programs may share a tile). STAGES > 0: the loop is software-pipelined
+        # (the next blocks' gathers issued while this block computes)
         b, ty, tx, start, end = _work_item(work_ptr, n_work, n_side)
         offs = tl.arange(0, TILE)
         px = (tx * TILE + offs).to(tl.float32)
         py = (ty * TILE + offs).to(tl.float32)
         goffs = tl.arange(0, BLOCK_G)
         acc = tl.zeros((TILE, TILE), dtype=tl.float32)
-        for i in range(start, end, BLOCK_G):
-            g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py)
-            ex = tl.exp(-dx * dx * a[:, None])  # (BLOCK_G, TILE x)
-            ey = tl.exp(-dy * dy * a[:, None]) * w[:, None]  # (BLOCK_G, TILE y)
-            acc += tl.dot(tl.trans(ey), ex, input_precision=PRECISION)  # (TILE y, TILE x)
+        if STAGES > 0:
+            for i in tl.range(start, end, BLOCK_G, num_stages=STAGES):
+                acc = _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, PRECISION)
+        else:
+            for i in range(start, end, BLOCK_G):
+                acc = _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, PRECISION)
         iy = ty * TILE + offs
         ix = tx * TILE + offs
         ptrs = out_ptr + b * box * box + iy[:, None] * box + ix[None, :]
-        tl.atomic_add(ptrs, acc, mask=(iy[:, None] < box) & (ix[None, :] < box) & (start < end), sem="relaxed")
+        busy = (tl.zeros((TILE, TILE), dtype=tl.int32) + start) < end  # (a full-shape mask: Triton's interpreter too)
+        tl.atomic_add(ptrs, acc, mask=(iy[:, None] < box) & (ix[None, :] < box) & busy, sem="relaxed")
+
+    @triton.jit
+    def _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, gimg, gimg_t, gux_ptr, guy_ptr, ga_ptr,
+                  gw_ptr, PRECISION: tl.constexpr):
+        # one block of list entries j: their gradient contributions from this tile, added atomically
+        g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py)
+        ex = tl.exp(-dx * dx * a[:, None])
+        ey = tl.exp(-dy * dy * a[:, None])
+        p = tl.dot(ey, gimg, input_precision=PRECISION) * ex  # Σ_y ey·g, times ex: (BLOCK_G, TILE x)
+        q = tl.dot(ex, gimg_t, input_precision=PRECISION) * ey  # Σ_x ex·g, times ey: (BLOCK_G, TILE y)
+        s0 = tl.sum(p, 1)  # Σ g·ex·ey
+        sx1 = tl.sum(p * dx, 1)
+        sx2 = tl.sum(p * dx * dx, 1)
+        sy1 = tl.sum(q * dy, 1)
+        sy2 = tl.sum(q * dy * dy, 1)
+        tl.atomic_add(gw_ptr + g, s0, mask=m, sem="relaxed")
+        tl.atomic_add(gux_ptr + g, 2.0 * a * w * sx1, mask=m, sem="relaxed")
+        tl.atomic_add(guy_ptr + g, 2.0 * a * w * sy1, mask=m, sem="relaxed")
+        tl.atomic_add(ga_ptr + g, -w * (sx2 + sy2), mask=m, sem="relaxed")
 
     @triton.jit
     def _splat_bwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, work_ptr, n_work, grad_ptr,
                           gux_ptr, guy_ptr, ga_ptr, gw_ptr, box, n_side,
-                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr):
+                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr, STAGES: tl.constexpr):
         b, ty, tx, start, end = _work_item(work_ptr, n_work, n_side)
         offs = tl.arange(0, TILE)
         iy = ty * TILE + offs
@@ -134,21 +164,14 @@ if triton is not None:
         px = ix.to(tl.float32)
         py = iy.to(tl.float32)
         goffs = tl.arange(0, BLOCK_G)
-        for i in range(start, end, BLOCK_G):
-            g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py)
-            ex = tl.exp(-dx * dx * a[:, None])
-            ey = tl.exp(-dy * dy * a[:, None])
-            p = tl.dot(ey, gimg, input_precision=PRECISION) * ex  # Σ_y ey·g, times ex: (BLOCK_G, TILE x)
-            q = tl.dot(ex, gimg_t, input_precision=PRECISION) * ey  # Σ_x ex·g, times ey: (BLOCK_G, TILE y)
-            s0 = tl.sum(p, 1)  # Σ g·ex·ey
-            sx1 = tl.sum(p * dx, 1)
-            sx2 = tl.sum(p * dx * dx, 1)
-            sy1 = tl.sum(q * dy, 1)
-            sy2 = tl.sum(q * dy * dy, 1)
-            tl.atomic_add(gw_ptr + g, s0, mask=m, sem="relaxed")
-            tl.atomic_add(gux_ptr + g, 2.0 * a * w * sx1, mask=m, sem="relaxed")
-            tl.atomic_add(guy_ptr + g, 2.0 * a * w * sy1, mask=m, sem="relaxed")
-            tl.atomic_add(ga_ptr + g, -w * (sx2 + sy2), mask=m, sem="relaxed")
+        if STAGES > 0:
+            for i in tl.range(start, end, BLOCK_G, num_stages=STAGES):
+                _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, gimg, gimg_t, gux_ptr,
+                          guy_ptr, ga_ptr, gw_ptr, PRECISION)
+        else:
+            for i in range(start, end, BLOCK_G):
+                _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, gimg, gimg_t, gux_ptr,
+                          guy_ptr, ga_ptr, gw_ptr, PRECISION)
 
 
 def bin_gaussians_triton(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile: int,
@@ -192,46 +215,47 @@ if triton is not None:
 
     @torch.library.custom_op("gaussianem::splat_forward", mutates_args=())
     def splat_forward(ux: Tensor, uy: Tensor, inv2s2: Tensor, w: Tensor, ids: Tensor, work: Tensor, batch: int,
-                      box: int, n_side: int, tile: int, block_g: int, precision: str, num_warps: int) -> Tensor:
+                      box: int, n_side: int, tile: int, block_g: int, precision: str, num_warps: int,
+                      stages: int) -> Tensor:
         """Pixel-frame Gaussians ux, uy, inv2s2, w (B·G,) float32, sorted pair ids (P,) int32 and work items
         (3, W) int32 (tile, first, end) -> images (B, D, D) float32. One program per work item."""
         out = torch.zeros(batch, box, box, dtype=torch.float32, device=ux.device)
         n_work = work.shape[1]
         if n_work:
             _splat_fwd_kernel[(n_work,)](ux, uy, inv2s2, w, ids, work, n_work, out, box, n_side, TILE=tile,
-                                         BLOCK_G=block_g, PRECISION=precision, num_warps=num_warps)
+                                         BLOCK_G=block_g, PRECISION=precision, STAGES=stages, num_warps=num_warps)
         return out
 
     @splat_forward.register_fake
-    def _(ux, uy, inv2s2, w, ids, work, batch, box, n_side, tile, block_g, precision, num_warps):
+    def _(ux, uy, inv2s2, w, ids, work, batch, box, n_side, tile, block_g, precision, num_warps, stages):
         return ux.new_empty(batch, box, box)
 
     @torch.library.custom_op("gaussianem::splat_backward", mutates_args=())
     def splat_backward(grad: Tensor, ux: Tensor, uy: Tensor, inv2s2: Tensor, w: Tensor, ids: Tensor, work: Tensor,
                        box: int, n_side: int, tile: int, block_g: int, precision: str,
-                       num_warps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                       num_warps: int, stages: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Gradients of :func:`splat_forward` wrt ux, uy, inv2s2, w, given the image gradient (B, D, D)."""
         grad = grad.contiguous().float()
         gux, guy, ga, gw = (torch.zeros_like(ux) for _ in range(4))
         n_work = work.shape[1]
         if n_work:
             _splat_bwd_kernel[(n_work,)](ux, uy, inv2s2, w, ids, work, n_work, grad, gux, guy, ga, gw, box,
-                                         n_side, TILE=tile, BLOCK_G=block_g, PRECISION=precision,
+                                         n_side, TILE=tile, BLOCK_G=block_g, PRECISION=precision, STAGES=stages,
                                          num_warps=num_warps)
         return gux, guy, ga, gw
 
     @splat_backward.register_fake
-    def _(grad, ux, uy, inv2s2, w, ids, work, box, n_side, tile, block_g, precision, num_warps):
+    def _(grad, ux, uy, inv2s2, w, ids, work, box, n_side, tile, block_g, precision, num_warps, stages):
         return tuple(torch.empty_like(ux) for _ in range(4))
 
     def _setup(ctx, inputs, output):
-        ux, uy, inv2s2, w, ids, work, _batch, box, n_side, tile, block_g, precision, num_warps = inputs
+        ux, uy, inv2s2, w, ids, work, _batch, box, n_side, tile, block_g, precision, num_warps, stages = inputs
         ctx.save_for_backward(ux, uy, inv2s2, w, ids, work)
-        ctx.config = (box, n_side, tile, block_g, precision, num_warps)
+        ctx.config = (box, n_side, tile, block_g, precision, num_warps, stages)
 
     def _backward(ctx, grad):
         ux, uy, inv2s2, w, ids, work = ctx.saved_tensors
         grads = splat_backward(grad, ux, uy, inv2s2, w, ids, work, *ctx.config)
-        return (*grads, None, None, None, None, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None, None, None, None, None)
 
     splat_forward.register_autograd(_backward, setup_context=_setup)

@@ -17,7 +17,7 @@ from gaussianem import __version__
 from gaussianem.errors import InputError
 from gaussianem.io.writes import atomic_path
 from gaussianem.model.runfiles import CONFIG
-from gaussianem.model.spec import ModelOptions
+from gaussianem.model.spec import LEGACY_VALUES, ModelOptions
 
 # fields a --resume may change (they do not change the numbers of the run)
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
@@ -25,7 +25,7 @@ RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "aut
 FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "encoder_hidden", "encoder_layers",
                    "gaussian_hidden", "gaussian_layers", "embedding_dim", "decoder_hidden", "decoder_layers",
                    "decoder_features", "predict_width", "decoder", "n_control_points", "control_neighbours",
-                   "readout_rank", "train_base")
+                   "readout_rank", "train_base", "encoder_box")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,8 +136,9 @@ class TrainConfig(ModelOptions):
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """A saved configuration; model fields it predates get the values that older versions used."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{**LEGACY_VALUES, **{k: v for k, v in d.items() if k in names}})
 
 
 LOSS_WEIGHTS = ("kl_weight", "knn_weight", "smoothness_weight", "distance_weight", "alignment_weight",
