@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Device call (issue 15): per-image FSC-AUC at box 128 (1.8 Å/px) of the defaults, of the old paths (pair decoder,
+# dense projector, full-box encoder input) and of cryoDRGN, on the same simulated particles, 20 epochs; adk and
+# tcr-compositional, the four pipelines at once on one GPU (the new defaults and cryoDRGN share one simulation
+# through compare_cryodrgn.sh; the old paths simulate the same particles again: same preset, seed and sizes).
+#   OUT=out bash benchmarks/accuracy/gpu_issue15_box128.sh
+# Sizes (environment): ACC_N=8000 particles, ACC_EPOCHS=20, ACC_IMAGES=200 scored images, T_ACC=540 s per pipeline.
+# Train wall times come from runs sharing the GPU (four at once): the steady-state particles/s of each is in its
+# metrics table; the speed rows of the same code alone are benchmarks/speed/gpu_issue15i.sh's.
+# shellcheck source=benchmarks/speed/issue15_common.sh
+. benchmarks/speed/issue15_common.sh
+common=(BOX=128 "SIM_ARGS=--apix 1.8" N_PARTICLES="${ACC_N:-8000}" EPOCHS="${ACC_EPOCHS:-20}" FIT_EPOCHS=3 SNR=0.05
+        N_IMAGES="${ACC_IMAGES:-200}" STEP_TIMEOUT=480)
+for preset in adk tcr-compositional; do
+  env "${common[@]}" RESULTS="$OUT/$preset-new" WORK="/tmp/acc/$preset-new" TOOLS="gaussianem cryodrgn" \
+      timeout "${T_ACC:-540}" bash benchmarks/accuracy/compare_cryodrgn.sh "$preset" > "$OUT/$preset-new.txt" 2>&1 &
+  env "${common[@]}" RESULTS="$OUT/$preset-old" WORK="/tmp/acc/$preset-old" TOOLS=gaussianem \
+      GEM_TRAIN_ARGS="--decoder pair --projector dense --encoder-box 0" \
+      timeout "${T_ACC:-540}" bash benchmarks/accuracy/compare_cryodrgn.sh "$preset" > "$OUT/$preset-old.txt" 2>&1 &
+done
+wait
+stamp "accuracy runs"
+{
+  for f in "$OUT"/*-new "$OUT"/*-old; do
+    echo "## $f"; grep -h "done\|FAIL\|fail\|timed out" "$f"/bench.log 2>/dev/null | sed 's/^/  /' | tail -12
+    cat "$f"/*.metrics.md 2>/dev/null
+    w=/tmp/acc/$(basename "$f")
+    grep -h "epoch [0-9]*:" "$w"/*/logs/train_gaussianem.log 2>/dev/null | sed -n '1p;$p' | sed 's/^/  /'
+    grep -h "Finished in\|Total time\|epoch" "$w"/*/logs/train_cryodrgn.log 2>/dev/null | tail -2 | sed 's/^/  /'
+  done
+} | tee "$OUT/summary.md"
