@@ -269,10 +269,12 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     if device.type == "cuda":  # the peak over warm-up too: CUDA graphs allocate their memory pool when captured
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+    t_warm = time.perf_counter()
     for _ in range(args.warmup):
         stepper.step(next_batch(), knn_active=True)
     stepper.flush()
     _sync(device, world)
+    warmup_s = time.perf_counter() - t_warm  # compilation and graph capture included
     wait0 = stepper.host_wait_s
     t0 = time.perf_counter()
     for _ in range(args.steps):
@@ -303,6 +305,7 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
         "graph_traceback": stepper.graph_traceback, "tf32": bool(getattr(args, "tf32", False)),
         "autotune": args.autotune,
         "deferred_check": stepper.deferred, "loader": args.with_loader, "step_ms": dt * 1e3,
+        "warmup_s": warmup_s,
         "host_wait_ms": wait * 1e3,
         "particles_per_s": world * b / dt,
         "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
@@ -398,15 +401,15 @@ def print_table(rows: list[dict], parallel: str) -> None:
           "are of all processes together. 'host wait' = time per step the host spent waiting for the device "
           "(near 0: the step is bound by the host's Python and launches, not by the GPU)\n")
     print("| G | decoder | projector | regularisers on | edges | world | batch | step ms | host wait ms | particles/s "
-          "| peak GPU mem GiB (reserved) "
+          "| peak GPU mem GiB (reserved) | warm-up s "
           "| GFLOP decoder | GFLOP projection | GFLOP encoders | achieved TFLOP/s | floor ms | fraction of floor |")
-    print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['gaussians']} | {r['decoder']} | {r['projector']} | {r['regularise_on']} | "
               f"{r['edges'][0]} / {r['edges'][1]} | "
               f"{r['world']} | {r['batch']} | "
               f"{r['step_ms']:.2f} | {r['host_wait_ms']:.2f} | {r['particles_per_s']:.0f} | "
-              f"{r['peak_mem_gib']:.2f} ({r['reserved_gib']:.2f}) | "
+              f"{r['peak_mem_gib']:.2f} ({r['reserved_gib']:.2f}) | {r['warmup_s']:.1f} | "
               f"{r['gflop_decoder']:.1f} | {r['gflop_projection']:.1f} | {r['gflop_encoders']:.1f} | "
               f"{r['achieved_tflops']:.2f} | {r['floor_ms']:.3f} | {r['fraction']:.3f} |")
 
