@@ -179,7 +179,7 @@ def precisions():
 
 
 def _kernel_case(batch, n, box, apix, seed, shared, tile=16, block_g=16, cutoff=5.0, precision="ieee", chunk=256,
-                 binning="torch", max_sigma_px=None, stages=0, num_warps=4):
+                 binning="torch", max_sigma_px=None, stages=0, num_warps=4, packed=1):
     dev = kernel_device()
     centres, sig, amp = random_splat_inputs(batch, n, box, apix, seed, device=dev)
     if shared:
@@ -187,7 +187,7 @@ def _kernel_case(batch, n, box, apix, seed, shared, tile=16, block_g=16, cutoff=
     c32, s32, a32 = (t.float().requires_grad_(True) for t in (centres, sig, amp))
     c64, s64, a64 = (t.double().requires_grad_(True) for t in (centres, sig, amp))
     out = splat_gaussians(c32, s32, a32, box, apix, cutoff, tile, block_g, precision, chunk=chunk, binning=binning,
-                          max_sigma_px=max_sigma_px, stages=stages, num_warps=num_warps)
+                          max_sigma_px=max_sigma_px, stages=stages, num_warps=num_warps, packed=packed)
     ref = splat_reference(c64, s64, a64, box, apix, cutoff, tile)
     assert out.dtype == torch.float32 and out.shape == (batch, box, box)
     assert rel_err(out.double(), ref) < 1e-4, rel_err(out.double(), ref)
@@ -212,17 +212,19 @@ def test_kernel_matches_reference(shared, chunk):
 
 @pytest.mark.cuda
 @needs_kernel
-@pytest.mark.parametrize("block_g, num_warps, stages", [(16, 2, 0), (64, 4, 0), (32, 4, 2), (64, 8, 3)])
-def test_kernel_launch_settings_match_reference(block_g, num_warps, stages):
-    # the launch settings benchmarks/speed/splat_tune.py times (pipelined loops included) compute the same images
+@pytest.mark.parametrize("block_g, num_warps, stages, packed",
+                         [(16, 2, 0, 1), (64, 4, 0, 1), (32, 4, 2, 1), (64, 8, 3, 1), (32, 4, 0, 0), (64, 4, 2, 0)])
+def test_kernel_launch_settings_match_reference(block_g, num_warps, stages, packed):
+    # the launch settings benchmarks/speed/splat_tune.py times (pipelined loops, both layouts of the Gaussians'
+    # values) compute the same images and gradients
     for precision in precisions():
         _kernel_case(2, 300, 64, 1.2, seed=15, shared=False, block_g=block_g, precision=precision, chunk=64,
-                     binning="static", max_sigma_px=3.0, stages=stages, num_warps=num_warps)
+                     binning="static", max_sigma_px=3.0, stages=stages, num_warps=num_warps, packed=packed)
 
 
 def test_kernel_config_from_the_environment(monkeypatch):
     monkeypatch.setenv(KERNEL_CONFIG_ENV, "block_g=64, num_warps=8,precision=ieee,stages=2")
-    assert kernel_config() == KernelConfig(block_g=64, num_warps=8, chunk=256, precision="ieee", stages=2)
+    assert kernel_config() == KernelConfig(block_g=64, num_warps=8, chunk=256, precision="ieee", stages=2, packed=1)
     monkeypatch.setenv(KERNEL_CONFIG_ENV, "")
     assert kernel_config() == KernelConfig()
     monkeypatch.setenv(KERNEL_CONFIG_ENV, "blocks=64")

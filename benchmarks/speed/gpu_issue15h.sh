@@ -8,7 +8,7 @@
 # shellcheck source=benchmarks/speed/issue15_common.sh
 . benchmarks/speed/issue15_common.sh
 timeout "${T_TUNE:-150}" python3 benchmarks/speed/splat_tune.py --json "$OUT/splat_tune.json" \
-    --blocks 16 32 64 --warps 2 4 --stages 0 2 > "$OUT/splat_tune.txt" 2>&1
+    --blocks 32 64 --warps 2 4 --stages 0 2 --packed 1 0 > "$OUT/splat_tune.txt" 2>&1
 grep -A40 "static slots" "$OUT/splat_tune.txt"
 stamp "splat tune"
 BEST=$(python3 - "$OUT/splat_tune.json" <<'PY'
@@ -17,7 +17,7 @@ try:
     rows = [r for r in json.load(open(sys.argv[1]))["rows"] if "error" not in r]
     ok = [r for r in rows if r["err_vs_dense"] < 1e-5 and r["grad_err_vs_dense"] < 1e-4]
     best = min(ok, key=lambda r: r["fwd_bwd_ms"])
-    print(",".join(f"{k}={best[k]}" for k in ("block_g", "num_warps", "chunk", "precision", "stages")))
+    print(",".join(f"{k}={best[k]}" for k in ("block_g", "num_warps", "chunk", "precision", "stages", "packed")))
 except Exception:
     print("")
 PY
@@ -36,7 +36,7 @@ run_tp 60k 60000
 run_tp 30k 30000
 run_tp 8k 8000
 run_tp 60k_encfull 60000 --set encoder_box=0
-GAUSSIANEM_SPLAT_KERNEL= run_tp 60k_oldkernel 60000
+GAUSSIANEM_SPLAT_KERNEL=precision=tf32x3,packed=0 run_tp 60k_oldkernel 60000
 stamp "throughput"
 unset GAUSSIANEM_SPLAT_KERNEL
 RESULTS=$OUT/cryodrgn BOX=128 N_PARTICLES=${CRYO_N:-6000} EPOCHS=${CRYO_EPOCHS:-3} STEP_TIMEOUT=${T_CRYO:-110} \

@@ -50,9 +50,10 @@ def event_ms(fn, repeats: int, warmup: int = 3) -> float:
 
 def grid(args) -> list[KernelConfig]:
     """The settings to time: the default first, then the product of the lists given."""
-    out = [KernelConfig(precision="tf32x3")]
-    for p, b, w, c, s in itertools.product(args.precisions, args.blocks, args.warps, args.chunks, args.stages):
-        cfg = KernelConfig(block_g=b, num_warps=w, chunk=c, precision=p, stages=s)
+    out = [KernelConfig(precision="tf32x3", packed=0)]  # the setting of session 8
+    for p, b, w, c, s, k in itertools.product(args.precisions, args.blocks, args.warps, args.chunks, args.stages,
+                                              args.packed):
+        cfg = KernelConfig(block_g=b, num_warps=w, chunk=c, precision=p, stages=s, packed=k)
         if cfg not in out:
             out.append(cfg)
     return out
@@ -70,6 +71,7 @@ def main() -> None:
     p.add_argument("--warps", nargs="+", type=int, default=[2, 4, 8])
     p.add_argument("--chunks", nargs="+", type=int, default=[256])
     p.add_argument("--stages", nargs="+", type=int, default=[0, 2])
+    p.add_argument("--packed", nargs="+", type=int, default=[1, 0])
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     if not torch.cuda.is_available():
@@ -102,11 +104,12 @@ def main() -> None:
     rows = []
     ref_img = ref_grads = None
     for cfg in grid(args):
-        name = f"{cfg.precision} b{cfg.block_g} w{cfg.num_warps} c{cfg.chunk} s{cfg.stages}"
+        name = f"{cfg.precision} b{cfg.block_g} w{cfg.num_warps} c{cfg.chunk} s{cfg.stages} p{cfg.packed}"
 
         def render(c, w_, a_, cfg=cfg):
             return splat_gaussians(c, w_, a_, d, apix, block_g=cfg.block_g, num_warps=cfg.num_warps,
-                                   chunk=cfg.chunk, precision=cfg.precision, stages=cfg.stages, max_sigma_px=max_px)
+                                   chunk=cfg.chunk, precision=cfg.precision, stages=cfg.stages, packed=cfg.packed,
+                                   max_sigma_px=max_px)
         try:
             img, gr = grads_of(render)
             if ref_img is None:

@@ -48,13 +48,16 @@ class KernelConfig:
     """Launch settings of the tile kernels (speed only: every setting computes the same images to float32
     rounding). ``block_g``: list entries per inner step; ``num_warps``: warps per program; ``chunk``: list entries
     per program; ``precision``: ``tl.dot`` input precision (None: :func:`default_precision`); ``stages``: software
-    pipelining depth of the inner loop (0: none)."""
+    pipelining depth of the inner loop (0: none); ``packed``: 1 hands the kernels each Gaussian's four pixel-frame
+    values side by side (one (B·G, 4) array: one memory sector per gathered Gaussian instead of four), 0 as four
+    arrays."""
 
     block_g: int = 32
     num_warps: int = 4
     chunk: int = 256
     precision: str | None = None
     stages: int = 0
+    packed: int = 1
 
 
 KERNEL_CONFIG_ENV = "GAUSSIANEM_SPLAT_KERNEL"
@@ -263,7 +266,7 @@ def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_siz
                     cutoff_sigmas: float = DEFAULT_CUTOFF_SIGMAS, tile: int = DEFAULT_TILE, block_g: int | None = None,
                     precision: str | None = None, num_warps: int | None = None, chunk: int | None = None,
                     binning: str | None = None, max_sigma_px: float | None = None,
-                    stages: int | None = None) -> Tensor:
+                    stages: int | None = None, packed: int | None = None) -> Tensor:
     """Footprint projection by the Triton kernels (CUDA, or Triton's interpreter): same maths as
     :func:`splat_reference`, float32 inside, differentiable wrt centres, widths and amplitudes.
 
@@ -286,6 +289,7 @@ def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_siz
     chunk = cfg.chunk if chunk is None else chunk
     precision = precision or cfg.precision
     stages = cfg.stages if stages is None else stages
+    packed = cfg.packed if packed is None else packed
     if tile < 16 or tile & (tile - 1) or block_g < 16 or block_g & (block_g - 1):
         raise ValueError(f"tile ({tile}) and block_g ({block_g}) must be powers of two >= 16")
     binning = binning or ("torch" if max_sigma_px is None else "static")
@@ -307,7 +311,10 @@ def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_siz
         ids, starts, n_side, _ = binner(ux.detach(), uy.detach(), s_px, box_size, tile, cutoff_sigmas)
     work = work_items(starts, chunk, starts.numel() - 1 + ids.numel() // chunk)
     precision = precision or default_precision(centres.device)
-    flat = [t.reshape(-1).contiguous() for t in (ux, uy, inv2s2, w)]
+    if packed:  # the columns of one (B·G, 4) array (autograd splits the kernel's (B·G, 4) gradient back)
+        flat = list(torch.stack([t.reshape(-1) for t in (ux, uy, inv2s2, w)], 1).unbind(1))
+    else:
+        flat = [t.reshape(-1).contiguous() for t in (ux, uy, inv2s2, w)]
     img = splat_forward(*flat, ids, work, batch, box_size, n_side, tile, block_g, precision, num_warps, stages)
     return img.to(centres.dtype)
 

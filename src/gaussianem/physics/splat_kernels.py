@@ -91,25 +91,30 @@ if triton is not None:
         return tid // per_image, t // n_side, t % n_side, start, end
 
     @triton.jit
-    def _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py):
-        # list entries j (masked at end): Gaussian ids, mask, 1/2σ², weights, pixel offsets from the centres
+    def _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, STRIDE: tl.constexpr):
+        # list entries j (masked at end): Gaussian ids, mask, 1/2σ², weights, pixel offsets from the centres. The
+        # four attributes of Gaussian g are at ptr + g·STRIDE (STRIDE 4: one (N, 4) array, a Gaussian's four values
+        # in one 16-byte piece of memory, fetched by the first of the four loads)
         m = j < end
         g = tl.load(ids_ptr + j, mask=m, other=0)
-        dx = px[None, :] - tl.load(ux_ptr + g, mask=m, other=0.0)[:, None]
-        dy = py[None, :] - tl.load(uy_ptr + g, mask=m, other=0.0)[:, None]
-        return g, m, tl.load(a_ptr + g, mask=m, other=0.0), tl.load(w_ptr + g, mask=m, other=0.0), dx, dy
+        o = g * STRIDE
+        dx = px[None, :] - tl.load(ux_ptr + o, mask=m, other=0.0)[:, None]
+        dy = py[None, :] - tl.load(uy_ptr + o, mask=m, other=0.0)[:, None]
+        return g, m, tl.load(a_ptr + o, mask=m, other=0.0), tl.load(w_ptr + o, mask=m, other=0.0), dx, dy
 
     @triton.jit
-    def _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, PRECISION: tl.constexpr):
+    def _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, PRECISION: tl.constexpr,
+                  STRIDE: tl.constexpr):
         # one block of list entries j added to the tile accumulator (TILE y, TILE x)
-        g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py)
+        g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, STRIDE)
         ex = tl.exp(-dx * dx * a[:, None])  # (BLOCK_G, TILE x)
         ey = tl.exp(-dy * dy * a[:, None]) * w[:, None]  # (BLOCK_G, TILE y)
         return acc + tl.dot(tl.trans(ey), ex, input_precision=PRECISION)
 
     @triton.jit
     def _splat_fwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, work_ptr, n_work, out_ptr, box, n_side,
-                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr, STAGES: tl.constexpr):
+                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr, STAGES: tl.constexpr,
+                          STRIDE: tl.constexpr):
         # program w sums the Gaussians [start, end) of its tile's list (one work item) and adds the partial tile to
         # the image (atomically: several programs may share a tile). STAGES > 0: the loop is software-pipelined
         # (the next blocks' gathers issued while this block computes)
@@ -121,10 +126,12 @@ if triton is not None:
         acc = tl.zeros((TILE, TILE), dtype=tl.float32)
         if STAGES > 0:
             for i in tl.range(start, end, BLOCK_G, num_stages=STAGES):
-                acc = _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, PRECISION)
+                acc = _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, PRECISION,
+                                STRIDE)
         else:
             for i in range(start, end, BLOCK_G):
-                acc = _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, PRECISION)
+                acc = _fwd_step(acc, ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, PRECISION,
+                                STRIDE)
         iy = ty * TILE + offs
         ix = tx * TILE + offs
         ptrs = out_ptr + b * box * box + iy[:, None] * box + ix[None, :]
@@ -132,10 +139,11 @@ if triton is not None:
         tl.atomic_add(ptrs, acc, mask=(iy[:, None] < box) & (ix[None, :] < box) & busy, sem="relaxed")
 
     @triton.jit
-    def _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, gimg, gimg_t, gux_ptr, guy_ptr, ga_ptr,
-                  gw_ptr, PRECISION: tl.constexpr):
-        # one block of list entries j: their gradient contributions from this tile, added atomically
-        g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py)
+    def _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, gimg, gimg_t, grad_out_ptr,
+                  PRECISION: tl.constexpr, STRIDE: tl.constexpr):
+        # one block of list entries j: their gradient contributions from this tile, added atomically to the
+        # (N, 4) gradient [ux, uy, 1/2σ², w]
+        g, m, a, w, dx, dy = _gaussian_block(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, j, end, px, py, STRIDE)
         ex = tl.exp(-dx * dx * a[:, None])
         ey = tl.exp(-dy * dy * a[:, None])
         p = tl.dot(ey, gimg, input_precision=PRECISION) * ex  # Σ_y ey·g, times ex: (BLOCK_G, TILE x)
@@ -145,15 +153,16 @@ if triton is not None:
         sx2 = tl.sum(p * dx * dx, 1)
         sy1 = tl.sum(q * dy, 1)
         sy2 = tl.sum(q * dy * dy, 1)
-        tl.atomic_add(gw_ptr + g, s0, mask=m, sem="relaxed")
-        tl.atomic_add(gux_ptr + g, 2.0 * a * w * sx1, mask=m, sem="relaxed")
-        tl.atomic_add(guy_ptr + g, 2.0 * a * w * sy1, mask=m, sem="relaxed")
-        tl.atomic_add(ga_ptr + g, -w * (sx2 + sy2), mask=m, sem="relaxed")
+        gp = grad_out_ptr + g * 4
+        tl.atomic_add(gp, 2.0 * a * w * sx1, mask=m, sem="relaxed")
+        tl.atomic_add(gp + 1, 2.0 * a * w * sy1, mask=m, sem="relaxed")
+        tl.atomic_add(gp + 2, -w * (sx2 + sy2), mask=m, sem="relaxed")
+        tl.atomic_add(gp + 3, s0, mask=m, sem="relaxed")
 
     @triton.jit
-    def _splat_bwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, work_ptr, n_work, grad_ptr,
-                          gux_ptr, guy_ptr, ga_ptr, gw_ptr, box, n_side,
-                          TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr, STAGES: tl.constexpr):
+    def _splat_bwd_kernel(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, work_ptr, n_work, grad_ptr, grad_out_ptr, box,
+                          n_side, TILE: tl.constexpr, BLOCK_G: tl.constexpr, PRECISION: tl.constexpr,
+                          STAGES: tl.constexpr, STRIDE: tl.constexpr):
         b, ty, tx, start, end = _work_item(work_ptr, n_work, n_side)
         offs = tl.arange(0, TILE)
         iy = ty * TILE + offs
@@ -166,12 +175,12 @@ if triton is not None:
         goffs = tl.arange(0, BLOCK_G)
         if STAGES > 0:
             for i in tl.range(start, end, BLOCK_G, num_stages=STAGES):
-                _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, gimg, gimg_t, gux_ptr,
-                          guy_ptr, ga_ptr, gw_ptr, PRECISION)
+                _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, gimg, gimg_t,
+                          grad_out_ptr, PRECISION, STRIDE)
         else:
             for i in range(start, end, BLOCK_G):
-                _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, gimg, gimg_t, gux_ptr,
-                          guy_ptr, ga_ptr, gw_ptr, PRECISION)
+                _bwd_step(ux_ptr, uy_ptr, a_ptr, w_ptr, ids_ptr, i + goffs, end, px, py, gimg, gimg_t,
+                          grad_out_ptr, PRECISION, STRIDE)
 
 
 def bin_gaussians_triton(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int, tile: int,
@@ -213,17 +222,30 @@ def bin_gaussians_triton(ux: Tensor, uy: Tensor, sigma_px: Tensor, box_size: int
 # ---- custom operators ----------------------------------------------------------------------------------------------
 if triton is not None:
 
+    def _strided(ux: Tensor, uy: Tensor, inv2s2: Tensor, w: Tensor) -> tuple[list[Tensor], int]:
+        """The four attribute arrays and their common element stride: 1 (four arrays) or 4 (the columns of one
+        (N, 4) array); arrays of other or unequal strides are copied to contiguous ones."""
+        arrays = [ux, uy, inv2s2, w]
+        strides = {t.stride(0) for t in arrays if t.numel() > 1}
+        if len(strides) > 1 or (strides and strides.pop() not in (1, 4)):
+            arrays = [t.contiguous() for t in arrays]
+        stride = arrays[0].stride(0) if arrays[0].numel() > 1 else 1
+        return arrays, stride
+
     @torch.library.custom_op("gaussianem::splat_forward", mutates_args=())
     def splat_forward(ux: Tensor, uy: Tensor, inv2s2: Tensor, w: Tensor, ids: Tensor, work: Tensor, batch: int,
                       box: int, n_side: int, tile: int, block_g: int, precision: str, num_warps: int,
                       stages: int) -> Tensor:
-        """Pixel-frame Gaussians ux, uy, inv2s2, w (B·G,) float32, sorted pair ids (P,) int32 and work items
-        (3, W) int32 (tile, first, end) -> images (B, D, D) float32. One program per work item."""
+        """Pixel-frame Gaussians ux, uy, inv2s2, w (B·G,) float32 (four arrays, or the columns of one (B·G, 4)
+        array), sorted pair ids (P,) int32 and work items (3, W) int32 (tile, first, end) -> images (B, D, D)
+        float32. One program per work item."""
+        (ux, uy, inv2s2, w), stride = _strided(ux, uy, inv2s2, w)
         out = torch.zeros(batch, box, box, dtype=torch.float32, device=ux.device)
         n_work = work.shape[1]
         if n_work:
             _splat_fwd_kernel[(n_work,)](ux, uy, inv2s2, w, ids, work, n_work, out, box, n_side, TILE=tile,
-                                         BLOCK_G=block_g, PRECISION=precision, STAGES=stages, num_warps=num_warps)
+                                         BLOCK_G=block_g, PRECISION=precision, STAGES=stages, STRIDE=stride,
+                                         num_warps=num_warps)
         return out
 
     @splat_forward.register_fake
@@ -233,20 +255,22 @@ if triton is not None:
     @torch.library.custom_op("gaussianem::splat_backward", mutates_args=())
     def splat_backward(grad: Tensor, ux: Tensor, uy: Tensor, inv2s2: Tensor, w: Tensor, ids: Tensor, work: Tensor,
                        box: int, n_side: int, tile: int, block_g: int, precision: str,
-                       num_warps: int, stages: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Gradients of :func:`splat_forward` wrt ux, uy, inv2s2, w, given the image gradient (B, D, D)."""
+                       num_warps: int, stages: int) -> Tensor:
+        """Gradients of :func:`splat_forward` wrt ux, uy, inv2s2, w, given the image gradient (B, D, D): one
+        (B·G, 4) array, a column each."""
+        (ux, uy, inv2s2, w), stride = _strided(ux, uy, inv2s2, w)
         grad = grad.contiguous().float()
-        gux, guy, ga, gw = (torch.zeros_like(ux) for _ in range(4))
+        out = torch.zeros(ux.shape[0], 4, dtype=torch.float32, device=ux.device)
         n_work = work.shape[1]
         if n_work:
-            _splat_bwd_kernel[(n_work,)](ux, uy, inv2s2, w, ids, work, n_work, grad, gux, guy, ga, gw, box,
-                                         n_side, TILE=tile, BLOCK_G=block_g, PRECISION=precision, STAGES=stages,
+            _splat_bwd_kernel[(n_work,)](ux, uy, inv2s2, w, ids, work, n_work, grad, out, box, n_side, TILE=tile,
+                                         BLOCK_G=block_g, PRECISION=precision, STAGES=stages, STRIDE=stride,
                                          num_warps=num_warps)
-        return gux, guy, ga, gw
+        return out
 
     @splat_backward.register_fake
     def _(grad, ux, uy, inv2s2, w, ids, work, box, n_side, tile, block_g, precision, num_warps, stages):
-        return tuple(torch.empty_like(ux) for _ in range(4))
+        return ux.new_empty(ux.shape[0], 4)
 
     def _setup(ctx, inputs, output):
         ux, uy, inv2s2, w, ids, work, _batch, box, n_side, tile, block_g, precision, num_warps, stages = inputs
@@ -256,6 +280,6 @@ if triton is not None:
     def _backward(ctx, grad):
         ux, uy, inv2s2, w, ids, work = ctx.saved_tensors
         grads = splat_backward(grad, ux, uy, inv2s2, w, ids, work, *ctx.config)
-        return (*grads, None, None, None, None, None, None, None, None, None, None)
+        return (*grads.unbind(1), None, None, None, None, None, None, None, None, None, None)
 
     splat_forward.register_autograd(_backward, setup_context=_setup)
