@@ -52,12 +52,12 @@ class KernelConfig:
     values side by side (one (B·G, 4) array: one memory sector per gathered Gaussian instead of four), 0 as four
     arrays."""
 
-    block_g: int = 32
-    num_warps: int = 4
+    block_g: int = 64
+    num_warps: int = 2
     chunk: int = 256
     precision: str | None = None
-    stages: int = 0
-    packed: int = 1
+    stages: int = 2
+    packed: int = 0
 
 
 KERNEL_CONFIG_ENV = "GAUSSIANEM_SPLAT_KERNEL"
