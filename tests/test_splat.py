@@ -224,7 +224,8 @@ def test_kernel_launch_settings_match_reference(block_g, num_warps, stages, pack
 
 def test_kernel_config_from_the_environment(monkeypatch):
     monkeypatch.setenv(KERNEL_CONFIG_ENV, "block_g=64, num_warps=8,precision=ieee,stages=2")
-    assert kernel_config() == KernelConfig(block_g=64, num_warps=8, chunk=256, precision="ieee", stages=2, packed=1)
+    assert kernel_config() == KernelConfig(block_g=64, num_warps=8, chunk=256, precision="ieee", stages=2,
+                                           packed=KernelConfig().packed)
     monkeypatch.setenv(KERNEL_CONFIG_ENV, "")
     assert kernel_config() == KernelConfig()
     monkeypatch.setenv(KERNEL_CONFIG_ENV, "blocks=64")

@@ -69,15 +69,15 @@ def interpolation_matrix(index: Tensor, weight: Tensor, n_control: int) -> Tenso
     return w.scatter_add(1, index, weight)
 
 
-def _sq_dists_chunked(a: Tensor, b: Tensor, k: int, chunk: int = 8192) -> tuple[Tensor, Tensor]:
-    """k smallest squared distances from each row of a (N, 3) to b (M, 3): (N, k) values, (N, k) indices."""
-    vals, idxs = [], []
-    for s in range(0, a.shape[0], chunk):
-        d2 = torch.cdist(a[s:s + chunk], b).pow(2)
-        v, i = torch.topk(d2, k, dim=1, largest=False, sorted=True)
-        vals.append(v)
-        idxs.append(i)
-    return torch.cat(vals), torch.cat(idxs)
+def _nearest(a: Tensor, b: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k nearest rows of b (M, 3) to each row of a (N, 3), nearest first: squared distances (N, k) float64 and
+    indices (N, k) int64, on a's device (a k-d tree of b, scipy's: N·log M, not the N × M distance matrix)."""
+    from scipy.spatial import cKDTree
+
+    pa, pb = (t.detach().cpu().double().numpy() for t in (a, b))
+    d, i = cKDTree(pb).query(pa, k=k)
+    d, i = d.reshape(len(pa), k), i.reshape(len(pa), k)
+    return (torch.as_tensor(d * d, device=a.device), torch.as_tensor(i, dtype=torch.long, device=a.device))
 
 
 def farthest_point_sampling(positions: Tensor, n: int, seed: int = 0) -> Tensor:
@@ -117,19 +117,19 @@ def build_control_graph(positions: Tensor, n_control: int = 1024, k: int = 8, ba
         k = min(k, n_control)
         centres = pos[farthest_point_sampling(pos, n_control, seed)].clone()
         for _ in range(kmeans_iters):
-            _, assign = _sq_dists_chunked(pos, centres, 1)
+            _, assign = _nearest(pos, centres, 1)
             assign = assign[:, 0]
             sums = torch.zeros_like(centres).index_add_(0, assign, pos)
             counts = torch.bincount(assign, minlength=n_control).to(pos.dtype)
             filled = counts > 0
             centres[filled] = sums[filled] / counts[filled, None]
         if n_control > 1:
-            nn_d2, _ = _sq_dists_chunked(centres, centres, 2)
+            nn_d2, _ = _nearest(centres, centres, 2)
             spacing = float(nn_d2[:, 1].sqrt().median())
         else:
             spacing = float((pos - centres).norm(dim=1).max()) if g > 1 else 1.0
         h = bandwidth_scale * max(spacing, 1e-6)
-        d2, index = _sq_dists_chunked(pos, centres, k)
+        d2, index = _nearest(pos, centres, k)
         weight = torch.softmax(-d2 / (2 * h * h), dim=1)
         dtype = positions.dtype if positions.is_floating_point() else torch.float32
         return ControlGraph(centres.to(dtype), index, weight.to(dtype), h)

@@ -68,6 +68,10 @@ from gaussianem.training.step import Stepper, StepResult, tf32_matmuls
 
 log = logging.getLogger(__name__)
 
+# loss.png is redrawn after the first and the last epoch and at most every this many seconds between (a plot takes
+# 0.2-0.5 s, as long as a whole epoch of a small dataset on a GPU)
+PLOT_EVERY_S = 30.0
+
 
 def _oom_message(cfg: TrainConfig) -> str:
     return (f"CUDA out of memory (batch {cfg.batch_size}, {cfg.n_gaussians} Gaussians, box {cfg.box_size}, "
@@ -125,6 +129,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
                           "seconds": round(time.perf_counter() - t_start, 3)})
     # the projection's float32 products on TF32 tensor cores or not, as the run asks (restored after)
     with tf32_matmuls(cfg.tf32 and device.type == "cuda"):
+        last_plot = None
         try:
             for epoch in range(first_epoch, cfg.epochs + 1):
                 _train_epoch(cfg, epoch, stepper, sampler, data, device, log_file, main_rank, resident)
@@ -135,7 +140,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
                     raise TrainingError(f"the model holds non-finite weights after epoch {epoch}; "
                                         "no checkpoint written")
                 if main_rank:
-                    _save_epoch(cfg, root, epoch, model, stepper, mu, lv, log_file, t_eval)
+                    last_epoch = epoch == cfg.epochs or (stop_after_epoch is not None and epoch >= stop_after_epoch)
+                    plot = last_epoch or last_plot is None or time.perf_counter() - last_plot >= PLOT_EVERY_S
+                    _save_epoch(cfg, root, epoch, model, stepper, mu, lv, log_file, t_eval, plot)
+                    last_plot = time.perf_counter() if plot else last_plot
                 if on_epoch_end is not None:
                     on_epoch_end(epoch)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -265,9 +273,9 @@ def _particles(cfg: TrainConfig, ds: ParticleDataset, device: torch.device, main
 
 
 def _save_epoch(cfg: TrainConfig, root: Path, epoch: int, model: GaussianVAE, stepper: Stepper, mu: np.ndarray,
-                lv: np.ndarray, log_file, t_eval: float) -> None:
+                lv: np.ndarray, log_file, t_eval: float, plot: bool = True) -> None:
     """Rank 0 at the end of an epoch in the run folder ``root``: the latents, the checkpoint, the base cloud when
-    trained, the loss plot."""
+    trained, the loss plot (when ``plot``)."""
     t_save = time.perf_counter()
     save_npy_atomic(root / f"z.{epoch}.npy", mu)
     save_npy_atomic(root / f"z_logvar.{epoch}.npy", lv)
@@ -280,7 +288,8 @@ def _save_epoch(cfg: TrainConfig, root: Path, epoch: int, model: GaussianVAE, st
         model.base_cloud.to_ply(root / BASE_PLY)
     log_file.flush()
     t_plot = time.perf_counter()
-    plot_losses(root / LOG, root / "loss.png")
+    if plot:
+        plot_losses(root / LOG, root / "loss.png")
     # where an epoch's time outside its steps goes: latents, checkpoint, loss plot
     log_record(log_file, {"type": "epoch_outputs", "epoch": epoch,
                           "evaluate_s": round(t_save - t_eval, 3),
