@@ -75,6 +75,12 @@ def test_control_graph_deterministic_and_normalised():
     w = interpolation_matrix(a.index, a.weight, 40)
     assert w.shape == (500, 40)
     torch.testing.assert_close(w.sum(1), torch.ones(500), atol=1e-6, rtol=0)
+    # every Gaussian's k neighbours are its k nearest control points, nearest first, as the full distance matrix
+    # says (the graph's searches are a k-d tree's)
+    d_k, i_k = torch.topk(d.double(), 8, dim=1, largest=False)
+    torch.testing.assert_close(a.control_positions[a.index].sub(pos[:, None]).norm(dim=2).double(), d_k,
+                               atol=1e-4, rtol=1e-4)  # (float32 positions)
+    assert (a.index == i_k).float().mean() > 0.999  # (ties aside)
     # FPS: distinct points
     idx = farthest_point_sampling(pos, 40, seed=1)
     assert idx.unique().numel() == 40

@@ -47,6 +47,22 @@ def finished_run(dataset, tmp_path_factory) -> Path:
     return run
 
 
+def test_loss_plot_after_the_first_and_last_epochs_only_when_epochs_are_quick(dataset, tmp_path, monkeypatch):
+    # a plot costs 0.2-0.5 s, as much as a GPU epoch of a small dataset: between the first and the last epoch it is
+    # redrawn only when PLOT_EVERY_S have passed since the last one
+    from gaussianem.training import loop
+
+    monkeypatch.setattr(loop, "PLOT_EVERY_S", 1e9)
+    run = loop.train(_cfg(dataset[0], tmp_path / "run", epochs=3))
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["plotted"] for r in records if r["type"] == "epoch_outputs"] == [True, False, True]
+    assert (run / "loss.png").is_file()
+    monkeypatch.setattr(loop, "PLOT_EVERY_S", 0.0)
+    run = loop.train(_cfg(dataset[0], tmp_path / "every", epochs=3))
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["plotted"] for r in records if r["type"] == "epoch_outputs"] == [True, True, True]
+
+
 def test_two_epochs_outputs_and_loss_goes_down(dataset, finished_run):
     from gaussianem.model.load import load_model
 

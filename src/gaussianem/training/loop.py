@@ -294,7 +294,7 @@ def _save_epoch(cfg: TrainConfig, root: Path, epoch: int, model: GaussianVAE, st
     log_record(log_file, {"type": "epoch_outputs", "epoch": epoch,
                           "evaluate_s": round(t_save - t_eval, 3),
                           "save_s": round(t_plot - t_save, 3),
-                          "plot_s": round(time.perf_counter() - t_plot, 3)})
+                          "plot_s": round(time.perf_counter() - t_plot, 3), "plotted": plot})
 
 
 def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: ResumableBatchSampler,
