@@ -234,3 +234,17 @@ def test_encoder_box_area_averages_the_windowed_image():
     assert auto.spec.encoder_box == 64 and auto.image_encoder.body[0].in_features == 64 * 64
     with pytest.raises(ValueError, match="encoder-box"):
         GaussianVAE(_cloud(), replace(small.spec, encoder_box=-1))
+
+
+def test_a_saved_run_configuration_keeps_the_model_it_trained():
+    # a config.yaml written before --decoder / --control-embedding / --encoder-box existed resumes with the model its
+    # weights belong to (the pair decoder, a full-box encoder), not with today's defaults
+    from dataclasses import asdict
+
+    from gaussianem.training.config import TrainConfig
+
+    new = TrainConfig(dataset="d", rundir="r")
+    old = {k: v for k, v in asdict(new).items() if k not in ("decoder", "control_embedding", "encoder_box")}
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.decoder, cfg.control_embedding, cfg.encoder_box) == ("pair", "gaussians", 0)
+    assert TrainConfig.from_dict(asdict(new)) == new  # a current configuration reads back as it was written
