@@ -76,8 +76,11 @@ def _run(ds: str, rank: int, world: int, batch_size: int, record) -> None:
 
 
 def _worker(rank: int, world: int, store: str, ds: str, out: str) -> None:
+    import faulthandler
+
     import torch.distributed as dist
 
+    faulthandler.enable(all_threads=True)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     calls = [0]
@@ -106,6 +109,7 @@ def _worker(rank: int, world: int, store: str, ds: str, out: str) -> None:
     try:
         _run(ds, rank, world, PER_RANK, record)
         Path(out, f"rank{rank}.json").write_text(json.dumps(steps))
+        dist.barrier()  # neither rank tears the group down while the other still talks
     finally:
         dist.destroy_process_group()
 
