@@ -7,6 +7,7 @@ case where rank 0's local size alone cannot tell the global size.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,10 @@ def _worker(rank: int, world: int, store: str, ds: str, out: str) -> None:
         dist.barrier()  # neither rank tears the group down while the other still talks
     finally:
         dist.destroy_process_group()
+    # the results are on disk: leave without the interpreter's teardown, where a gloo process aborted now and then
+    # ("terminate called without an active exception", no Python frame: C++ objects destroyed at exit), which
+    # mp.spawn reports as a failed rank
+    os._exit(0)
 
 
 def test_ddp_layout_comes_from_the_batch_without_all_gather(tmp_path):

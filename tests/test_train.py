@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import mrcfile
@@ -199,6 +200,7 @@ def _ddp_worker(rank: int, world: int, store: str, ds: str, run: str, kw: dict, 
         train(_cfg(Path(ds), Path(run), **kw), resume=resume, rank=rank, world_size=world)
     finally:
         dist.destroy_process_group()
+    os._exit(0)  # the run is on disk: no interpreter teardown, where gloo processes abort now and then
 
 
 def _spawn_ddp(tmp_path: Path, tag: str, ds: Path, run: Path, kw: dict, resume: bool = False) -> None:
