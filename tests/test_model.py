@@ -132,6 +132,7 @@ def test_kl_and_render_l1_values():
     a, b = torch.zeros(2, 4, 4), torch.full((2, 4, 4), 3.0)
     b[:, 0, 0] = 100.0  # outside the window: ignored
     assert abs(float(L.render_l1(a, b, w)) - 3.0) < 1e-6
+    assert abs(float(L.render_l2(a, b, w)) - 9.0) < 1e-6  # --render-loss l2: the mean squared residual
 
 
 def _grid(n: int = 4, spacing: float = 2.0) -> np.ndarray:

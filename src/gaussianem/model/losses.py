@@ -65,6 +65,11 @@ def render_l1(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
     return ((rendered - images).abs() * window).sum() / (window.sum() * images.shape[0])
 
 
+def render_l2(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
+    """Mean window-weighted squared residual (cryoDRGN's reconstruction term): (B, D, D) ×2, window (D, D) -> scalar."""
+    return ((rendered - images).square() * window).sum() / (window.sum() * images.shape[0])
+
+
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dimensions, averaged over the batch (scalar)."""
     return (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1)).mean()

@@ -53,12 +53,13 @@ class LossWeights:
     repulsion: float
     amplitude: float = 0.0
     amplitude_gain: float = 0.0
+    render_loss: str = "l1"  # the render term's norm: "l1" or "l2"
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LossWeights:
         return cls(cfg.kl_weight, cfg.knn_weight, cfg.smoothness_weight, cfg.distance_weight,
                    cfg.alignment_weight, cfg.repulsion_weight, cfg.amplitude_weight,
-                   cfg.amplitude_gain_weight)
+                   cfg.amplitude_gain_weight, cfg.render_loss)
 
     def as_tensor(self, device) -> Tensor:
         return torch.tensor([1.0, self.kl, self.knn, self.smoothness, self.distance, self.alignment,
@@ -137,7 +138,7 @@ class TrainingObjective(nn.Module):
         rendered = model.render(positions, widths, amplitudes, rotations, shifts,
                                 None if ctf is None else CTFParams.from_packed(ctf))
         zero = x.new_zeros(())
-        render = L.render_l1(rendered, x, model.window)
+        render = (L.render_l2 if self.weights.render_loss == "l2" else L.render_l1)(rendered, x, model.window)
         kl = L.kl_divergence(mu, logvar)
         knn = zero
         if knn_cand is not None:
