@@ -17,7 +17,4 @@ for preset in adk tcr-compositional tcr-mixed; do
 done
 wait
 stamp "accuracy runs"
-for f in "$OUT"/*-new "$OUT"/*-old; do
-  echo "## $f"; grep -h "done\|FAIL\|fail" "$f"/bench.log 2>/dev/null | sed 's/^/  /' | tail -8
-  cat "$f"/*.metrics.md 2>/dev/null
-done
+summarise_runs /tmp/acc "$OUT"/*-new "$OUT"/*-old

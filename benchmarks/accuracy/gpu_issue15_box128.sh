@@ -21,12 +21,4 @@ for preset in adk tcr-compositional; do
 done
 wait
 stamp "accuracy runs"
-{
-  for f in "$OUT"/*-new "$OUT"/*-old; do
-    echo "## $f"; grep -h "done\|FAIL\|fail\|timed out" "$f"/bench.log 2>/dev/null | sed 's/^/  /' | tail -12
-    cat "$f"/*.metrics.md 2>/dev/null
-    w=/tmp/acc/$(basename "$f")
-    grep -h "epoch [0-9]*:" "$w"/*/logs/train_gaussianem.log 2>/dev/null | sed -n '1p;$p' | sed 's/^/  /'
-    grep -h "Finished in\|Total time\|epoch" "$w"/*/logs/train_cryodrgn.log 2>/dev/null | tail -2 | sed 's/^/  /'
-  done
-} | tee "$OUT/summary.md"
+summarise_runs /tmp/acc "$OUT"/*-new "$OUT"/*-old | tee "$OUT/summary.md"

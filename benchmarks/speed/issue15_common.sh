@@ -23,3 +23,17 @@ cuda_tests() {
       -k "control_decoder_and_splat or cuda_graph_steps_match" 2>&1 | tee "$OUT/tests_graph.txt"
   stamp "graph tests"
 }
+
+# summarise_runs WORK_ROOT FOLDER...: for each pipeline folder of compare_cryodrgn.sh's results, its finished and failed
+# steps, its metrics table, the first and last epoch lines of GaussianEM's training and cryoDRGN's closing lines
+# (from WORK_ROOT/<folder name>/)
+summarise_runs() {
+  local work=$1 f w; shift
+  for f in "$@"; do
+    echo "## $f"; grep -h "done\|FAIL\|fail\|timed out" "$f"/bench.log 2>/dev/null | sed 's/^/  /' | tail -12
+    cat "$f"/*.metrics.md 2>/dev/null
+    w=$work/$(basename "$f")
+    grep -h "epoch [0-9]*:" "$w"/*/logs/train_gaussianem.log 2>/dev/null | sed -n '1p;$p' | sed 's/^/  /'
+    grep -h "Finished in\|Total time" "$w"/*/logs/train_cryodrgn.log 2>/dev/null | tail -2 | sed 's/^/  /'
+  done
+}
