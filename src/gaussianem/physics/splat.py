@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -283,13 +283,10 @@ def splat_gaussians(centres: Tensor, widths: Tensor, amplitudes: Tensor, box_siz
     (:func:`bin_gaussians_triton`, the same lists as "torch")."""
     if triton is None:
         raise RuntimeError("splat_gaussians needs Triton; use project_gaussians_splat for a fallback")
-    cfg = kernel_config()
-    block_g = cfg.block_g if block_g is None else block_g
-    num_warps = cfg.num_warps if num_warps is None else num_warps
-    chunk = cfg.chunk if chunk is None else chunk
-    precision = precision or cfg.precision
-    stages = cfg.stages if stages is None else stages
-    packed = cfg.packed if packed is None else packed
+    given = {"block_g": block_g, "num_warps": num_warps, "chunk": chunk, "precision": precision, "stages": stages,
+             "packed": packed}
+    cfg = replace(kernel_config(), **{k: v for k, v in given.items() if v is not None})
+    block_g, num_warps, chunk, precision, stages, packed = (getattr(cfg, k) for k in given)
     if tile < 16 or tile & (tile - 1) or block_g < 16 or block_g & (block_g - 1):
         raise ValueError(f"tile ({tile}) and block_g ({block_g}) must be powers of two >= 16")
     binning = binning or ("torch" if max_sigma_px is None else "static")

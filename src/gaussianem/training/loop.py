@@ -139,14 +139,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
                 if not _all_finite(model):
                     raise TrainingError(f"the model holds non-finite weights after epoch {epoch}; "
                                         "no checkpoint written")
+                stopping = stop_after_epoch is not None and epoch >= stop_after_epoch
                 if main_rank:
-                    last_epoch = epoch == cfg.epochs or (stop_after_epoch is not None and epoch >= stop_after_epoch)
-                    plot = last_epoch or last_plot is None or time.perf_counter() - last_plot >= PLOT_EVERY_S
+                    plot = (epoch == cfg.epochs or stopping or last_plot is None
+                            or time.perf_counter() - last_plot >= PLOT_EVERY_S)
                     _save_epoch(cfg, root, epoch, model, stepper, mu, lv, log_file, t_eval, plot)
                     last_plot = time.perf_counter() if plot else last_plot
                 if on_epoch_end is not None:
                     on_epoch_end(epoch)
-                if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                if stopping:
                     break
         except torch.cuda.OutOfMemoryError as exc:
             raise TrainingError(_oom_message(cfg)) from exc
