@@ -245,7 +245,10 @@ def test_a_saved_run_configuration_keeps_the_model_it_trained():
     from gaussianem.training.config import TrainConfig
 
     new = TrainConfig(dataset="d", rundir="r")
-    old = {k: v for k, v in asdict(new).items() if k not in ("decoder", "control_embedding", "encoder_box")}
+    old = {k: v for k, v in asdict(new).items()
+           if k not in ("decoder", "control_embedding", "encoder_box", "render_loss")}
     cfg = TrainConfig.from_dict(old)
     assert (cfg.decoder, cfg.control_embedding, cfg.encoder_box) == ("pair", "gaussians", 0)
+    # ... and with the render term it trained with (L1 before --render-loss existed; L2 is today's default)
+    assert cfg.render_loss == "l1" and new.render_loss == "l2"
     assert TrainConfig.from_dict(asdict(new)) == new  # a current configuration reads back as it was written

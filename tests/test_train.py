@@ -91,6 +91,8 @@ def test_two_epochs_outputs_and_loss_goes_down(dataset, finished_run):
     # where the time outside the steps goes: one setup record, then latents / checkpoint / plot seconds per epoch
     setup = [r for r in records if r["type"] == "setup"]
     assert len(setup) == 1 and records[0] is setup[0] and setup[0]["seconds"] > 0
+    parts = [setup[0][k] for k in ("config_s", "model_s", "stepper_s", "particles_s")]
+    assert min(parts) >= 0 and sum(parts) == pytest.approx(setup[0]["seconds"], abs=0.005)
     outputs = [r for r in records if r["type"] == "epoch_outputs"]
     assert [r["epoch"] for r in outputs] == [1, 2]
     assert all(r[k] > 0 for r in outputs for k in ("evaluate_s", "save_s", "plot_s"))

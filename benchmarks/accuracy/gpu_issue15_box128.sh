@@ -5,6 +5,7 @@
 # NEW_TOOLS="gaussianem cryodrgn" adds cryoDRGN to the new pipelines; with it the four pipelines did not finish in
 # 500 s on an H200 (cryoDRGN's eval_vol of the scored volumes at box 128 comes last), so it is off by default.
 #   OUT=out bash benchmarks/accuracy/gpu_issue15_box128.sh
+# PRESETS="adk tcr-compositional" and OLD=1 (0: the defaults alone) pick the pipelines.
 # Sizes (environment): ACC_N=8000 particles, ACC_EPOCHS=20, ACC_IMAGES=200 scored images, T_ACC=540 s per pipeline.
 # Train wall times come from runs sharing the GPU (four at once): the steady-state particles/s of each is in its
 # metrics table; the speed rows of the same code alone are benchmarks/speed/gpu_issue15i.sh's.
@@ -12,13 +13,13 @@
 . benchmarks/speed/issue15_common.sh
 common=(BOX=128 "SIM_ARGS=--apix 1.8" N_PARTICLES="${ACC_N:-8000}" EPOCHS="${ACC_EPOCHS:-20}" FIT_EPOCHS=3 SNR=0.05
         N_IMAGES="${ACC_IMAGES:-200}" STEP_TIMEOUT=480)
-for preset in adk tcr-compositional; do
+for preset in ${PRESETS:-adk tcr-compositional}; do
   env "${common[@]}" RESULTS="$OUT/$preset-new" WORK="/tmp/acc/$preset-new" TOOLS="${NEW_TOOLS:-gaussianem}" \
       timeout "${T_ACC:-540}" bash benchmarks/accuracy/compare_cryodrgn.sh "$preset" > "$OUT/$preset-new.txt" 2>&1 &
-  env "${common[@]}" RESULTS="$OUT/$preset-old" WORK="/tmp/acc/$preset-old" TOOLS=gaussianem \
+  [ "${OLD:-1}" = 1 ] && env "${common[@]}" RESULTS="$OUT/$preset-old" WORK="/tmp/acc/$preset-old" TOOLS=gaussianem \
       GEM_TRAIN_ARGS="--decoder pair --projector dense --encoder-box 0" \
       timeout "${T_ACC:-540}" bash benchmarks/accuracy/compare_cryodrgn.sh "$preset" > "$OUT/$preset-old.txt" 2>&1 &
 done
 wait
 stamp "accuracy runs"
-summarise_runs /tmp/acc "$OUT"/*-new "$OUT"/*-old | tee "$OUT/summary.md"
+summarise_runs /tmp/acc "$OUT"/*-new $(ls -d "$OUT"/*-old 2>/dev/null) | tee "$OUT/summary.md"

@@ -47,7 +47,10 @@ import json, sys
 log, ours, theirs, n, epochs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 recs = [json.loads(x) for x in open(log)] if ours == ours else []
 ep = [r for r in recs if r.get("type") == "epoch"]
-setup = next((r["seconds"] for r in recs if r.get("type") == "setup"), float("nan"))
+su = next((r for r in recs if r.get("type") == "setup"), {})
+setup = su.get("seconds", float("nan"))
+print("set-up by part (s): " + ", ".join(f"{k} {su[k]}" for k in ("config_s", "model_s", "stepper_s", "particles_s")
+                                          if k in su))
 outs = [r for r in recs if r.get("type") == "epoch_outputs"]
 print(f"| particles | epochs | GaussianEM wall s | of which set-up s | first steps s (compile, capture) | "
       f"steps s | epoch outputs s | cryoDRGN wall s | ratio |")
@@ -57,4 +60,8 @@ warm = ep[0]["warmup_s"] if ep else float("nan")
 eo = sum(r["evaluate_s"] + r["save_s"] + r["plot_s"] for r in outs)
 print(f"| {n:,} | {epochs} | {ours:.1f} | {setup:.1f} | {warm:.1f} | {steps:.1f} | {eo:.1f} | {theirs:.1f} | "
       f"{theirs / ours:.1f}× |")
+print(f"outside train(): {ours - setup - steps - eo:.1f} s (start-up, imports, exit); per epoch: "
+      + ", ".join(f"{r['epoch']}: {r['seconds']:.2f}" for r in ep))
+print("epoch outputs (evaluate/save/plot s): " + ", ".join(
+    f"{r['evaluate_s']:.2f}/{r['save_s']:.2f}/{r['plot_s']:.2f}" for r in outs))
 PY

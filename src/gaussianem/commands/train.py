@@ -59,7 +59,8 @@ _LOSSES = [
      "change): a state is drawn by moving Gaussians, not by fading others in; fading out (a missing subunit) is free"),
     ("amplitude_start_epoch", int, "decoded amplitude changes are on in epochs after this one (0: from the start; "
      "> 0: motion is learnt as displacements first)"),
-    ("render_loss", str, "the render term: l1 (mean absolute residual) or l2 (mean squared, as cryoDRGN's)"),
+    ("render_loss", str, "the render term: l2 (mean squared residual, as cryoDRGN's; the default) or l1 (mean "
+     "absolute residual, the default before 2026-12-06)"),
     ("graph_radius", float, "radius of the smoothness/distance graph (× mean nearest-neighbour distance)"),
     ("alignment_radius", float, "radius of the alignment/repulsion graph (× mean nearest-neighbour distance)"),
     ("repulsion_fraction", float, "repel Gaussians closer than this × mean nearest-neighbour distance"),

@@ -19,6 +19,9 @@ from gaussianem.io.writes import atomic_path
 from gaussianem.model.runfiles import CONFIG
 from gaussianem.model.spec import LEGACY_VALUES, ModelOptions
 
+# training settings whose default changed: the value a saved configuration that predates the field ran with
+TRAIN_LEGACY_VALUES = {"render_loss": "l1"}  # l2 is the default since 2026-12-06 (issue 17's GPU screen)
+
 # fields a --resume may change (they do not change the numbers of the run)
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
 # fields a --resume keeps whatever the command line says: the weights' shapes and the particles
@@ -71,7 +74,7 @@ class TrainConfig(ModelOptions):
     amplitude_weight: float = 0.0  # amplitude-change penalty (mean Δa²)
     amplitude_gain_weight: float = 1 / 1e2  # amplitude-gain penalty (mean relu(Δa)²): fading out stays free
     amplitude_start_epoch: int = 0  # decoded amplitude changes are on in epochs after this one (1-based)
-    render_loss: str = "l1"  # the render term: "l1" (mean absolute residual) or "l2" (mean squared, cryoDRGN's)
+    render_loss: str = "l2"  # the render term: "l2" (mean squared residual, cryoDRGN's) or "l1" (mean absolute)
     graph_radius: float = 1.5  # × mean nearest-neighbour distance: smoothness and distance graph
     alignment_radius: float = 2.0  # × mean nearest-neighbour distance: alignment and repulsion graph
     repulsion_fraction: float = 0.5  # repel below this fraction of the mean nearest-neighbour distance
@@ -138,9 +141,9 @@ class TrainConfig(ModelOptions):
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """A saved configuration; model fields it predates get the values that older versions used."""
+        """A saved configuration; fields it predates get the values that older versions used."""
         names = {f.name for f in fields(cls)}
-        return cls(**{**LEGACY_VALUES, **{k: v for k, v in d.items() if k in names}})
+        return cls(**{**LEGACY_VALUES, **TRAIN_LEGACY_VALUES, **{k: v for k, v in d.items() if k in names}})
 
 
 LOSS_WEIGHTS = ("kl_weight", "knn_weight", "smoothness_weight", "distance_weight", "alignment_weight",

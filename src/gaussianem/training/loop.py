@@ -100,6 +100,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         device = torch.device("cuda", torch.cuda.current_device())
     elif device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # streams and CUDA graphs of the step live on the current device
+    marks = {"start": time.perf_counter() - t_start}  # where set-up's seconds go (the setup record)
     ds = load_dataset(cfg.dataset)
     if ds.box_size % 2:
         raise InputError(f"{cfg.dataset}: box size {ds.box_size} is odd; training needs an even box")
@@ -118,15 +119,18 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         cfg, model = _new_model(cfg, ds, root, resume, main_rank, n)
     if main_rank:
         cfg.write(root)
+    marks["model"] = time.perf_counter() - t_start
     model, stepper, sampler = _make_stepper(cfg, model, n, device, rank, world_size)
     first_epoch = 1 if ckpt is None else _restore(ckpt, stepper, root, main_rank)
     del ckpt
+    marks["stepper"] = time.perf_counter() - t_start
     data, resident = _particles(cfg, ds, device, main_rank, rows)
     log.info("training on %s: %d particles, %d Gaussians, box %d, batch %d, %d epochs, lr %g",
              device, n, model.n_gaussians, ds.box_size, cfg.batch_size * world_size, cfg.epochs, cfg.lr)
     log_file = open(root / LOG, "a", buffering=1) if main_rank else None  # line-buffered: `tail -f` works
-    log_record(log_file, {"type": "setup", "epoch": first_epoch - 1,
-                          "seconds": round(time.perf_counter() - t_start, 3)})
+    t_setup = time.perf_counter() - t_start
+    log_record(log_file, {"type": "setup", "epoch": first_epoch - 1, "seconds": round(t_setup, 3),
+                          **setup_split(marks, t_setup)})
     # the projection's float32 products on TF32 tensor cores or not, as the run asks (restored after)
     with tf32_matmuls(cfg.tf32 and device.type == "cuda"):
         last_plot = None
@@ -347,6 +351,19 @@ def _train_epoch(cfg: TrainConfig, epoch: int, stepper: Stepper, sampler: Resuma
         log.info("epoch %d: loss %.5f render %.5f kl %.3f knn %.3f (%.0f particles/s; first %d steps %.1f s, then "
                  "%.0f particles/s)", epoch, means[0], means[1], means[2], means[3], rec["particles_per_s"],
                  n_warm, rec["warmup_s"], rec["steady_particles_per_s"])
+
+
+def setup_split(marks: dict[str, float], total: float) -> dict[str, float]:
+    """Set-up's seconds by part, from the seconds since the start at which each part ended (``marks``: "start"
+    before the dataset is read, "model" once it and the model are ready, "stepper" once the model is on the device
+    with its regulariser graphs, optimizer and step; the particles' loading ends at ``total``)."""
+    ends = [("config_s", marks["start"]), ("model_s", marks["model"]), ("stepper_s", marks["stepper"]),
+            ("particles_s", total)]
+    out, before = {}, 0.0
+    for name, end in ends:
+        out[name] = round(end - before, 3)
+        before = end
+    return out
 
 
 def warmup_steps(stepper: Stepper) -> int:

@@ -53,7 +53,7 @@ class LossWeights:
     repulsion: float
     amplitude: float = 0.0
     amplitude_gain: float = 0.0
-    render_loss: str = "l1"  # the render term's norm: "l1" or "l2"
+    render_loss: str = "l2"  # the render term's norm: "l2" or "l1"
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LossWeights:
