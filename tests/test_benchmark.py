@@ -304,6 +304,33 @@ def test_command_scores_external_tool_with_mirrored_volumes(sim, fake_run, tmp_p
     assert "| metric | gaussianem | othertool |" in (out / "metrics.md").read_text()
 
 
+def test_external_latents_alone_are_scored_without_volumes(sim, fake_run, tmp_path):
+    # another tool's z without its volumes: the latent metrics by the same code, the FSC-AUC entries empty
+    truth = metrics.load_truth(sim)
+    z = perfect_latents(sim, noise=1e-3, seed=5)
+    np.save(tmp_path / "z.npy", z)
+    out = tmp_path / "bench"
+    assert cli_main(["benchmark", str(fake_run), "--truth", str(sim), "-o", str(out), "--n-images", "10",
+                     "--external-z", str(tmp_path / "z.npy"), "--external-name", "othertool", "--knn-k", "10"]) == 0
+    gem, ext = json.loads((out / "metrics.json").read_text())["results"]
+    cfg = metrics.ScoreConfig(knn_k=10)
+    direct = metrics.latent_metrics(z, truth.state, truth.coordinate, seed=0, k=10, n_sample=cfg.knn_sample)
+    assert ext["name"] == "othertool" and ext["volumes"] is None
+    assert ext["per_image_fsc_auc"]["n"] == 0 and ext["per_image_fsc_auc"]["mean"] is None
+    assert ext["latent"]["kmeans"]["ari"] == pytest.approx(direct["kmeans"]["ari"])
+    assert ext["latent"]["state_probe"]["accuracy"] == pytest.approx(direct["state_probe"]["accuracy"])
+    assert ext["latent"]["spearman"]["best"] == pytest.approx(direct["spearman"]["best"])
+    assert ext["latent"]["state_probe"]["accuracy"] > 0.99  # near-perfect latents: the states are read off z
+    table = (out / "metrics.md").read_text()
+    assert "| metric | gaussianem | othertool |" in table
+    assert gem["per_image_fsc_auc"]["n"] == 10
+    # a latent file whose rows do not fit the truth is still refused
+    np.save(tmp_path / "z_long.npy", np.zeros((truth.n + 3, 4)))
+    assert cli_main(["benchmark", "--truth", str(sim), "-o", str(tmp_path / "b2"),
+                     "--external-z", str(tmp_path / "z_long.npy")]) == 2
+    assert not (tmp_path / "b2").exists()
+
+
 def test_external_transform_none_keeps_the_mirror_penalty(sim, tmp_path):
     truth = metrics.load_truth(sim)
     z = perfect_latents(sim)

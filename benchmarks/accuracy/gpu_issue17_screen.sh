@@ -11,8 +11,11 @@
 # Environment: PRESETS="adk tcr-compositional tcr-mixed" N_PARTICLES=20000 EPOCHS=20 SNR=0.05 FIT_EPOCHS=3
 # N_IMAGES=200 T_PRESET=560 (seconds per preset pipeline)
 # T_CRYO=400 (seconds of cryoDRGN's training: the epochs it finished are scored) CRYODRGN=1 (0: GaussianEM only).
-# Sizing on an H200 (all at once): simulate + preprocess + fit ≈ 1.5 min, cryoDRGN 20 epochs ≈ 4-6 min shared,
-# GaussianEM ≈ 1 min per variant, benchmarks ≈ 20 s each.
+# Sizing on an H100 (2026-12-06, all three presets at once): simulate + preprocess + fit ≈ 75 s, GaussianEM
+# ≈ 100 s per 20-epoch variant, cryoDRGN 70 s for its first epoch and 17.5 s for each next one (≈ 7 min for 20:
+# more than one call leaves after the rest; with T_CRYO=380 it stopped after 12 epochs, and
+# `train_vae ... -n 20 --load W/cryodrgn/train/weights.12.pkl` in a second call finished it in 3 min), benchmarks
+# ≈ 5-10 s each. cryoDRGN is scored on its latents only (`benchmark --external-z` without volumes).
 # shellcheck source=benchmarks/speed/issue15_common.sh
 . benchmarks/speed/issue15_common.sh
 [ $# -eq 0 ] && set -- "base:"

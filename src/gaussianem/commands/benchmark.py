@@ -44,7 +44,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     e = parser.add_argument_group("another tool's outputs (scored by the same code)")
     e.add_argument("--external-z", type=Path, metavar="FILE", help="its latents (N, zdim): .pkl (cryoDRGN), .npy, .txt")
     e.add_argument("--external-volumes", type=Path, metavar="DIR",
-                   help="folder with particles/ and states/ volumes generated at the --write-eval-z latents")
+                   help="folder with particles/ and states/ volumes generated at the --write-eval-z latents "
+                   "(without it the other tool is scored on its latents only)")
     e.add_argument("--external-name", default="external", help="its name in the table (e.g. cryodrgn)")
     e.add_argument("--external-ind", type=Path, metavar="FILE",
                    help="truth row of each latent row (.pkl/.npy/.txt; default: row i is particle i)")
@@ -71,7 +72,13 @@ def _throughput(result: dict, seconds: float | None, particle_epochs: float | No
 
 def main(args: argparse.Namespace) -> int:
 
-    from gaussianem.evaluation.external import load_latents, load_rows, score_external, write_eval_inputs
+    from gaussianem.evaluation.external import (
+        load_latents,
+        load_rows,
+        score_external,
+        score_external_latents,
+        write_eval_inputs,
+    )
     from gaussianem.evaluation.metrics import ScoreConfig
     from gaussianem.evaluation.suite import load_truth_checked, score_gaussianem_run, write_outputs
     from gaussianem.io.locks import folder_lock
@@ -84,7 +91,8 @@ def main(args: argparse.Namespace) -> int:
     if args.rundir is None and args.external_z is None:
         raise InputError("give a run folder, or another tool's --external-z (and --external-volumes)")
     if args.external_z is not None and args.external_volumes is None and args.write_eval_z is None:
-        raise InputError("--external-z needs --external-volumes DIR (or --write-eval-z DIR to prepare them)")
+        log.warning("--external-z without --external-volumes: %s is scored on its latents only (no FSC-AUC; "
+                    "--write-eval-z DIR prepares the latents its volumes are needed at)", args.external_name)
     device = resolve_device(args.device)
     config = ScoreConfig(n_images=args.n_images, seed=args.seed, mask_radius_fraction=args.mask_radius,
                          max_states=args.max_states, knn_k=args.knn_k, knn_sample=args.knn_sample)
@@ -121,9 +129,13 @@ def main(args: argparse.Namespace) -> int:
         _throughput(r, args.train_seconds, args.particle_epochs)
         results.append(r)
     if args.external_z is not None:
-        r = score_external(truth, args.external_z, args.external_volumes, name=args.external_name,
-                           rows_path=args.external_ind, config=config, device=device,
-                           transform=args.external_transform)
+        if args.external_volumes is None:
+            r = score_external_latents(truth, args.external_z, name=args.external_name,
+                                       rows_path=args.external_ind, config=config)
+        else:
+            r = score_external(truth, args.external_z, args.external_volumes, name=args.external_name,
+                               rows_path=args.external_ind, config=config, device=device,
+                               transform=args.external_transform)
         _throughput(r, args.external_train_seconds, args.external_particle_epochs)
         results.append(r)
     spec = truth.spec

@@ -40,12 +40,14 @@ from gaussianem.evaluation.metrics import (
     Truth,
     TruthVolumes,
     fsc_auc_pair,
+    latent_metrics,
     match_box,
     score,
     select_particles,
     spherical_mask,
     state_groups,
     state_latents,
+    summarize,
 )
 from gaussianem.io.checks import check_finite
 from gaussianem.io.mrc import read_volume
@@ -237,6 +239,33 @@ def calibrate_transform(volumes: ExternalVolumes, truth: Truth, calibration_rows
             "calibration_particles": int(len(calibration_rows))}
 
 
+def _external_latents(truth: Truth, z_path: str | Path, rows_path: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Another tool's latents (M, zdim) and the truth row of each (M,), checked against the ground truth."""
+    z = load_latents(z_path)
+    truth_rows = load_rows(rows_path) if rows_path else np.arange(len(z))
+    if len(truth_rows) != len(z):
+        raise InputError(f"{len(z)} latents but {len(truth_rows)} particle indices")
+    if len(z) > truth.n:
+        raise InputError(f"{len(z)} latents but the ground truth has only {truth.n} particles")
+    return z, np.asarray(truth_rows, dtype=np.int64)
+
+
+def score_external_latents(truth: Truth, z_path: str | Path, name: str = "external",
+                           rows_path: str | Path | None = None, config: ScoreConfig | None = None) -> dict:
+    """Score another tool from its latents alone (no volumes): the latent metrics of :func:`score`, with the
+    FSC-AUC entries empty (n = 0)."""
+    cfg = config or ScoreConfig()
+    z, truth_rows = _external_latents(truth, z_path, rows_path)
+    if truth_rows.size and (truth_rows.min() < 0 or truth_rows.max() >= truth.n):
+        raise InputError(f"particle rows exceed the ground truth's {truth.n} particles")
+    empty = summarize(np.empty(0))
+    return {"tool": name, "name": name, "z": str(z_path), "volumes": None, "n_particles": int(len(z)),
+            "zdim": int(z.shape[1]), "per_image_fsc_auc": dict(empty), "per_state_fsc_auc": dict(empty),
+            "latent": latent_metrics(np.asarray(z), truth.state[truth_rows], truth.coordinate[truth_rows],
+                                     seed=cfg.seed, k=cfg.knn_k, n_sample=cfg.knn_sample),
+            "consensus_fsc_auc": {}, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+
+
 def score_external(truth: Truth, z_path: str | Path, volumes_dir: str | Path, name: str = "external",
                    rows_path: str | Path | None = None, config: ScoreConfig | None = None,
                    device: torch.device | str = "cpu", transform: str = "auto", n_calibration: int = 8) -> dict:
@@ -246,12 +275,7 @@ def score_external(truth: Truth, z_path: str | Path, volumes_dir: str | Path, na
     ``transform``: "auto" (calibrate, see the module docstring), "none", or a name from :data:`TRANSFORMS`.
     """
     cfg = config or ScoreConfig()
-    z = load_latents(z_path)
-    truth_rows = load_rows(rows_path) if rows_path else np.arange(len(z))
-    if len(truth_rows) != len(z):
-        raise InputError(f"{len(z)} latents but {len(truth_rows)} particle indices")
-    if len(z) > truth.n:
-        raise InputError(f"{len(z)} latents but the ground truth has only {truth.n} particles")
+    z, truth_rows = _external_latents(truth, z_path, rows_path)
     volumes_dir = Path(volumes_dir)
     pdir, sdir = volumes_dir / PARTICLES, volumes_dir / STATES
     if not pdir.is_dir():
