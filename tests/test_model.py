@@ -237,6 +237,45 @@ def test_encoder_box_area_averages_the_windowed_image():
         GaussianVAE(_cloud(), replace(small.spec, encoder_box=-1))
 
 
+def test_encoder_centre_translates_each_image_by_its_shift():
+    # --encoder-centre: a particle recorded off-centre (its projection at -shift) is encoded as the centred one;
+    # without it the encoder sees the image as recorded; a spec saved before the field existed did not centre
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    base = _model(box=16)
+    model = GaussianVAE(_cloud(), replace(base.spec, encoder_centre=True)).eval()
+    model.load_state_dict(base.state_dict())
+    base.eval()
+    apix = model.spec.pixel_size_angstrom
+    centred = torch.zeros(2, 16, 16)
+    centred[:, 6:10, 7:9] = torch.randn(2, 4, 2)
+    px = torch.tensor([[2, -3], [-1, 1]])  # (dx, dy) pixels of each particle's origin
+    recorded = torch.stack([torch.roll(c, (-int(d[1]), -int(d[0])), (0, 1)) for c, d in zip(centred, px, strict=True)])
+    shifts = px.float() * apix  # the RELION origins in Å: the particle's centre is projected at -origin
+    mu_c, lv_c = model.encode(recorded, shifts)
+    mu_0, lv_0 = base.encode(centred)
+    torch.testing.assert_close(mu_c, mu_0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(lv_c, lv_0, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(base.encode(recorded)[0], mu_0, atol=1e-3)  # uncentred, the input differs
+    with pytest.raises(ValueError, match="shifts"):
+        model.encode(recorded)
+    # the renderer's convention: a cloud rendered with an origin, centred by it, is the cloud rendered without one
+    from gaussianem.physics.forward import render_images
+
+    gen = torch.Generator().manual_seed(3)
+    pos, wid, amp = torch.randn(20, 3, generator=gen), torch.full((20,), 2.5), torch.ones(20)  # sampled, compact
+    rot = torch.eye(3).expand(2, 3, 3)
+    origin = torch.tensor([[2 * apix, -3 * apix], [-apix, 0.3 * apix]])  # whole and sub-pixel shifts
+    shifted = render_images(pos, wid, amp, rot, origin, None, 16, apix)
+    plain = render_images(pos, wid, amp, rot, None, None, 16, apix)
+    got, want = model.encoder_input(shifted, origin), base.preprocess(plain)
+    assert float((got - want).abs().max()) < 2e-3 * float(want.abs().max())
+    assert float((base.preprocess(shifted) - want).abs().max()) > 0.3 * float(want.abs().max())
+    legacy = {k: v for k, v in base.spec.to_dict().items() if k != "encoder_centre"}
+    assert ModelSpec.from_dict(legacy).encoder_centre is False
+
+
 def test_a_saved_run_configuration_keeps_the_model_it_trained():
     # a config.yaml written before --decoder / --control-embedding / --encoder-box existed resumes with the model its
     # weights belong to (the pair decoder, a full-box encoder), not with today's defaults

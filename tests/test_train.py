@@ -48,6 +48,31 @@ def finished_run(dataset, tmp_path_factory) -> Path:
     return run
 
 
+def test_encoder_centre_run_encodes_centred_particles_and_resumes_with_it(dataset, tmp_path):
+    # --encoder-centre end to end: the saved spec and config say so, the epoch's latents are those of the centred
+    # images (the model's own encode with the dataset's shifts), and a resume keeps the choice
+    from gaussianem.io.dataset import load_dataset
+    from gaussianem.model.load import load_model
+    from gaussianem.training.loop import train
+
+    run = train(_cfg(dataset[0], tmp_path / "run", epochs=1, encoder_centre=True))
+    model, _, _ = load_model(run, 1)
+    assert model.spec.encoder_centre
+    ds = load_dataset(dataset[0])
+    rows = np.arange(8)
+    images = torch.as_tensor(np.asarray(ds.images[rows]), dtype=torch.float32)
+    shifts = torch.as_tensor(np.asarray(ds.shifts_angstrom[rows]), dtype=torch.float32)
+    assert float(shifts.abs().max()) > 0  # the fixture's particles are off-centre
+    with torch.no_grad():
+        mu, _ = model.eval().encode(images, shifts)
+    np.testing.assert_allclose(np.load(run / "z.1.npy")[rows], mu.numpy(), atol=1e-4, rtol=1e-4)
+    train(_cfg(dataset[0], tmp_path / "run", epochs=2), resume=True)
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text())["encoder_centre"] is True
+    assert load_model(run, 2)[0].spec.encoder_centre
+
+
 def test_loss_plot_after_the_first_and_last_epochs_only_when_epochs_are_quick(dataset, tmp_path, monkeypatch):
     # a plot costs 0.2-0.5 s, as much as a GPU epoch of a small dataset: between the first and the last epoch it is
     # redrawn only when PLOT_EVERY_S have passed since the last one

@@ -108,6 +108,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="also train the base Gaussian cloud")
     parser.add_argument("--predict-width", action="store_true", default=d["predict_width"],
                         help="decode a per-particle Δwidth too")
+    parser.add_argument("--encoder-centre", action=argparse.BooleanOptionalAction, default=d["encoder_centre"],
+                        help="the image encoder sees each particle translated by its known shift (centred, as "
+                        "cryoDRGN's encoder does), not as recorded (default: off; issue 17 candidate)")
     parser.add_argument("--decoder", choices=DECODERS, default=d["decoder"],
                         help="control: the pair MLP on --n-control-points control points, interpolated to every "
                         "Gaussian, plus a per-Gaussian amplitude read-out (cost nearly independent of the number of "

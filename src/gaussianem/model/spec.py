@@ -31,6 +31,9 @@ class ModelOptions:
     # resolve_encoder_box; 0: the full box). Its first layer, the largest weight of the model, then holds
     # encoder_box² instead of D² inputs
     encoder_box: int | None = None
+    # encoder_centre: the image encoder sees each image translated by its known shift (the particle's centre on the
+    # box centre, as cryoDRGN centres its encoder's input), not as recorded; the render loss is unchanged
+    encoder_centre: bool = False
     # decoder: "pair" (the pair MLP on every (particle, Gaussian)) or "control" (the pair MLP on
     # n_control_points control points, interpolated to every Gaussian from its control_neighbours nearest, plus a
     # rank-readout_rank per-Gaussian amplitude read-out: model/control_decoder.py)
@@ -72,7 +75,8 @@ DECODERS = ("auto", "control", "pair")
 PROJECTORS = ("auto", "dense", "splat")
 CONTROL_EMBEDDINGS = ("control", "gaussians")
 # what a checkpoint written before a field existed meant by it
-LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0}
+LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
+                 "encoder_centre": False}
 # --encoder-box auto: boxes above this are area-averaged to it for the image encoder
 ENCODER_BOX_AUTO = 64
 

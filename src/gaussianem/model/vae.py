@@ -28,7 +28,7 @@ from gaussianem.model.image_encoder import ImageEncoder
 from gaussianem.model.spec import ModelSpec, resolve_decoder, resolve_encoder_box
 from gaussianem.physics.ctf import CTFParams, ctf_values
 from gaussianem.physics.forward import render_images
-from gaussianem.physics.fourier import rfft2_frequencies, soft_circular_mask
+from gaussianem.physics.fourier import rfft2_frequencies, shift_images, soft_circular_mask
 from gaussianem.physics.projection import project_gaussians
 from gaussianem.physics.splat import project_gaussians_splat, splat_kernel_usable
 
@@ -104,9 +104,20 @@ class GaussianVAE(nn.Module):
             x = F.adaptive_avg_pool2d(x[:, None], e)[:, 0]
         return self.image_encoder(x.reshape(x.shape[0], -1))
 
-    def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Raw dataset images (B, D, D) -> mu (B, zdim), logvar (B, zdim) float32."""
-        mu, logvar = self.encode_preprocessed(self.preprocess(images))
+    def encoder_input(self, images: Tensor, shifts_angstrom: Tensor | None) -> Tensor:
+        """Raw dataset images (B, D, D) -> the image encoder's windowed normalised input (B, D, D) float32: with
+        ``spec.encoder_centre`` each image translated by its shift (B, 2) Å, which puts the particle's centre
+        (projected at −shift) on the box centre."""
+        if self.spec.encoder_centre:
+            if shifts_angstrom is None:
+                raise ValueError("this model centres its encoder's input: the images' shifts are needed")
+            images = shift_images(images.float(), shifts_angstrom.float(), self.spec.pixel_size_angstrom)
+        return self.preprocess(images)
+
+    def encode(self, images: Tensor, shifts_angstrom: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Raw dataset images (B, D, D) and their shifts (B, 2) Å (needed with ``spec.encoder_centre``) -> mu (B,
+        zdim), logvar (B, zdim) float32."""
+        mu, logvar = self.encode_preprocessed(self.encoder_input(images, shifts_angstrom))
         return mu.float(), logvar.float()
 
     # ---- Gaussian side ----------------------------------------------------------------------------------------

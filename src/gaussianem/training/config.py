@@ -28,7 +28,7 @@ RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "aut
 FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "encoder_hidden", "encoder_layers",
                    "gaussian_hidden", "gaussian_layers", "embedding_dim", "decoder_hidden", "decoder_layers",
                    "decoder_features", "predict_width", "decoder", "n_control_points", "control_neighbours",
-                   "readout_rank", "train_base", "encoder_box")
+                   "readout_rank", "train_base", "encoder_box", "encoder_centre")
 
 
 @dataclass(frozen=True, kw_only=True)

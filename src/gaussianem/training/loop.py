@@ -398,7 +398,8 @@ def evaluate_latents(model: GaussianVAE, dataset: ParticleBatchDataset, batch_si
     for batch in tqdm(loader, total=len(batches), desc="encode", unit="batch", disable=bar_disabled(progress),
                       leave=False):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            mu, lv = model.encode(batch["image"].to(device, non_blocking=True))
+            mu, lv = model.encode(batch["image"].to(device, non_blocking=True),
+                                  batch["shift"].to(device, non_blocking=True))
         mus.append(mu.float())
         lvs.append(lv.float())
     mu = torch.cat(mus) if mus else torch.zeros(0, model.zdim, device=device)

@@ -126,8 +126,9 @@ class TrainingObjective(nn.Module):
         dev = images.device
         use_amp = self.amp and dev.type == "cuda"
         x = model.preprocess(images)
+        x_enc = model.encoder_input(images, shifts) if model.spec.encoder_centre else x
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            mu, logvar = model.encode_preprocessed(x)
+            mu, logvar = model.encode_preprocessed(x_enc)
             mu, logvar = mu.float(), logvar.float()
             z = mu + torch.exp(0.5 * logvar) * eps
             embedding = model.embed()
