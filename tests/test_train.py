@@ -420,6 +420,18 @@ def test_whole_step_graph_with_control_decoder_and_splat():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_whole_step_graph_with_a_centred_encoder_input():
+    """--encoder-centre puts an FFT phase shift of every image into the step: it is captured in the one CUDA graph
+    and replays the eager step's numbers."""
+    batches = _graph_batches([16] * 4)
+    eager = _graph_run(batches, False, False, set(), encoder_centre=True)
+    whole = _graph_run(batches, True, True, set(range(4, 8)), encoder_centre=True)
+    st = whole[0]
+    assert st._graph is not None and not st._graph_failed, st.graph_traceback
+    _assert_same_training(eager, whole)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_whole_step_graph_with_a_partial_last_batch():
     """Epochs that end on a short batch (as when the particle count is not a multiple of the batch size): the
     short batch runs outside the captured graph (compiled, on the same optimizer, schedule and bank) and the graph
