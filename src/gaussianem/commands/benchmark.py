@@ -70,15 +70,21 @@ def _throughput(result: dict, seconds: float | None, particle_epochs: float | No
             result["particles_per_second"] = particle_epochs / seconds
 
 
+def _score_other_tool(args: argparse.Namespace, truth, config, device) -> dict:
+    """The other tool's row: from its latents and volumes, or (without --external-volumes) its latents alone."""
+    from gaussianem.evaluation.external import score_external, score_external_latents
+
+    if args.external_volumes is None:
+        return score_external_latents(truth, args.external_z, name=args.external_name,
+                                      rows_path=args.external_ind, config=config)
+    return score_external(truth, args.external_z, args.external_volumes, name=args.external_name,
+                          rows_path=args.external_ind, config=config, device=device,
+                          transform=args.external_transform)
+
+
 def main(args: argparse.Namespace) -> int:
 
-    from gaussianem.evaluation.external import (
-        load_latents,
-        load_rows,
-        score_external,
-        score_external_latents,
-        write_eval_inputs,
-    )
+    from gaussianem.evaluation.external import load_latents, load_rows, write_eval_inputs
     from gaussianem.evaluation.metrics import ScoreConfig
     from gaussianem.evaluation.suite import load_truth_checked, score_gaussianem_run, write_outputs
     from gaussianem.io.locks import folder_lock
@@ -129,13 +135,7 @@ def main(args: argparse.Namespace) -> int:
         _throughput(r, args.train_seconds, args.particle_epochs)
         results.append(r)
     if args.external_z is not None:
-        if args.external_volumes is None:
-            r = score_external_latents(truth, args.external_z, name=args.external_name,
-                                       rows_path=args.external_ind, config=config)
-        else:
-            r = score_external(truth, args.external_z, args.external_volumes, name=args.external_name,
-                               rows_path=args.external_ind, config=config, device=device,
-                               transform=args.external_transform)
+        r = _score_other_tool(args, truth, config, device)
         _throughput(r, args.external_train_seconds, args.external_particle_epochs)
         results.append(r)
     spec = truth.spec
