@@ -3,6 +3,7 @@
   gaussianem benchmark RUNDIR --truth SIMDIR [-o OUTDIR]
   gaussianem benchmark --truth SIMDIR --external-z z.pkl --write-eval-z DIR           (step 1 for another tool)
   gaussianem benchmark [RUNDIR] --truth SIMDIR --external-z z.pkl --external-volumes DIR --external-name cryodrgn
+  gaussianem benchmark [RUNDIR] --truth SIMDIR --external-z z.pkl --external-name cryodrgn   (its latents alone)
 
 Writes OUT/metrics.md (a table, one column per tool) and OUT/metrics.json (every number, per particle too).
 Metric definitions: gaussianem.evaluation.metrics.
@@ -13,11 +14,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gaussianem import progress, runlog
 from gaussianem.commands.common import hidden_alias
 from gaussianem.devices import resolve_device
 from gaussianem.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from gaussianem.evaluation.metrics import ScoreConfig, Truth
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +77,7 @@ def _throughput(result: dict, seconds: float | None, particle_epochs: float | No
             result["particles_per_second"] = particle_epochs / seconds
 
 
-def _score_other_tool(args: argparse.Namespace, truth, config, device) -> dict:
+def _score_other_tool(args: argparse.Namespace, truth: Truth, config: ScoreConfig, device: torch.device) -> dict:
     """The other tool's row: from its latents and volumes, or (without --external-volumes) its latents alone."""
     from gaussianem.evaluation.external import score_external, score_external_latents
 
