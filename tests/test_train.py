@@ -582,6 +582,28 @@ def test_amplitude_gate_and_penalty(dataset, tmp_path):
     assert not torch.allclose(amp, base.expand_as(amp))
 
 
+def test_amplitude_start_steps_gates_the_first_optimizer_steps(dataset, tmp_path):
+    """--amplitude-start-steps 5: the first five optimizer steps learn displacements only (the logged mean Δa² is
+    exactly 0, the amplitude head gets no gradient), the later ones decode amplitude changes, within the first
+    epoch; the setting is in the config."""
+    from gaussianem.training.loop import train
+
+    run = train(_cfg(dataset[0], tmp_path / "run", epochs=1, amplitude_start_steps=5, amplitude_weight=0.1,
+                     knn_weight=0.0))
+    steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+    assert len(steps) > 6
+    assert [r["step"] for r in steps[:5]] == [1, 2, 3, 4, 5]
+    assert all(r["amplitude"] == 0.0 for r in steps[:5])
+    # the amplitude head starts at zero: step 6 (the first with amplitudes on) still decodes Δa = 0, and its update
+    # makes every later step's Δa non-zero
+    assert steps[5]["amplitude"] == 0.0 and all(r["amplitude"] > 0.0 for r in steps[6:])
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text())["amplitude_start_steps"] == 5
+    with pytest.raises(InputError, match="amplitude-start-steps"):
+        _cfg(dataset[0], tmp_path / "bad", amplitude_start_steps=-1).validate()
+
+
 def test_tf32_switch_is_scoped_and_reaches_the_config():
     """`train --tf32` lands in the run's config (default off), and the switch is set only inside the run."""
     from gaussianem.cli import build_parser

@@ -59,6 +59,9 @@ _LOSSES = [
      "change): a state is drawn by moving Gaussians, not by fading others in; fading out (a missing subunit) is free"),
     ("amplitude_start_epoch", int, "decoded amplitude changes are on in epochs after this one (0: from the start; "
      "> 0: motion is learnt as displacements first)"),
+    ("amplitude_start_steps", int, "decoded amplitude changes are on once this many optimizer steps have run (with "
+     "--amplitude-start-epoch: once both have passed); the same displacement-only phase whatever the dataset's "
+     "size (issue 17 candidate: a few hundred steps put a domain motion into the latent early)"),
     ("render_loss", str, "the render term: l2 (mean squared residual, as cryoDRGN's; the default) or l1 (mean "
      "absolute residual, the default before 2026-12-06)"),
     ("graph_radius", float, "radius of the smoothness/distance graph (× mean nearest-neighbour distance)"),

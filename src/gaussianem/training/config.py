@@ -74,6 +74,7 @@ class TrainConfig(ModelOptions):
     amplitude_weight: float = 0.0  # amplitude-change penalty (mean Δa²)
     amplitude_gain_weight: float = 1 / 1e2  # amplitude-gain penalty (mean relu(Δa)²): fading out stays free
     amplitude_start_epoch: int = 0  # decoded amplitude changes are on in epochs after this one (1-based)
+    amplitude_start_steps: int = 0  # ... and once this many optimizer steps have run (displacements alone before)
     render_loss: str = "l2"  # the render term: "l2" (mean squared residual, cryoDRGN's) or "l1" (mean absolute)
     graph_radius: float = 1.5  # × mean nearest-neighbour distance: smoothness and distance graph
     alignment_radius: float = 2.0  # × mean nearest-neighbour distance: alignment and repulsion graph
@@ -110,8 +111,10 @@ class TrainConfig(ModelOptions):
             (self.device in (None, "cpu", "cuda") or str(self.device).startswith("cuda:"),
              f"--device must be cuda or cpu, got {self.device}"),
             (min(self.encoder_layers, self.gaussian_layers, self.decoder_layers) >= 1, "layer counts must be >= 1"),
-            (min(self.amplitude_weight, self.amplitude_gain_weight, self.amplitude_start_epoch) >= 0,
-             "--amplitude-weight, --amplitude-gain-weight and --amplitude-start-epoch must be >= 0"),
+            (min(self.amplitude_weight, self.amplitude_gain_weight, self.amplitude_start_epoch,
+                 self.amplitude_start_steps) >= 0,
+             "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch and --amplitude-start-steps must "
+             "be >= 0"),
             (self.render_loss in ("l1", "l2"), "--render-loss must be l1 or l2"),
             (self.regularise_on in ("auto", "gaussians", "control")
              and not (self.regularise_on == "control" and self.decoder == "pair"),

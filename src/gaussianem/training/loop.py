@@ -250,6 +250,7 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     stepper = Stepper(wrapped, opt, sched, n_particles, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
                       cfg.compile, cfg.cudagraphs, amplitude_start_epoch=cfg.amplitude_start_epoch,
+                      amplitude_start_steps=cfg.amplitude_start_steps,
                       autotune=cfg.autotune, step_graph=cfg.step_graph)
     return model, stepper, sampler
 

@@ -86,9 +86,10 @@ class Stepper:
                  zdim: int, device: torch.device, seed: int, batch_size: int, rank: int = 0,
                  world_size: int = 1, compile: bool | None = None, cudagraphs: bool | None = None,
                  deferred_check: bool | None = None, amplitude_start_epoch: int = 0,
-                 autotune: bool = False, step_graph: bool | None = None) -> None:
+                 autotune: bool = False, step_graph: bool | None = None, amplitude_start_steps: int = 0) -> None:
         self.objective = objective
         self.amplitude_start_epoch = int(amplitude_start_epoch)
+        self.amplitude_start_steps = int(amplitude_start_steps)
         use_compile = device.type == "cuda" if compile is None else compile
         if cudagraphs is None:
             cudagraphs = device.type == "cuda" and world_size == 1
@@ -190,7 +191,8 @@ class Stepper:
             n_sample, n_near, n_far = self.knn_counts
             s = L.placeholder_knn_samples(n_near, n_far, n_sample, b, self.bank.shape[1], dev)
             knn = (s.cand, s.pick, s.uniform, self._zero)
-        amp_on = self._amp_one if self.epoch > self.amplitude_start_epoch else self._amp_zero
+        amplitudes = self.epoch > self.amplitude_start_epoch and self.step_count >= self.amplitude_start_steps
+        amp_on = self._amp_one if amplitudes else self._amp_zero
         args = (images, rotations, shifts, ctf, eps, *knn, amp_on)
         self.step_count += 1
         info = (self.step_count, self.epoch, global_b, batch["index"])
