@@ -40,7 +40,7 @@ pipeline() {  # PRESET VARIANT...
     (mkdir -p "$w/cryodrgn"
      timed "$o/p" parse_star cryodrgn parse_star "$w/sim/particles.star" --ctf "$w/cryodrgn/ctf.pkl" \
          --poses "$w/cryodrgn/pose.pkl" &&
-     timed "$o/p" cryodrgn timeout "$T_CRYO" bash -c "$(declare -f cryodrgn); cryodrgn \"\$@\"" _ train_vae "$w/sim/particles.mrcs" --poses "$w/cryodrgn/pose.pkl" \
+     timed "$o/p" cryodrgn timeout "$T_CRYO" bash -c 'cryodrgn "$@"' _ train_vae "$w/sim/particles.mrcs" --poses "$w/cryodrgn/pose.pkl" \
          --ctf "$w/cryodrgn/ctf.pkl" --zdim 10 -n "$EPOCHS" -b 32 --seed 0 -o "$w/cryodrgn/train" --no-analysis) &
   fi
   for v in "$@"; do

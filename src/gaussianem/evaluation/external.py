@@ -247,7 +247,10 @@ def _external_latents(truth: Truth, z_path: str | Path, rows_path: str | Path | 
         raise InputError(f"{len(z)} latents but {len(truth_rows)} particle indices")
     if len(z) > truth.n:
         raise InputError(f"{len(z)} latents but the ground truth has only {truth.n} particles")
-    return z, np.asarray(truth_rows, dtype=np.int64)
+    truth_rows = np.asarray(truth_rows, dtype=np.int64)
+    if truth_rows.size and (truth_rows.min() < 0 or truth_rows.max() >= truth.n):
+        raise InputError(f"particle rows exceed the ground truth's {truth.n} particles")
+    return z, truth_rows
 
 
 def score_external_latents(truth: Truth, z_path: str | Path, name: str = "external",
@@ -256,12 +259,10 @@ def score_external_latents(truth: Truth, z_path: str | Path, name: str = "extern
     FSC-AUC entries empty (n = 0)."""
     cfg = config or ScoreConfig()
     z, truth_rows = _external_latents(truth, z_path, rows_path)
-    if truth_rows.size and (truth_rows.min() < 0 or truth_rows.max() >= truth.n):
-        raise InputError(f"particle rows exceed the ground truth's {truth.n} particles")
     empty = summarize(np.empty(0))
     return {"tool": name, "name": name, "z": str(z_path), "volumes": None, "n_particles": int(len(z)),
             "zdim": int(z.shape[1]), "per_image_fsc_auc": dict(empty), "per_state_fsc_auc": dict(empty),
-            "latent": latent_metrics(np.asarray(z), truth.state[truth_rows], truth.coordinate[truth_rows],
+            "latent": latent_metrics(z, truth.state[truth_rows], truth.coordinate[truth_rows],
                                      seed=cfg.seed, k=cfg.knn_k, n_sample=cfg.knn_sample),
             "consensus_fsc_auc": {}, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
 
