@@ -19,6 +19,7 @@
 #   SIM_ARGS / GEM_PREPROCESS_ARGS / GEM_FIT_ARGS / GEM_TRAIN_ARGS / CRYODRGN_TRAIN_ARGS: extra flags for simulate,
 #   GaussianEM's preprocess (e.g. "--gaussian-interval 2": ~8x fewer Gaussians, or "--max-gaussians 2500"), its fit
 #   (e.g. "--densify") and the two training commands;
+#   PARALLEL_TOOLS=1 runs the two tools of a preset at once (after simulate; their train times then share the GPU);
 #   STEP_TIMEOUT=S stops any one step after S seconds (0 = never), so one stuck tool cannot eat the whole call;
 #   INSTALL_WHEELS=0 skips installing .whl/ (a machine that has the packages); PYTHON=python3 picks the interpreter.
 # Sizing (the GPU budget is ~15 min for all three presets and both tools, one 10-minute call at most per preset):
@@ -103,6 +104,70 @@ log "device: ${GPU:-unknown}; presets: ${PRESETS[*]}; tools: $TOOLS; N=$N_PARTIC
 has_tool() { case " $TOOLS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 FAILED=0
 
+# run_gem: preprocess, fit, train; writes GEM_OK, GEM_S, PRE_S, FIT_S to $L/gem.status
+run_gem() {
+  # shellcheck disable=SC2086
+  if step "$P gaussianem preprocess" "$L/preprocess.log" gem preprocess "$W/sim/particles.star" \
+      --map "$W/sim/consensus.mrc" -o "$W/dataset" --device "$DEVICE" $GEM_PREPROCESS_ARGS; then
+    PRE_S=$STEP_SECONDS
+    # shellcheck disable=SC2086
+    if step "$P gaussianem fit" "$L/fit.log" gem fit "$W/dataset" --epochs "$FIT_EPOCHS" --batch-size "$BATCH" \
+        --device "$DEVICE" --no-progress $GEM_FIT_ARGS; then
+      FIT_S=$STEP_SECONDS
+      # shellcheck disable=SC2086
+      if step "$P gaussianem train" "$L/train_gaussianem.log" gem train "$W/dataset" -o "$W/gaussianem" \
+          --epochs "$EPOCHS" --batch-size "$BATCH" --zdim "$ZDIM" --seed "$SEED" --device "$DEVICE" --no-progress \
+          $GEM_TRAIN_ARGS; then
+        GEM_OK=1; GEM_S=$STEP_SECONDS
+      fi
+    fi
+  fi
+  declare -p GEM_OK GEM_S PRE_S FIT_S > "$L/gem.status"
+}
+
+# run_cryodrgn: parse_star, the backprojection check, train_vae, eval_vol; writes CD_OK, CD_S, EVAL_S, BP_AUC to
+# $L/cryodrgn.status
+run_cryodrgn() {
+  mkdir -p "$W/cryodrgn"
+  if step "$P cryodrgn parse_star" "$L/parse_star.log" cryodrgn parse_star "$W/sim/particles.star" \
+      --ctf "$W/cryodrgn/ctf.pkl" --poses "$W/cryodrgn/pose.pkl"; then
+    # input check: cryoDRGN's homogeneous backprojection of (up to 5,000 of) the particles with the parsed poses and
+    # CTF must match the simulator's consensus map in our frame (FSC-AUC logged; identity orientation expected)
+    if step "$P cryodrgn backproject check" "$L/backproject.log" cryodrgn backproject_voxel "$W/sim/particles.mrcs" \
+        --poses "$W/cryodrgn/pose.pkl" --ctf "$W/cryodrgn/ctf.pkl" -o "$W/cryodrgn/backproject" --first 5000 \
+        --no-half-maps --no-fsc-vals; then
+      BP_AUC=$("$PY" -c 'import sys, torch
+from gaussianem.evaluation.metrics import fsc_auc_pair, spherical_mask
+from gaussianem.io.mrc import read_volume
+a = torch.as_tensor(read_volume(sys.argv[1])[0], dtype=torch.float64)
+b = torch.as_tensor(read_volume(sys.argv[2])[0], dtype=torch.float64)
+print(f"{fsc_auc_pair(a, b, spherical_mask(a.shape[-1])):.4f}")' "$W/cryodrgn/backproject/backproject.mrc" "$W/sim/consensus.mrc")
+      log "$P cryodrgn backprojection vs simulator consensus: FSC-AUC $BP_AUC"
+    fi
+    # the simulator's stack is white (RELION's convention): cryoDRGN's default sign inversion is the right one
+    # shellcheck disable=SC2086
+    if step "$P cryodrgn train_vae" "$L/train_cryodrgn.log" cryodrgn train_vae "$W/sim/particles.mrcs" \
+        --poses "$W/cryodrgn/pose.pkl" --ctf "$W/cryodrgn/ctf.pkl" --zdim "$ZDIM" -n "$EPOCHS" -b "$BATCH" \
+        --seed "$SEED" -o "$W/cryodrgn/train" --no-analysis $CRYODRGN_TRAIN_ARGS; then
+      CD_S=$STEP_SECONDS
+      E=$W/cryodrgn/eval
+      T0=$(date +%s.%N)
+      if step "$P cryodrgn z files" "$L/eval_z.log" gem benchmark --truth "$W/sim" \
+            --external-z "$W/cryodrgn/train/z.pkl" --write-eval-z "$E" --n-images "$N_IMAGES" --seed "$SEED" \
+         && step "$P cryodrgn eval_vol particles" "$L/eval_vol_particles.log" cryodrgn eval_vol \
+            "$W/cryodrgn/train/weights.pkl" -c "$W/cryodrgn/train/config.yaml" --zfile "$E/particles_z.txt" \
+            -o "$E/particles" --Apix "$APIX" \
+         && step "$P cryodrgn eval_vol states" "$L/eval_vol_states.log" cryodrgn eval_vol \
+            "$W/cryodrgn/train/weights.pkl" -c "$W/cryodrgn/train/config.yaml" --zfile "$E/states_z.txt" \
+            -o "$E/states" --Apix "$APIX"; then
+        CD_OK=1
+      fi
+      EVAL_S=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+    fi
+  fi
+  declare -p CD_OK CD_S EVAL_S BP_AUC > "$L/cryodrgn.status"
+}
+
 for P in "${PRESETS[@]}"; do
   W=$WORK/$P
   rm -rf "$W"
@@ -119,64 +184,19 @@ for P in "${PRESETS[@]}"; do
   SIM_S=$STEP_SECONDS
   APIX=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["apix"])' "$W/sim/simulation.json")
 
-  if has_tool gaussianem; then
-    # shellcheck disable=SC2086
-    if step "$P gaussianem preprocess" "$L/preprocess.log" gem preprocess "$W/sim/particles.star" \
-        --map "$W/sim/consensus.mrc" -o "$W/dataset" --device "$DEVICE" $GEM_PREPROCESS_ARGS; then
-      PRE_S=$STEP_SECONDS
-      # shellcheck disable=SC2086
-      if step "$P gaussianem fit" "$L/fit.log" gem fit "$W/dataset" --epochs "$FIT_EPOCHS" --batch-size "$BATCH" \
-          --device "$DEVICE" --no-progress $GEM_FIT_ARGS; then
-        FIT_S=$STEP_SECONDS
-        # shellcheck disable=SC2086
-        if step "$P gaussianem train" "$L/train_gaussianem.log" gem train "$W/dataset" -o "$W/gaussianem" \
-            --epochs "$EPOCHS" --batch-size "$BATCH" --zdim "$ZDIM" --seed "$SEED" --device "$DEVICE" --no-progress \
-            $GEM_TRAIN_ARGS; then
-          GEM_OK=1; GEM_S=$STEP_SECONDS
-        fi
-      fi
-    fi
+  rm -f "$L/gem.status" "$L/cryodrgn.status"
+  if [ "${PARALLEL_TOOLS:-0}" = 1 ]; then  # both tools at once on the GPU (their train times then share it)
+    has_tool gaussianem && run_gem &
+    has_tool cryodrgn && run_cryodrgn &
+    wait
+  else
+    has_tool gaussianem && run_gem
+    has_tool cryodrgn && run_cryodrgn
   fi
-
-  if has_tool cryodrgn; then
-    mkdir -p "$W/cryodrgn"
-    if step "$P cryodrgn parse_star" "$L/parse_star.log" cryodrgn parse_star "$W/sim/particles.star" \
-        --ctf "$W/cryodrgn/ctf.pkl" --poses "$W/cryodrgn/pose.pkl"; then
-      # input check: cryoDRGN's homogeneous backprojection of (up to 5,000 of) the particles with the parsed poses and
-      # CTF must match the simulator's consensus map in our frame (FSC-AUC logged; identity orientation expected)
-      if step "$P cryodrgn backproject check" "$L/backproject.log" cryodrgn backproject_voxel "$W/sim/particles.mrcs" \
-          --poses "$W/cryodrgn/pose.pkl" --ctf "$W/cryodrgn/ctf.pkl" -o "$W/cryodrgn/backproject" --first 5000 \
-          --no-half-maps --no-fsc-vals; then
-        BP_AUC=$("$PY" -c 'import sys, torch
-from gaussianem.evaluation.metrics import fsc_auc_pair, spherical_mask
-from gaussianem.io.mrc import read_volume
-a = torch.as_tensor(read_volume(sys.argv[1])[0], dtype=torch.float64)
-b = torch.as_tensor(read_volume(sys.argv[2])[0], dtype=torch.float64)
-print(f"{fsc_auc_pair(a, b, spherical_mask(a.shape[-1])):.4f}")' "$W/cryodrgn/backproject/backproject.mrc" "$W/sim/consensus.mrc")
-        log "$P cryodrgn backprojection vs simulator consensus: FSC-AUC $BP_AUC"
-      fi
-      # the simulator's stack is white (RELION's convention): cryoDRGN's default sign inversion is the right one
-      # shellcheck disable=SC2086
-      if step "$P cryodrgn train_vae" "$L/train_cryodrgn.log" cryodrgn train_vae "$W/sim/particles.mrcs" \
-          --poses "$W/cryodrgn/pose.pkl" --ctf "$W/cryodrgn/ctf.pkl" --zdim "$ZDIM" -n "$EPOCHS" -b "$BATCH" \
-          --seed "$SEED" -o "$W/cryodrgn/train" --no-analysis $CRYODRGN_TRAIN_ARGS; then
-        CD_S=$STEP_SECONDS
-        E=$W/cryodrgn/eval
-        T0=$(date +%s.%N)
-        if step "$P cryodrgn z files" "$L/eval_z.log" gem benchmark --truth "$W/sim" \
-              --external-z "$W/cryodrgn/train/z.pkl" --write-eval-z "$E" --n-images "$N_IMAGES" --seed "$SEED" \
-           && step "$P cryodrgn eval_vol particles" "$L/eval_vol_particles.log" cryodrgn eval_vol \
-              "$W/cryodrgn/train/weights.pkl" -c "$W/cryodrgn/train/config.yaml" --zfile "$E/particles_z.txt" \
-              -o "$E/particles" --Apix "$APIX" \
-           && step "$P cryodrgn eval_vol states" "$L/eval_vol_states.log" cryodrgn eval_vol \
-              "$W/cryodrgn/train/weights.pkl" -c "$W/cryodrgn/train/config.yaml" --zfile "$E/states_z.txt" \
-              -o "$E/states" --Apix "$APIX"; then
-          CD_OK=1
-        fi
-        EVAL_S=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
-      fi
-    fi
-  fi
+  # shellcheck disable=SC1091
+  [ -f "$L/gem.status" ] && . "$L/gem.status"
+  # shellcheck disable=SC1091
+  [ -f "$L/cryodrgn.status" ] && . "$L/cryodrgn.status"
 
   ARGS=(--truth "$W/sim" -o "$W/bench" --n-images "$N_IMAGES" --seed "$SEED" --device "$DEVICE")
   [ $GEM_OK -eq 1 ] && ARGS=("$W/gaussianem" "${ARGS[@]}" --train-seconds "$GEM_S" --particle-epochs "$PE")
