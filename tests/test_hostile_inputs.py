@@ -739,6 +739,8 @@ SIMPLE_CASES = [
      lambda w: _train(w, "--load", w.write("trunc.pt", (w.run / "weights.1.pt").read_bytes()[:1000]))),
     ("train", 2, "--kl-weight", "negative_kl_weight", lambda w: _train(w, "--kl-weight=-1e9")),
     ("train", 2, "--knn-weight", "negative_knn_weight", lambda w: _train(w, "--knn-weight", "-1")),
+    ("train", 2, "--encoder-fourier-radius", "zero_encoder_fourier_radius",
+     lambda w: _train(w, "--encoder-input", "fourier", "--encoder-fourier-radius", "0")),
     ("train", 2, "--repulsion-weight", "nan_repulsion_weight", lambda w: _train(w, "--repulsion-weight", "nan")),
     ("train", 2, "--smoothness-weight", "infinite_smoothness_weight",
      lambda w: _train(w, "--smoothness-weight", "inf")),

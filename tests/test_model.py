@@ -276,6 +276,40 @@ def test_encoder_centre_translates_each_image_by_its_shift():
     assert ModelSpec.from_dict(legacy).encoder_centre is False
 
 
+def test_fourier_encoder_input_reads_the_disc_coefficients_of_the_windowed_image():
+    # --encoder-input fourier: the encoder's first layer reads the real and imaginary parts of the orthonormal rfft2
+    # inside the disc (each conjugate pair once), i.e. numpy's FFT of the same windowed image; a smaller radius
+    # reads fewer, lower frequencies; a spec saved before the field existed read pixels
+    from dataclasses import replace
+
+    from gaussianem.physics.fourier import rfft2_disc_index
+
+    base = _model(box=16)
+    model = GaussianVAE(_cloud(), replace(base.spec, encoder_input="fourier")).eval()
+    idx = rfft2_disc_index(16)
+    ky, kx = np.divmod(idx.numpy(), 9)
+    ky = np.where(ky >= 8, ky - 16, ky)
+    assert np.all(ky**2 + kx**2 <= 64) and not np.any((kx == 0) & (ky < 0))
+    # the half disc: kx = 1..8 with ky = -8..7, plus ky = 0..7 on kx = 0
+    assert len(idx) == sum(y * y + x * x <= 64 for y in range(-8, 8) for x in range(1, 9)) + 8
+    assert model.image_encoder.body[0].in_features == 2 * len(idx)
+    seen = {}
+    model.image_encoder.body[0].register_forward_hook(lambda m, a, out: seen.update(x=a[0]))
+    images = torch.randn(3, 16, 16, dtype=torch.float64).float()
+    model.encode(images)
+    x = (images * model.window / model.spec.image_std).double().numpy()
+    f = np.fft.rfft2(x, norm="ortho").reshape(3, -1)[:, idx.numpy()]
+    np.testing.assert_allclose(seen["x"].double().numpy(), np.concatenate([f.real, f.imag], 1), atol=1e-5)
+    # Parseval on the kept half-plane: the disc to Nyquist holds most of a white image's energy
+    low = GaussianVAE(_cloud(), replace(base.spec, encoder_input="fourier", encoder_fourier_radius=0.5))
+    assert low.image_encoder.body[0].in_features < 0.3 * model.image_encoder.body[0].in_features
+    with pytest.raises(ValueError, match="encoder-input"):
+        GaussianVAE(_cloud(), replace(base.spec, encoder_input="hartley"))
+    new_fields = ("encoder_input", "encoder_fourier_radius")
+    legacy = {k: v for k, v in base.spec.to_dict().items() if k not in new_fields}
+    assert ModelSpec.from_dict(legacy).encoder_input == "real"
+
+
 def test_a_saved_run_configuration_keeps_the_model_it_trained():
     # a config.yaml written before --decoder / --control-embedding / --encoder-box existed resumes with the model its
     # weights belong to (the pair decoder, a full-box encoder), not with today's defaults

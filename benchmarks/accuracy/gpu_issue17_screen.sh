@@ -2,15 +2,17 @@
 # Device call (issue 17): the latent after 5 and after 20 epochs, GaussianEM's training variants against cryoDRGN,
 # on the same simulated particles, the three presets at once on one GPU.
 # Per preset (in parallel): simulate (N particles, box 64, SNR 0.05, seed 0), preprocess, fit; then at once cryoDRGN
-# train_vae for EPOCHS and each GaussianEM variant for EPOCHS (one after the other); then `gaussianem benchmark` of
-# each variant at epochs 5 and EPOCHS with cryoDRGN's z.5.pkl / z.EPOCHS.pkl as --external-z (latent metrics only:
-# ARI, abs(rho), probes; the per-image FSC-AUC is GaussianEM's alone, N_IMAGES scored images). cryoDRGN has no
-# learning-rate schedule, so its z.5 equals a 5-epoch run's; GaussianEM's epoch 5 is that of a 20-epoch cosine
-# schedule (its learning rate still ~85 % of the peak).
+# train_vae for EPOCHS and each GaussianEM variant for EPOCHS (in CHAINS parallel chains); then `gaussianem benchmark`
+# of each variant at epochs 5 (SCORE_EPOCHS) and EPOCHS with cryoDRGN's z.E.pkl of the same epoch as --external-z
+# (latent metrics only: ARI, abs(rho), probes; the per-image FSC-AUC is GaussianEM's alone, N_IMAGES scored images
+# at EPOCHS). Neither tool's learning rate has a schedule by default (GaussianEM's --lr-schedule constant), so
+# epoch 5 of a 20-epoch run is a 5-epoch run (up to the data order).
 #   OUT=out bash benchmarks/accuracy/gpu_issue17_screen.sh "base:" "l2:--render-loss l2"
 # Environment: PRESETS="adk tcr-compositional tcr-mixed" N_PARTICLES=20000 EPOCHS=20 SNR=0.05 FIT_EPOCHS=3
 # N_IMAGES=200 T_PRESET=560 (seconds per preset pipeline)
 # T_CRYO=400 (seconds of cryoDRGN's training: the epochs it finished are scored) CRYODRGN=1 (0: GaussianEM only).
+# CHAINS=1: the variants of a preset train in this many parallel chains; SCORE_EPOCHS="5": the epochs scored besides
+# EPOCHS (e.g. "5 10").
 # Sizing on an H100 (2026-12-06, all three presets at once): simulate + preprocess + fit ≈ 75 s, GaussianEM
 # ≈ 100 s per 20-epoch variant, cryoDRGN 70 s for its first epoch and 17.5 s for each next one (≈ 7 min for 20:
 # more than one call leaves after the rest; with T_CRYO=380 it stopped after 12 epochs, and
@@ -20,7 +22,7 @@
 . benchmarks/speed/issue15_common.sh
 [ $# -eq 0 ] && set -- "base:"
 DEVICE=${DEVICE:-cuda} N=${N_PARTICLES:-20000} EPOCHS=${EPOCHS:-20} SNR=${SNR:-0.05} FIT_EPOCHS=${FIT_EPOCHS:-3} N_IMAGES=${N_IMAGES:-200}
-W0=/tmp/issue17
+W0=${W17:-/tmp/issue17}  # scratch: each preset's folder is emptied first
 timed() {  # LOG NAME COMMAND...: runs it, logs its exit status and seconds
   local log=$1 name=$2 t0 rc; shift 2
   t0=$(date +%s)
@@ -30,7 +32,7 @@ timed() {  # LOG NAME COMMAND...: runs it, logs its exit status and seconds
 }
 pipeline() {  # PRESET VARIANT...
   local p=$1 w=$W0/$1 o=$OUT/$1 v name flags e z; shift
-  mkdir -p "$w" "$o"
+  rm -rf "$w"; mkdir -p "$w" "$o"
   timed "$o/p" simulate gem simulate --preset "$p" -o "$w/sim" --n-particles "$N" --box 64 --snr "$SNR" --seed 0 \
       --device "$DEVICE" || return 1
   timed "$o/p" preprocess gem preprocess "$w/sim/particles.star" --map "$w/sim/consensus.mrc" -o "$w/dataset" \
@@ -43,28 +45,42 @@ pipeline() {  # PRESET VARIANT...
      timed "$o/p" cryodrgn timeout "$T_CRYO" bash -c 'cryodrgn "$@"' _ train_vae "$w/sim/particles.mrcs" --poses "$w/cryodrgn/pose.pkl" \
          --ctf "$w/cryodrgn/ctf.pkl" --zdim 10 -n "$EPOCHS" -b 32 --seed 0 -o "$w/cryodrgn/train" --no-analysis) &
   fi
-  for v in "$@"; do
-    name=${v%%:*} flags=${v#*:}
-    # shellcheck disable=SC2086
-    timed "$o/p" "train-$name" gem train "$w/dataset" -o "$w/$name" --epochs "$EPOCHS" --batch-size 32 --zdim 10 \
-        --seed 0 --device "$DEVICE" --no-progress $flags
-    cp "$w/$name/log.jsonl" "$o/$name.log.jsonl" 2>/dev/null
+  local chain
+  for chain in $(seq 0 $(( ${CHAINS:-1} - 1 ))); do
+    (i=0
+     for v in "$@"; do
+       [ $(( i++ % ${CHAINS:-1} )) = "$chain" ] || continue
+       name=${v%%:*} flags=${v#*:}
+       # shellcheck disable=SC2086
+       timed "$o/p" "train-$name" gem train "$w/dataset" -o "$w/$name" --epochs "$EPOCHS" --batch-size 32 \
+           --zdim 10 --seed 0 --device "$DEVICE" --no-progress $flags
+       cp "$w/$name/log.jsonl" "$o/$name.log.jsonl" 2>/dev/null
+       # without cryoDRGN, scored at once while the next variant trains
+       [ "${CRYODRGN:-1}" = 1 ] || score "$p" "$name" &
+     done
+     wait) &
   done
-  wait
-  for v in "$@"; do
-    name=${v%%:*}
-    for e in $(printf "%s\n" 5 "$EPOCHS" | sort -un); do
-      z=()
-      [ -f "$w/cryodrgn/train/z.$e.pkl" ] && z=(--external-z "$w/cryodrgn/train/z.$e.pkl" --external-name cryodrgn)
-      timed "$o/p" "bench-$name-$e" gem benchmark "$w/$name" --truth "$w/sim" -o "$w/bench-$name-$e" --epoch "$e" \
-          --n-images "$N_IMAGES" --seed 0 --device "$DEVICE" "${z[@]}" &&
-        cp "$w/bench-$name-$e/metrics.json" "$o/$name.e$e.metrics.json" &&
-        cp "$w/bench-$name-$e/metrics.md" "$o/$name.e$e.metrics.md"
-    done
+  wait  # with cryoDRGN: its latents (of the same epochs) are scored beside each variant, once it has finished
+  if [ "${CRYODRGN:-1}" = 1 ]; then
+    for v in "$@"; do score "$p" "${v%%:*}"; done
+  fi
+}
+score() {  # PRESET VARIANT: `gaussianem benchmark` at SCORE_EPOCHS and EPOCHS (per-image FSC-AUC on N_IMAGES
+  # images at EPOCHS, on 20 at the others), with cryoDRGN's z of the same epoch when there is one
+  local p=$1 name=$2 w=$W0/$1 o=$OUT/$1 e z n
+  for e in $(printf "%s\n" ${SCORE_EPOCHS:-5} "$EPOCHS" | sort -un); do
+    z=()
+    [ -f "$w/cryodrgn/train/z.$e.pkl" ] && z=(--external-z "$w/cryodrgn/train/z.$e.pkl" --external-name cryodrgn)
+    n=20; [ "$e" = "$EPOCHS" ] && n=$N_IMAGES
+    timed "$o/p" "bench-$name-$e" gem benchmark "$w/$name" --truth "$w/sim" -o "$w/bench-$name-$e" --epoch "$e" \
+        --n-images "$n" --seed 0 --device "$DEVICE" "${z[@]}" &&
+      cp "$w/bench-$name-$e/metrics.json" "$o/$name.e$e.metrics.json" &&
+      cp "$w/bench-$name-$e/metrics.md" "$o/$name.e$e.metrics.md"
   done
 }
-export -f timed pipeline gem cryodrgn
+export -f timed pipeline score gem cryodrgn
 export T_CRYO=${T_CRYO:-400} PY=${PY:-python3} CRYODRGN_RUNNER DEVICE OUT W0 N EPOCHS SNR FIT_EPOCHS N_IMAGES
+export CHAINS=${CHAINS:-1} SCORE_EPOCHS=${SCORE_EPOCHS:-5}
 for p in ${PRESETS:-adk tcr-compositional tcr-mixed}; do
   timeout "${T_PRESET:-560}" bash -c 'pipeline "$@"' _ "$p" "$@" &
 done

@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from gaussianem.model.spec import DECODERS, PROJECTORS
+from gaussianem.model.spec import DECODERS, ENCODER_INPUTS, PROJECTORS
 from gaussianem.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-centre", action=argparse.BooleanOptionalAction, default=d["encoder_centre"],
                         help="the image encoder sees each particle translated by its known shift (centred, as "
                         "cryoDRGN's encoder does), not as recorded (default: off; issue 17 candidate)")
+    parser.add_argument("--encoder-input", choices=ENCODER_INPUTS, default=d["encoder_input"],
+                        help="what the image encoder reads: real (the windowed image's pixels) or fourier (the "
+                        "real and imaginary parts of its Fourier transform inside a disc, as cryoDRGN's encoder "
+                        "reads the Hartley transform) (default %(default)s)")
+    parser.add_argument("--encoder-fourier-radius", type=float, default=d["encoder_fourier_radius"],
+                        help="with --encoder-input fourier: the disc's radius as a fraction of Nyquist (lower: the "
+                        "encoder reads a low-pass image) (default %(default)s)")
     parser.add_argument("--decoder", choices=DECODERS, default=d["decoder"],
                         help="control: the pair MLP on --n-control-points control points, interpolated to every "
                         "Gaussian, plus a per-Gaussian amplitude read-out (cost nearly independent of the number of "

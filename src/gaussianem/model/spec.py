@@ -34,6 +34,11 @@ class ModelOptions:
     # encoder_centre: the image encoder sees each image translated by its known shift (the particle's centre on the
     # box centre, as cryoDRGN centres its encoder's input), not as recorded; the render loss is unchanged
     encoder_centre: bool = False
+    # encoder_input: "real" (the windowed image's pixels) or "fourier" (the real and imaginary parts of its
+    # orthonormal rfft2 inside the disc of encoder_fourier_radius × Nyquist, as cryoDRGN's encoder sees the
+    # Hartley transform): the same information for a full disc, in the basis where each frequency is one input
+    encoder_input: str = "real"
+    encoder_fourier_radius: float = 1.0
     # decoder: "pair" (the pair MLP on every (particle, Gaussian)) or "control" (the pair MLP on
     # n_control_points control points, interpolated to every Gaussian from its control_neighbours nearest, plus a
     # rank-readout_rank per-Gaussian amplitude read-out: model/control_decoder.py)
@@ -66,6 +71,10 @@ class ModelOptions:
             errors.append("--n-control-points and --control-neighbours must be >= 1, --readout-rank >= 0")
         if self.encoder_box is not None and self.encoder_box < 0:
             errors.append(f"--encoder-box must be >= 0 (0: the full box), got {self.encoder_box}")
+        if self.encoder_input not in ENCODER_INPUTS:
+            errors.append(f"--encoder-input must be one of {', '.join(ENCODER_INPUTS)}, got {self.encoder_input!r}")
+        if not 0 < self.encoder_fourier_radius <= 1.5:
+            errors.append(f"--encoder-fourier-radius must be in (0, 1.5], got {self.encoder_fourier_radius}")
         if not self.splat_cutoff_sigmas > 0:
             errors.append("--splat-cutoff-sigmas must be > 0")
         return errors
@@ -74,9 +83,10 @@ class ModelOptions:
 DECODERS = ("auto", "control", "pair")
 PROJECTORS = ("auto", "dense", "splat")
 CONTROL_EMBEDDINGS = ("control", "gaussians")
+ENCODER_INPUTS = ("real", "fourier")
 # what a checkpoint written before a field existed meant by it
 LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
-                 "encoder_centre": False}
+                 "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0}
 # --encoder-box auto: boxes above this are area-averaged to it for the image encoder
 ENCODER_BOX_AUTO = 64
 

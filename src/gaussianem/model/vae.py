@@ -28,7 +28,13 @@ from gaussianem.model.image_encoder import ImageEncoder
 from gaussianem.model.spec import ModelSpec, resolve_decoder, resolve_encoder_box
 from gaussianem.physics.ctf import CTFParams, ctf_values
 from gaussianem.physics.forward import render_images
-from gaussianem.physics.fourier import rfft2_frequencies, shift_images, soft_circular_mask
+from gaussianem.physics.fourier import (
+    fourier_coefficients,
+    rfft2_disc_index,
+    rfft2_frequencies,
+    shift_images,
+    soft_circular_mask,
+)
 from gaussianem.physics.projection import project_gaussians
 from gaussianem.physics.splat import project_gaussians_splat, splat_kernel_usable
 
@@ -50,7 +56,14 @@ class GaussianVAE(nn.Module):
         spec = dataclasses.replace(spec, encoder_box=resolve_encoder_box(spec.encoder_box, d))
         self.spec = spec
         self.base_cloud = cloud
-        self.image_encoder = ImageEncoder(spec.encoder_box**2, spec.zdim, spec.encoder_hidden, spec.encoder_layers)
+        n_inputs = spec.encoder_box**2
+        if spec.encoder_input == "fourier":
+            index = rfft2_disc_index(spec.encoder_box, spec.encoder_fourier_radius)
+            n_inputs = 2 * index.numel()
+        else:
+            index = torch.zeros(0, dtype=torch.long)
+        self.register_buffer("encoder_index", index, persistent=False)
+        self.image_encoder = ImageEncoder(n_inputs, spec.zdim, spec.encoder_hidden, spec.encoder_layers)
         self.gaussian_encoder = GaussianEncoder(spec.gaussian_hidden, spec.gaussian_layers, spec.embedding_dim)
         self.decoder = self._make_decoder(cloud, spec, control_graph)
         self.register_buffer("window", soft_circular_mask(d, spec.window_radius, spec.window_edge), persistent=False)
@@ -98,11 +111,17 @@ class GaussianVAE(nn.Module):
 
     def encode_preprocessed(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Windowed normalised images (B, D, D) -> mu (B, zdim), logvar (B, zdim) (in the autocast dtype); the
-        images are area-averaged to ``spec.encoder_box`` first when that is smaller than D."""
+        images are area-averaged to ``spec.encoder_box`` first when that is smaller than D, then, with
+        ``spec.encoder_input == "fourier"``, turned into their low-pass Fourier coefficients (float32 FFT)."""
         e = self.spec.encoder_box
         if e < x.shape[-1]:
             x = F.adaptive_avg_pool2d(x[:, None], e)[:, 0]
-        return self.image_encoder(x.reshape(x.shape[0], -1))
+        if self.spec.encoder_input == "fourier":
+            with torch.autocast(x.device.type, enabled=False):
+                flat = fourier_coefficients(x.float(), self.encoder_index)
+        else:
+            flat = x.reshape(x.shape[0], -1)
+        return self.image_encoder(flat)
 
     def encoder_input(self, images: Tensor, shifts_angstrom: Tensor | None) -> Tensor:
         """Raw dataset images (B, D, D) -> the image encoder's windowed normalised input (B, D, D) float32: with

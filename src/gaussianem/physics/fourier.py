@@ -92,6 +92,25 @@ def shift_images(images: Tensor, shift_angstrom: Tensor, pixel_size_angstrom: fl
     return torch.fft.irfft2(f, s=(size, size))
 
 
+def rfft2_disc_index(box_size: int, radius_fraction: float = 1.0, device=None) -> Tensor:
+    """Flat indices (n,) long into a (D, D//2+1) rfft2 grid of the coefficients within ``radius_fraction`` × D/2
+    cycles per box of the origin (1.0: the disc inscribed in the box, up to Nyquist along the axes), each
+    conjugate pair once (on the kx = 0 column only ky >= 0 is kept)."""
+    ky = torch.fft.fftfreq(box_size, device=device, dtype=torch.float64) * box_size
+    kx = torch.fft.rfftfreq(box_size, device=device, dtype=torch.float64) * box_size
+    inside = ky[:, None] ** 2 + kx[None, :] ** 2 <= (radius_fraction * box_size / 2) ** 2
+    duplicate = (kx[None, :] == 0) & (ky[:, None] < 0)
+    return torch.nonzero((inside & ~duplicate).flatten()).flatten()
+
+
+def fourier_coefficients(images: Tensor, index: Tensor) -> Tensor:
+    """Images (B, D, D) -> (B, 2n) float32: the real then the imaginary parts of their orthonormal rfft2 at the n
+    flat coefficient indices ``index`` (:func:`rfft2_disc_index`). Orthonormal: white pixel noise of variance σ²
+    gives coefficients of variance σ²/2 in each part (σ² for the real coefficients on the axes)."""
+    f = torch.fft.rfft2(images.float(), norm="ortho").reshape(images.shape[0], -1)[:, index]
+    return torch.cat([f.real, f.imag], dim=1)
+
+
 def grid_coordinates(box_size: int, pixel_size_angstrom: float, device=None, dtype=torch.float32) -> Tensor:
     """1-D coordinates of pixel centres in Å, ``(i - D//2) * pixel_size``, shape (D,)."""
     return (torch.arange(box_size, device=device, dtype=dtype) - box_size // 2) * pixel_size_angstrom
