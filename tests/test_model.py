@@ -77,6 +77,45 @@ def test_split_first_layer_equals_concat_mlp():
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
 
 
+def test_film_first_layer_equals_its_pairwise_reference_and_starts_as_the_sum():
+    # --decoder-combine film: (W_z z + b) + (1 + W_g z) * W_e e for every pair; W_g starts at zero, so a fresh
+    # film decoder computes what the sum decoder with the same weights does, and W_g gets a gradient
+    torch.manual_seed(2)
+    film = Decoder(4, 8, 16, 2, 24, combine="film").double()
+    plain = Decoder(4, 8, 16, 2, 24).double()
+    plain.load_state_dict({k: v for k, v in film.state_dict().items() if not k.startswith("z_gain")})
+    for p in [*film.head.parameters(), *plain.head.parameters()]:
+        torch.nn.init.ones_(p)
+    z = torch.randn(5, 4, dtype=torch.float64)
+    e = torch.randn(7, 8, dtype=torch.float64)
+    torch.testing.assert_close(film(z, e), plain(z, e), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.grad(film(z, e).square().sum(), film.z_gain.weight)[0].abs().sum() > 0
+    torch.nn.init.normal_(film.z_gain.weight)
+    torch.nn.init.normal_(film.z_gain.bias)
+    a, b = film(z, e), film.forward_concat(z, e)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    want = film.z_proj(z)[:, None] + (1 + film.z_gain(z))[:, None] * film.e_proj(e)[None]
+    torch.testing.assert_close(film.first_layer(z, e), want, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(a, plain(z, e))
+    with pytest.raises(ValueError, match="combine"):
+        Decoder(4, 8, 16, 2, 24, combine="product")
+
+
+@pytest.mark.parametrize("decoder", ["pair", "control"])
+def test_the_spec_chooses_how_the_decoder_combines_z_and_the_embedding(decoder):
+    from dataclasses import replace
+
+    base = _model(decoder=decoder)
+    model = GaussianVAE(_cloud(), replace(base.spec, decoder_combine="film", n_control_points=8))
+    pair = model.decoder if decoder == "pair" else model.decoder.pair
+    assert pair.z_gain is not None and pair.z_gain.in_features == 3
+    assert model.decode(torch.randn(2, 3))[0].shape == (2, 20, 3)
+    legacy = {k: v for k, v in base.spec.to_dict().items() if k != "decoder_combine"}
+    assert ModelSpec.from_dict(legacy).decoder_combine == "sum"
+    with pytest.raises(ValueError, match="decoder-combine"):
+        GaussianVAE(_cloud(), replace(base.spec, decoder_combine="concat"))
+
+
 @pytest.mark.parametrize("predict_width", [False, True])
 def test_zero_heads_decode_the_base_cloud(predict_width):
     model = _model(predict_width=predict_width)

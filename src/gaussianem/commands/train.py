@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from gaussianem.model.spec import DECODERS, ENCODER_INPUTS, PROJECTORS
+from gaussianem.model.spec import DECODER_COMBINES, DECODERS, ENCODER_INPUTS, PROJECTORS
 from gaussianem.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="what the image encoder reads: real (the windowed image's pixels) or fourier (the "
                         "real and imaginary parts of its Fourier transform inside a disc, as cryoDRGN's encoder "
                         "reads the Hartley transform) (default %(default)s)")
+    parser.add_argument("--decoder-combine", choices=DECODER_COMBINES, default=d["decoder_combine"],
+                        help="how the decoder joins z and each Gaussian's embedding: sum (one linear layer on both) "
+                        "or film (plus a gain from z on the embedding's features) (default %(default)s)")
     parser.add_argument("--encoder-fourier-radius", type=float, default=d["encoder_fourier_radius"],
                         help="with --encoder-input fourier: the disc's radius as a fraction of Nyquist (lower: the "
                         "encoder reads a low-pass image) (default %(default)s)")

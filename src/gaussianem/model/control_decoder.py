@@ -208,7 +208,7 @@ class ControlPointDecoder(nn.Module):
     def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
                  n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
                  readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
-                 interpolation: str = "auto", embed_on: str = "gaussians") -> None:
+                 interpolation: str = "auto", embed_on: str = "gaussians", combine: str = "sum") -> None:
         super().__init__()
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
@@ -216,7 +216,7 @@ class ControlPointDecoder(nn.Module):
             raise ValueError(f"embed_on must be one of {EMBED_ON}, not {embed_on!r}")
         self.interpolation = interpolation
         self.embed_on = embed_on
-        self.pair = Decoder(zdim, embedding_dim, hidden, n_layers, features, predict_width)
+        self.pair = Decoder(zdim, embedding_dim, hidden, n_layers, features, predict_width, combine)
         self.n_out = self.pair.n_out
         self.predict_width = predict_width
         if any(not 0 <= c < self.n_out for c in sharp_channels):

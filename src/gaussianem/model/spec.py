@@ -22,6 +22,10 @@ class ModelOptions:
     decoder_hidden: int = 128
     decoder_layers: int = 2
     decoder_features: int = 256
+    # decoder_combine: how the decoder's first layer joins the two encoders' outputs (z and a Gaussian's or control
+    # point's embedding): "sum" (the split concatenation layer) or "film" (plus a z-dependent gain on the
+    # embedding's part; model/decoder.py)
+    decoder_combine: str = "sum"
     predict_width: bool = False
     position_scale_angstrom: float = 3.0
     window_radius: float = 0.85
@@ -71,6 +75,9 @@ class ModelOptions:
             errors.append("--n-control-points and --control-neighbours must be >= 1, --readout-rank >= 0")
         if self.encoder_box is not None and self.encoder_box < 0:
             errors.append(f"--encoder-box must be >= 0 (0: the full box), got {self.encoder_box}")
+        if self.decoder_combine not in DECODER_COMBINES:
+            errors.append(f"--decoder-combine must be one of {', '.join(DECODER_COMBINES)}, "
+                          f"got {self.decoder_combine!r}")
         if self.encoder_input not in ENCODER_INPUTS:
             errors.append(f"--encoder-input must be one of {', '.join(ENCODER_INPUTS)}, got {self.encoder_input!r}")
         if not 0 < self.encoder_fourier_radius <= 1.5:
@@ -84,9 +91,11 @@ DECODERS = ("auto", "control", "pair")
 PROJECTORS = ("auto", "dense", "splat")
 CONTROL_EMBEDDINGS = ("control", "gaussians")
 ENCODER_INPUTS = ("real", "fourier")
+DECODER_COMBINES = ("sum", "film")
 # what a checkpoint written before a field existed meant by it
 LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
-                 "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0}
+                 "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0,
+                 "decoder_combine": "sum"}
 # --encoder-box auto: boxes above this are area-averaged to it for the image encoder
 ENCODER_BOX_AUTO = 64
 
