@@ -77,6 +77,25 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _add_encoder_decoder_choices(parser: argparse.ArgumentParser, d: dict) -> None:
+    """The options of what the image encoder reads and how the decoder joins z and the embeddings (issue 17's
+    candidates; the defaults are the measured best)."""
+    parser.add_argument("--encoder-centre", action=argparse.BooleanOptionalAction, default=d["encoder_centre"],
+                        help="the image encoder sees each particle translated by its known shift (centred, as "
+                        "cryoDRGN's encoder does), not as recorded (default: off; issue 17 candidate)")
+    parser.add_argument("--encoder-input", choices=ENCODER_INPUTS, default=d["encoder_input"],
+                        help="what the image encoder reads: real (the windowed image's pixels) or fourier (the "
+                        "real and imaginary parts of its Fourier transform inside a disc, as cryoDRGN's encoder "
+                        "reads the Hartley transform; measured: no gain) (default %(default)s)")
+    parser.add_argument("--encoder-fourier-radius", type=float, default=d["encoder_fourier_radius"],
+                        help="with --encoder-input fourier: the disc's radius as a fraction of Nyquist (lower: the "
+                        "encoder reads a low-pass image) (default %(default)s)")
+    parser.add_argument("--decoder-combine", choices=DECODER_COMBINES, default=d["decoder_combine"],
+                        help="how the decoder joins z and each Gaussian's embedding: sum (one linear layer on both) "
+                        "or film (plus a gain from z on the embedding's features; measured: no gain) "
+                        "(default %(default)s)")
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     d = _DEFAULTS
     parser.add_argument("dataset", help="dataset folder written by 'gaussianem preprocess'")
@@ -111,19 +130,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="also train the base Gaussian cloud")
     parser.add_argument("--predict-width", action="store_true", default=d["predict_width"],
                         help="decode a per-particle Δwidth too")
-    parser.add_argument("--encoder-centre", action=argparse.BooleanOptionalAction, default=d["encoder_centre"],
-                        help="the image encoder sees each particle translated by its known shift (centred, as "
-                        "cryoDRGN's encoder does), not as recorded (default: off; issue 17 candidate)")
-    parser.add_argument("--encoder-input", choices=ENCODER_INPUTS, default=d["encoder_input"],
-                        help="what the image encoder reads: real (the windowed image's pixels) or fourier (the "
-                        "real and imaginary parts of its Fourier transform inside a disc, as cryoDRGN's encoder "
-                        "reads the Hartley transform) (default %(default)s)")
-    parser.add_argument("--decoder-combine", choices=DECODER_COMBINES, default=d["decoder_combine"],
-                        help="how the decoder joins z and each Gaussian's embedding: sum (one linear layer on both) "
-                        "or film (plus a gain from z on the embedding's features) (default %(default)s)")
-    parser.add_argument("--encoder-fourier-radius", type=float, default=d["encoder_fourier_radius"],
-                        help="with --encoder-input fourier: the disc's radius as a fraction of Nyquist (lower: the "
-                        "encoder reads a low-pass image) (default %(default)s)")
+    _add_encoder_decoder_choices(parser, d)
     parser.add_argument("--decoder", choices=DECODERS, default=d["decoder"],
                         help="control: the pair MLP on --n-control-points control points, interpolated to every "
                         "Gaussian, plus a per-Gaussian amplitude read-out (cost nearly independent of the number of "
