@@ -106,7 +106,8 @@ def rfft2_disc_index(box_size: int, radius_fraction: float = 1.0, device=None) -
 def fourier_coefficients(images: Tensor, index: Tensor) -> Tensor:
     """Images (B, D, D) -> (B, 2n) float32: the real then the imaginary parts of their orthonormal rfft2 at the n
     flat coefficient indices ``index`` (:func:`rfft2_disc_index`). Orthonormal: white pixel noise of variance σ²
-    gives coefficients of variance σ²/2 in each part (σ² for the real coefficients on the axes)."""
+    gives coefficients of variance σ²/2 in each part (σ² in the real part of the self-conjugate ones: the origin
+    and the Nyquist points, whose imaginary part is 0)."""
     f = torch.fft.rfft2(images.float(), norm="ortho").reshape(images.shape[0], -1)[:, index]
     return torch.cat([f.real, f.imag], dim=1)
 
