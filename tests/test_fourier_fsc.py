@@ -108,3 +108,34 @@ def test_lowpass_cutoff_removes_information_beyond_the_resolution():
     spec_soft = torch.fft.rfftn(soft)
     spec_hard = torch.fft.rfftn(hard)
     assert torch.allclose(spec_soft[:2, :2, :2], spec_hard[:2, :2, :2])
+
+
+def test_gaussian_lowpass_is_the_blur_by_a_sampled_gaussian_and_its_mean_square_is_parsevals():
+    """--blur-start-angstrom's filter: a point blurred by exp(-2π²σ²k²) is the unit-mass 2D Gaussian of std σ
+    sampled on the pixel grid; the filter's full-grid mean square is the energy share it keeps of white noise."""
+    from gaussianem.physics.fourier import (
+        apply_filter_rfft2,
+        gaussian_lowpass_rfft2,
+        rfft2_frequencies,
+        rfft2_mean_square,
+    )
+
+    box, apix, sigma = 64, 2.0, 5.0  # σ = 2.5 px: the sampled Gaussian's spectrum has no aliasing to speak of
+    fy, fx = rfft2_frequencies(box, apix, dtype=torch.float64)
+    filt = gaussian_lowpass_rfft2(fy, fx, sigma**2)
+    point = torch.zeros(box, box, dtype=torch.float64)
+    point[box // 2, box // 2] = 1.0
+    blurred = apply_filter_rfft2(point, filt)
+    r = (torch.arange(box, dtype=torch.float64) - box // 2) * apix
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    expected = torch.exp(-(xx**2 + yy**2) / (2 * sigma**2)) * apix**2 / (2 * torch.pi * sigma**2)
+    torch.testing.assert_close(blurred, expected, rtol=0, atol=1e-6 * float(expected.max()))
+    assert torch.allclose(gaussian_lowpass_rfft2(fy, fx, 0.0), torch.ones_like(filt))
+    noise = torch.randn(400, box, box, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    kept = apply_filter_rfft2(noise, filt).square().mean() / noise.square().mean()
+    assert float(kept) == pytest.approx(float(rfft2_mean_square(filt, box)), rel=0.02)
+    for odd in (31, 33):  # odd boxes have no Nyquist column
+        f = gaussian_lowpass_rfft2(*rfft2_frequencies(odd, apix, dtype=torch.float64), 9.0)
+        n = torch.randn(400, odd, odd, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        got = apply_filter_rfft2(n, f).square().mean() / n.square().mean()
+        assert float(got) == pytest.approx(float(rfft2_mean_square(f, odd)), rel=0.02)

@@ -174,6 +174,31 @@ def test_kl_and_render_l1_values():
     assert abs(float(L.render_l2(a, b, w)) - 9.0) < 1e-6  # --render-loss l2: the mean squared residual
 
 
+def test_render_lowpass_scores_noise_as_the_plain_term_and_no_blur_as_it():
+    """--blur-start-angstrom's render term: with no blur it is render_l2 / render_l1; with a blur it scores a
+    white-noise residual as the plain term does (its normalisation by the kept energy), while a smooth residual
+    (far below the filter's cut-off) keeps its energy and so weighs more: the coarse start favours the low
+    frequencies without changing the term's scale against the KL."""
+    from gaussianem.physics.fourier import gaussian_lowpass_rfft2, rfft2_frequencies
+
+    box = 32
+    fy, fx = rfft2_frequencies(box, 3.0)
+    w = torch.ones(box, box)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, box, box, generator=g), torch.randn(64, box, box, generator=g)
+    ones = gaussian_lowpass_rfft2(fy, fx, 0.0)
+    torch.testing.assert_close(L.render_lowpass(a, b, w, ones, "l2"), L.render_l2(a, b, w))
+    torch.testing.assert_close(L.render_lowpass(a, b, w, ones, "l1"), L.render_l1(a, b, w))
+    blur = gaussian_lowpass_rfft2(fy, fx, 6.0**2)
+    assert float(L.render_lowpass(a, b, w, blur, "l2")) == pytest.approx(float(L.render_l2(a, b, w)), rel=0.05)
+    assert float(L.render_lowpass(a, b, w, blur, "l1")) == pytest.approx(float(L.render_l1(a, b, w)), rel=0.05)
+    r = (torch.arange(box) - box // 2).float()
+    smooth = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * 8.0**2)).expand(2, box, box)  # σ 24 Å
+    kept = float(L.render_lowpass(smooth, torch.zeros_like(smooth), w, blur, "l2"))
+    plain = float(L.render_l2(smooth, torch.zeros_like(smooth), w))
+    assert kept > 5 * plain  # the smooth residual keeps its energy, so the normalised term weighs it more
+
+
 def _grid(n: int = 4, spacing: float = 2.0) -> np.ndarray:
     return np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3) * spacing
 

@@ -354,7 +354,9 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + s))  # the graph must see each lr
     st = Stepper(obj, opt, sched, n_particles, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs,
-                 amplitude_start_epoch=1, step_graph=whole)
+                 amplitude_start_epoch=1, step_graph=whole, blur_start_angstrom=cfg.blur_start_angstrom,
+                 blur_steps=round(cfg.blur_epochs * len(batches)),
+                 kl_scale=None if cfg.kl_start_weight is None else lambda s: 0.25 + 0.25 * s)
     assert st.cudagraphs == graphs and st.deferred and st.step_graph == whole
     out = []
     for i, b in enumerate(batches * 2):
@@ -429,6 +431,21 @@ def test_whole_step_graph_with_a_centred_encoder_input():
     st = whole[0]
     assert st._graph is not None and not st._graph_failed, st.graph_traceback
     _assert_same_training(eager, whole)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_whole_step_graph_with_a_narrowing_residual_lowpass_and_a_kl_schedule():
+    """--blur-start-angstrom and --kl-start-weight: the low-pass's width (over six of the eight steps) and the KL
+    weight change every step; the one CUDA graph reads each step's values and replays the eager step's numbers."""
+    batches = _graph_batches([16] * 4)
+    options = {"blur_start_angstrom": 9.0, "blur_epochs": 1.5, "kl_start_weight": 0.0}
+    eager = _graph_run(batches, False, False, set(), **options)
+    whole = _graph_run(batches, True, True, set(range(4, 8)), **options)
+    st = whole[0]
+    assert st._graph is not None and not st._graph_failed, st.graph_traceback
+    _assert_same_training(eager, whole)
+    plain = _graph_run(batches, False, False, set())
+    assert not np.allclose(plain[1][:6, 1], eager[1][:6, 1], rtol=1e-3)  # the render term differs while blurred
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -640,3 +657,82 @@ def test_step_graph_is_the_default_only_where_it_can_run():
         assert Stepper(model, fused, None, 10, 2, dev, 0, 4).step_graph
         assert not Stepper(model, fused, None, 10, 2, dev, 0, 4, step_graph=False).step_graph
         assert not Stepper(model, torch.optim.AdamW(model.parameters()), None, 10, 2, dev, 0, 4).step_graph
+
+
+def test_blur_schedule_and_a_blurred_run(dataset, tmp_path):
+    """--blur-start-angstrom S --blur-epochs E: the residual low-pass's width is S at the first step, falls
+    linearly and is 0 from step E × steps-per-epoch on; a run with it trains and records it, and its first render
+    term (the same weights as the plain run's) differs from the plain run's."""
+    from gaussianem.training.loop import train
+    from gaussianem.training.step import blur_sigma
+
+    assert blur_sigma(0, 8.0, 10) == 8.0 and blur_sigma(5, 8.0, 10) == 4.0
+    assert blur_sigma(10, 8.0, 10) == 0.0 and blur_sigma(50, 8.0, 10) == 0.0 and blur_sigma(0, 8.0, 0) == 0.0
+    plain = train(_cfg(dataset[0], tmp_path / "plain", epochs=1, knn_weight=0.0))
+    blurred = train(_cfg(dataset[0], tmp_path / "blur", epochs=1, knn_weight=0.0, blur_start_angstrom=12.0,
+                         blur_epochs=0.25))
+    steps = lambda run: [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())  # noqa: E731
+                         if r["type"] == "step"]
+    a, b = steps(plain), steps(blurred)
+    assert len(a) == len(b) >= 8
+    assert a[0]["render"] != pytest.approx(b[0]["render"], rel=1e-3)  # the same weights, a different term
+    import yaml
+
+    saved = yaml.safe_load((blurred / "config.yaml").read_text())
+    assert saved["blur_start_angstrom"] == 12.0 and saved["blur_epochs"] == 0.25
+    with pytest.raises(InputError, match="blur"):
+        _cfg(dataset[0], tmp_path / "bad", blur_start_angstrom=-1.0).validate()
+    with pytest.raises(InputError, match="blur"):
+        _cfg(dataset[0], tmp_path / "bad", blur_start_angstrom=4.0, blur_epochs=0).validate()
+
+
+def test_lr_schedules():
+    """--lr-schedule: constant stays 1; cosine falls from 1 through 0.5 at half-way to 0; wsd stays 1 for the first
+    1 - f of the run, then falls as a half cosine to 0 (0.5 half-way through the decay); the command line reads
+    both settings."""
+    from gaussianem.cli import build_parser
+    from gaussianem.commands.train import config_from_args
+    from gaussianem.training.loop import lr_factor
+
+    assert [lr_factor(s, 100, "constant") for s in (0, 50, 100)] == [1.0, 1.0, 1.0]
+    assert lr_factor(0, 100, "cosine") == 1.0 and lr_factor(50, 100, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(75, 100, "wsd", 0.25) == 1.0 and lr_factor(60, 100, "wsd", 0.2) == 1.0
+    assert lr_factor(87.5, 100, "wsd", 0.25) == pytest.approx(0.5)
+    assert lr_factor(100, 100, "wsd", 0.25) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(150, 100, "wsd", 0.25) == pytest.approx(0.0, abs=1e-12)  # past the end: stays at 0
+    cfg = config_from_args(build_parser().parse_args(["train", "ds", "-o", "run", "--lr-schedule", "wsd",
+                                                      "--lr-decay-fraction", "0.3"]))
+    assert cfg.lr_schedule == "wsd" and cfg.lr_decay_fraction == 0.3
+    with pytest.raises(InputError, match="lr-decay-fraction"):
+        cfg.replace(lr_decay_fraction=0.0).validate()
+
+
+def test_kl_schedule_holds_the_start_weight_then_rises_to_the_kl_weight(dataset, tmp_path):
+    """--kl-start-weight W0 --kl-ramp-start r: the KL weight is W0 for the first r of the run, then linear to
+    --kl-weight at its end; in a run, each step's logged total is its logged terms weighted with that step's KL
+    weight (the logged KL itself is the plain one)."""
+    from gaussianem.training.loop import kl_weight_at
+    from gaussianem.training.objective import LOSS_TERMS, LossWeights
+
+    assert kl_weight_at(0, 100, 2e-5, 4e-6, 0.5) == 4e-6 and kl_weight_at(50, 100, 2e-5, 4e-6, 0.5) == 4e-6
+    assert kl_weight_at(75, 100, 2e-5, 4e-6, 0.5) == pytest.approx(1.2e-5)
+    assert kl_weight_at(100, 100, 2e-5, 4e-6, 0.5) == pytest.approx(2e-5)
+    assert kl_weight_at(500, 100, 2e-5, 4e-6, 0.5) == pytest.approx(2e-5)
+    cfg = _cfg(dataset[0], tmp_path / "run", epochs=2, knn_weight=0.0, kl_weight=0.5, kl_start_weight=0.0,
+               kl_ramp_start=0.5)
+    from gaussianem.training.loop import train
+
+    run = train(cfg)
+    steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+    weights = LossWeights.from_config(cfg).as_tensor("cpu").tolist()
+    total = len(steps)
+    for r in steps:
+        w_kl = kl_weight_at(r["step"] - 1, total, 0.5, 0.0, 0.5)
+        expected = sum(w * r[t] for w, t in zip(weights, LOSS_TERMS, strict=True)) + (w_kl - 0.5) * r["kl"]
+        assert r["loss"] == pytest.approx(expected, rel=1e-4, abs=1e-6), r["step"]
+    assert min(r["kl"] for r in steps) > 0  # so the check above tells the scheduled weight from the plain one
+    with pytest.raises(InputError, match="kl-start-weight"):
+        cfg.replace(kl_ramp_start=1.0).validate()
+    with pytest.raises(InputError, match="kl-start-weight"):
+        cfg.replace(kl_weight=0.0).validate()

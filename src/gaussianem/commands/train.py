@@ -45,6 +45,9 @@ _SIZES = [
 ]
 _LOSSES = [
     ("kl_weight", float, "weight of the KL term"),
+    ("kl_start_weight", float, "KL schedule: this weight for the first --kl-ramp-start of the run, then linear "
+     "to --kl-weight at its end (default: --kl-weight throughout; issue 17 candidate)"),
+    ("kl_ramp_start", float, "--kl-start-weight: the share of the run before the KL weight starts to rise"),
     ("knn_weight", float, "weight of the latent kNN term"),
     ("knn_start_epoch", int, "the kNN term is on in epochs after this one"),
     ("knn_sample", int, "latents sampled from the memory bank per step"),
@@ -62,6 +65,9 @@ _LOSSES = [
     ("amplitude_start_steps", int, "decoded amplitude changes are on once this many optimizer steps have run (with "
      "--amplitude-start-epoch: once both have passed); the same displacement-only phase whatever the dataset's "
      "size (issue 17 candidate: a few hundred steps put a domain motion into the latent early)"),
+    ("blur_start_angstrom", float, "coarse to fine: low-pass the render residual by a Gaussian of this width (Å) at "
+     "the start, the width falling linearly to 0 over --blur-epochs (0: off; issue 17 candidate)"),
+    ("blur_epochs", float, "epochs over which --blur-start-angstrom's low-pass narrows to none"),
     ("render_loss", str, "the render term: l2 (mean squared residual, as cryoDRGN's; the default) or l1 (mean "
      "absolute residual, the default before 2026-12-06)"),
     ("graph_radius", float, "radius of the smoothness/distance graph (× mean nearest-neighbour distance)"),
@@ -111,7 +117,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zdim", type=int, default=d["zdim"], help="latent dimension (default %(default)s)")
     parser.add_argument("--lr", type=float, default=d["lr"], help="AdamW learning rate (default %(default)s)")
     parser.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="default %(default)s")
-    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default=d["lr_schedule"])
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine", "wsd"], default=d["lr_schedule"],
+                        help="the learning rate over the run: constant, cosine (to 0 at the end) or wsd (constant, "
+                        "then a cosine to 0 over the last --lr-decay-fraction of the run)")
+    parser.add_argument("--lr-decay-fraction", type=float, default=d["lr_decay_fraction"],
+                        help="--lr-schedule wsd: the share of the run over which the learning rate decays")
     parser.add_argument("--seed", type=int, default=d["seed"])
     parser.add_argument("--device", default=d["device"],
                         help="torch device: cpu, cuda or cuda:N (default: cuda when available)")

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gaussianem.physics.fourier import apply_filter_rfft2, rfft2_mean_square
+
 
 @dataclass
 class RadiusGraph:
@@ -68,6 +70,23 @@ def render_l1(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
 def render_l2(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
     """Mean window-weighted squared residual (cryoDRGN's reconstruction term): (B, D, D) ×2, window (D, D) -> scalar."""
     return ((rendered - images).square() * window).sum() / (window.sum() * images.shape[0])
+
+
+def render_lowpass(rendered: Tensor, images: Tensor, window: Tensor, filt: Tensor, norm: str = "l2") -> Tensor:
+    """The render term of a low-passed residual (the coarse-to-fine start of ``--blur-start-angstrom``).
+
+    rendered, images (B, D, D); window (D, D); filt (D, D//2+1) a real rfft2 filter (e.g.
+    :func:`~gaussianem.physics.fourier.gaussian_lowpass_rfft2`). The residual is filtered, then scored as
+    :func:`render_l2` (``norm="l2"``) or :func:`render_l1`, and divided by the share of white noise's energy
+    the filter keeps (its mean square over the full grid; its square root for l1), so that the term keeps its
+    scale against the KL while the filter narrows: a pure-noise residual scores the same with or without it.
+    """
+    box = images.shape[-1]
+    residual = apply_filter_rfft2(rendered - images, filt)
+    kept = rfft2_mean_square(filt, box)
+    if norm == "l2":
+        return (residual.square() * window).sum() / (window.sum() * images.shape[0]) / kept
+    return (residual.abs() * window).sum() / (window.sum() * images.shape[0]) / kept.sqrt()
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:

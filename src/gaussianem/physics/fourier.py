@@ -71,6 +71,24 @@ def rfft2_frequencies(
     return torch.meshgrid(fy, fx, indexing="ij")
 
 
+def gaussian_lowpass_rfft2(fy: Tensor, fx: Tensor, sigma_sq_angstrom: Tensor | float) -> Tensor:
+    """The transfer function of a unit-mass 2D Gaussian blur of variance ``sigma_sq_angstrom`` (Å²) on an rfft2
+    grid (fy, fx) in 1/Å: exp(-2π² σ² |k|²), each (D, D//2+1). σ² = 0 gives ones (no blur)."""
+    return torch.exp(-2.0 * torch.pi**2 * sigma_sq_angstrom * (fy.square() + fx.square()))
+
+
+def rfft2_mean_square(filt: Tensor, box_size: int) -> Tensor:
+    """The mean of |filt|² over the full D × D Fourier grid, from its rfft2 half (..., D, D//2+1) -> (...).
+
+    The fraction of white noise's energy that the filter keeps (Parseval): the half-plane's inner columns stand for
+    two full-grid columns each, column 0 (and D/2 for even D) for one."""
+    weights = torch.full((filt.shape[-1],), 2.0, dtype=filt.dtype, device=filt.device)
+    weights[0] = 1.0
+    if box_size % 2 == 0:
+        weights[-1] = 1.0
+    return (filt.square() * weights).sum(dim=(-2, -1)) / box_size**2
+
+
 def apply_filter_rfft2(images: Tensor, filt: Tensor) -> Tensor:
     """Multiply images (..., D, D) by a real filter on the rfft2 grid (..., D, D//2+1).
 

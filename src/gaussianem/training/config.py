@@ -48,7 +48,8 @@ class TrainConfig(ModelOptions):
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 0.01
-    lr_schedule: str = "constant"  # constant | cosine
+    lr_schedule: str = "constant"  # constant | cosine | wsd (constant, then a cosine over the last lr_decay_fraction)
+    lr_decay_fraction: float = 0.25
     seed: int = 0
     device: str | None = None
     amp: bool = True
@@ -62,10 +63,14 @@ class TrainConfig(ModelOptions):
     autotune: bool = False  # compile with max-autotune (Triton GEMMs with fused epilogues; minutes of compilation)
     preload: str = "auto"  # particles in device memory: auto (CUDA, stack <= 30 % of the GPU), on, off
     # loss weights (relative to the render L1)
-    # KL: the method's 1/5e4. --kl-weight 4e-6 is issue 17's lead (tcr-mixed's hinge at 20 epochs 0.876-0.884 in five
-    # GPU runs against 0.773-0.851; benchmarks/RESULTS.md, hinge-gpu-2026-12-06); it becomes the default once the
-    # three presets confirm it on the GPU
+    # KL: the method's 1/5e4. --kl-weight 4e-6 orders tcr-mixed's hinge better (0.870-0.890 at 20 epochs against
+    # 0.773-0.851) but costs adk 0.017 per-image FSC-AUC, so it is an option, not the default (benchmarks/RESULTS.md,
+    # kl-wsd-gpu-2026-12-06)
     kl_weight: float = 1 / 5e4
+    # KL schedule (None: --kl-weight throughout): this weight for the first kl_ramp_start of the run, then linear to
+    # --kl-weight at the end (issue 17 candidate)
+    kl_start_weight: float | None = None
+    kl_ramp_start: float = 0.5
     knn_weight: float = 1 / 1e6
     knn_start_epoch: int = 2  # the kNN loss is active in epochs after this one (1-based)
     knn_sample: int = 6400
@@ -79,6 +84,10 @@ class TrainConfig(ModelOptions):
     amplitude_gain_weight: float = 1 / 1e2  # amplitude-gain penalty (mean relu(Δa)²): fading out stays free
     amplitude_start_epoch: int = 0  # decoded amplitude changes are on in epochs after this one (1-based)
     amplitude_start_steps: int = 0  # ... and once this many optimizer steps have run (displacements alone before)
+    # coarse to fine: the render residual low-passed by a Gaussian of this width (Å) at the start, the width falling
+    # linearly to 0 over --blur-epochs (0: off). Issue 17 candidate: a wider basin for large displacements
+    blur_start_angstrom: float = 0.0
+    blur_epochs: float = 5.0
     render_loss: str = "l2"  # the render term: "l2" (mean squared residual, cryoDRGN's) or "l1" (mean absolute)
     graph_radius: float = 1.5  # × mean nearest-neighbour distance: smoothness and distance graph
     alignment_radius: float = 2.0  # × mean nearest-neighbour distance: alignment and repulsion graph
@@ -109,7 +118,11 @@ class TrainConfig(ModelOptions):
             (self.batch_size >= 2, "--batch-size must be >= 2 (BatchNorm needs two images)"),
             (self.zdim >= 1, "--zdim must be >= 1"),
             (self.lr > 0, "--lr must be > 0"),
-            (self.lr_schedule in ("constant", "cosine"), "--lr-schedule must be constant or cosine"),
+            (self.lr_schedule in ("constant", "cosine", "wsd"), "--lr-schedule must be constant, cosine or wsd"),
+            (0 < self.lr_decay_fraction <= 1, "--lr-decay-fraction must be in (0, 1]"),
+            (self.kl_start_weight is None or (math.isfinite(self.kl_start_weight) and self.kl_start_weight >= 0
+                                              and self.kl_weight > 0 and 0 <= self.kl_ramp_start < 1),
+             "--kl-start-weight must be a finite number >= 0, with --kl-weight > 0 and --kl-ramp-start in [0, 1)"),
             (self.num_workers >= 0, "--num-workers must be >= 0"),
             (self.preload in ("auto", "on", "off"), "--preload must be auto, on or off"),
             (self.device in (None, "cpu", "cuda") or str(self.device).startswith("cuda:"),
@@ -120,6 +133,9 @@ class TrainConfig(ModelOptions):
              "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch and --amplitude-start-steps must "
              "be >= 0"),
             (self.render_loss in ("l1", "l2"), "--render-loss must be l1 or l2"),
+            (math.isfinite(self.blur_start_angstrom) and self.blur_start_angstrom >= 0
+             and math.isfinite(self.blur_epochs) and self.blur_epochs > 0,
+             "--blur-start-angstrom must be a finite number >= 0 and --blur-epochs > 0"),
             (self.regularise_on in ("auto", "gaussians", "control")
              and not (self.regularise_on == "control" and self.decoder == "pair"),
              "--regularise-on must be auto, gaussians or control (control needs --decoder control)"),

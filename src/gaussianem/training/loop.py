@@ -243,16 +243,44 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
     sampler = ResumableBatchSampler(n_particles, cfg.batch_size, cfg.seed, rank=rank, world_size=world_size)
     steps_per_epoch = sampler.batches_per_epoch()
     total_steps = steps_per_epoch * cfg.epochs
-    if cfg.lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total_steps, cfg.lr_schedule, cfg.lr_decay_fraction))
     stepper = Stepper(wrapped, opt, sched, n_particles, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
                       cfg.compile, cfg.cudagraphs, amplitude_start_epoch=cfg.amplitude_start_epoch,
                       amplitude_start_steps=cfg.amplitude_start_steps,
+                      blur_start_angstrom=cfg.blur_start_angstrom,
+                      blur_steps=round(cfg.blur_epochs * steps_per_epoch),
+                      kl_scale=None if cfg.kl_start_weight is None else
+                      lambda s: kl_weight_at(s, total_steps, cfg.kl_weight, cfg.kl_start_weight,
+                                             cfg.kl_ramp_start) / cfg.kl_weight,
                       autotune=cfg.autotune, step_graph=cfg.step_graph)
     return model, stepper, sampler
+
+
+def lr_factor(step: int, total_steps: int, schedule: str, decay_fraction: float = 0.25) -> float:
+    """The learning rate's factor at optimizer step ``step`` of ``total_steps``.
+
+    constant: 1. cosine: a half cosine from 1 to 0 over the run. wsd (warm-stable-decay without the warm-up): 1
+    for the first ``1 - decay_fraction`` of the run, then a half cosine to 0 over the last ``decay_fraction``
+    (the latent settles at the end without slowing the first epochs, where a motion may still be entering it).
+    """
+    t = min(step, total_steps) / max(total_steps, 1)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if schedule == "wsd":
+        start = 1.0 - decay_fraction
+        return 1.0 if t <= start else 0.5 * (1 + math.cos(math.pi * (t - start) / max(decay_fraction, 1e-12)))
+    return 1.0
+
+
+def kl_weight_at(step: int, total_steps: int, weight: float, start_weight: float, ramp_start: float) -> float:
+    """The KL weight at optimizer step ``step`` of ``total_steps`` under ``--kl-start-weight``: ``start_weight``
+    for the first ``ramp_start`` of the run, then linear to ``weight`` at its end (a latent that takes in much at
+    first, to find the motions, and is then held to the method's weight)."""
+    t = min(step, total_steps) / max(total_steps, 1)
+    if t <= ramp_start:
+        return start_weight
+    return start_weight + (weight - start_weight) * (t - ramp_start) / max(1.0 - ramp_start, 1e-12)
 
 
 def _restore(ckpt: dict, stepper: Stepper, root: Path, main_rank: bool) -> int:

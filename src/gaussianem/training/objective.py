@@ -22,6 +22,7 @@ from gaussianem.model import losses as L
 from gaussianem.model.spec import ModelOptions, ModelSpec
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.physics.ctf import CTFParams
+from gaussianem.physics.fourier import gaussian_lowpass_rfft2
 from gaussianem.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -113,12 +114,16 @@ class TrainingObjective(nn.Module):
     def forward(self, images: Tensor, rotations: Tensor, shifts: Tensor, ctf: Tensor | None, eps: Tensor,
                 knn_cand: Tensor | None = None, knn_pick: Tensor | None = None,
                 knn_uniform: Tensor | None = None, knn_on: Tensor | None = None,
-                amplitude_on: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                amplitude_on: Tensor | None = None,
+                blur_var: Tensor | None = None, kl_scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """images (B, D, D) raw; rotations (B, 3, 3); shifts (B, 2) Å; ctf (B, 7) or None; eps (B, zdim);
         knn_* the kNN loss's drawn samples (:class:`losses.KnnSamples`; None: kNN loss inactive); knn_on () 1 or
         0 multiplies the kNN term (0 with placeholder samples: one compiled graph whether the loss is on or off);
         amplitude_on () 1 or 0 multiplies the decoded amplitude changes (0: the particle's cloud differs from the
-        base only by its displacements; a tensor, so that switching it does not compile a second graph).
+        base only by its displacements; a tensor, so that switching it does not compile a second graph); blur_var
+        () the variance (Å²) of a Gaussian low-pass of the render residual (None: the plain render term; see
+        :func:`losses.render_lowpass`: a tensor, so that its schedule does not compile a second graph); kl_scale ()
+        multiplies the KL term's weight (the KL schedule of ``--kl-start-weight``; None: 1).
 
         A pure function of its tensor arguments (every random draw is made by the caller), with fixed shapes for
         a fixed batch size, so that on CUDA the whole forward and backward can be captured as CUDA graphs."""
@@ -139,7 +144,11 @@ class TrainingObjective(nn.Module):
         rendered = model.render(positions, widths, amplitudes, rotations, shifts,
                                 None if ctf is None else CTFParams.from_packed(ctf))
         zero = x.new_zeros(())
-        render = (L.render_l2 if self.weights.render_loss == "l2" else L.render_l1)(rendered, x, model.window)
+        if blur_var is None:
+            render = (L.render_l2 if self.weights.render_loss == "l2" else L.render_l1)(rendered, x, model.window)
+        else:
+            filt = gaussian_lowpass_rfft2(model.freq_y, model.freq_x, blur_var)
+            render = L.render_lowpass(rendered, x, model.window, filt, self.weights.render_loss)
         kl = L.kl_divergence(mu, logvar)
         knn = zero
         if knn_cand is not None:
@@ -159,6 +168,8 @@ class TrainingObjective(nn.Module):
         amp_gain = L.amplitude_change_loss(torch.relu(deltas[..., 0])) if w.amplitude_gain else zero
         terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain])
         total = (terms * self.weight_vector).sum()
+        if kl_scale is not None:  # the logged KL stays the plain one; its weight in the total follows the schedule
+            total = total + (kl_scale - 1.0) * self.weight_vector[1] * kl
         return total, terms, mu
 
 

@@ -25,7 +25,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -54,6 +54,14 @@ def compile_mode(cudagraphs: bool, autotune: bool = False) -> str | None:
     if autotune:
         return "max-autotune" if cudagraphs else "max-autotune-no-cudagraphs"
     return "reduce-overhead" if cudagraphs else None
+
+
+def blur_sigma(step: int, start_angstrom: float, steps: int) -> float:
+    """The residual low-pass's width (Å) at optimizer step ``step`` (0-based): ``start_angstrom`` at step 0,
+    falling linearly to 0 at ``steps`` and 0 after (coarse to fine; 0 throughout when ``steps`` <= 0)."""
+    if steps <= 0 or step >= steps:
+        return 0.0
+    return start_angstrom * (1.0 - step / steps)
 
 
 class StepResult(NamedTuple):
@@ -86,8 +94,13 @@ class Stepper:
                  zdim: int, device: torch.device, seed: int, batch_size: int, rank: int = 0,
                  world_size: int = 1, compile: bool | None = None, cudagraphs: bool | None = None,
                  deferred_check: bool | None = None, amplitude_start_epoch: int = 0,
-                 autotune: bool = False, step_graph: bool | None = None, amplitude_start_steps: int = 0) -> None:
+                 autotune: bool = False, step_graph: bool | None = None, amplitude_start_steps: int = 0,
+                 blur_start_angstrom: float = 0.0, blur_steps: int = 0,
+                 kl_scale: Callable[[int], float] | None = None) -> None:
         self.objective = objective
+        self.kl_scale = kl_scale  # step -> the KL weight's factor (None: 1 throughout)
+        self.blur_start_angstrom = float(blur_start_angstrom)
+        self.blur_steps = int(blur_steps)
         self.amplitude_start_epoch = int(amplitude_start_epoch)
         self.amplitude_start_steps = int(amplitude_start_steps)
         use_compile = device.type == "cuda" if compile is None else compile
@@ -121,6 +134,9 @@ class Stepper:
         self._zero = torch.zeros((), device=device)
         self._amp_one = torch.ones((), device=device)
         self._amp_zero = torch.zeros((), device=device)
+        # the residual low-pass's variance (Å²), refilled each step (None: no low-pass, the plain render term)
+        self._blur = torch.zeros((), device=device) if self.blur_start_angstrom > 0 else None
+        self._kl = torch.ones((), device=device) if kl_scale is not None else None
         self.optimizer, self.scheduler = optimizer, scheduler
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.pending: tuple | None = None
@@ -193,7 +209,11 @@ class Stepper:
             knn = (s.cand, s.pick, s.uniform, self._zero)
         amplitudes = self.epoch > self.amplitude_start_epoch and self.step_count >= self.amplitude_start_steps
         amp_on = self._amp_one if amplitudes else self._amp_zero
-        args = (images, rotations, shifts, ctf, eps, *knn, amp_on)
+        if self._blur is not None:
+            self._blur.fill_(blur_sigma(self.step_count, self.blur_start_angstrom, self.blur_steps) ** 2)
+        if self._kl is not None:
+            self._kl.fill_(self.kl_scale(self.step_count))
+        args = (images, rotations, shifts, ctf, eps, *knn, amp_on, self._blur, self._kl)
         self.step_count += 1
         info = (self.step_count, self.epoch, global_b, batch["index"])
         if self.step_graph and not self._graph_failed and b == self.batch_size:
@@ -220,10 +240,10 @@ class Stepper:
 
     def _forward_backward(self, args: tuple, b: int, global_b: int) -> tuple[Tensor, Tensor]:
         """Forward and backward of one step -> ([total, *terms] (1 + n_terms,), mu (B, zdim)); gradients in .grad."""
-        *tensors, amp_on = args
+        *tensors, amp_on, blur, kl = args
         if self.cudagraphs and not self.step_graph:
             torch.compiler.cudagraph_mark_step_begin()
-        total, terms, mu = self.forward(*tensors, amplitude_on=amp_on)
+        total, terms, mu = self.forward(*tensors, amplitude_on=amp_on, blur_var=blur, kl_scale=kl)
         if self.world_size > 1 and b * self.world_size != global_b:
             # DDP averages the ranks' gradients with equal weights: weight this shard's mean by its share of an
             # uneven global batch, so the update is the single process's gradient of the global-batch mean
