@@ -364,3 +364,24 @@ def test_bad_inputs_exit_2(sim, tmp_path, capsys):
     assert cli_main(["benchmark", "--truth", str(sim), "--external-z", str(tmp_path / "z.pkl"),
                      "--external-volumes", str(tmp_path)]) == 2
     assert "latent file not found" in capsys.readouterr().err
+
+
+def test_trajectory_ends_match_the_motions_ends_and_a_static_one_has_no_change():
+    """evaluation.trajectory: a trajectory decoded at twice the box (same extent) that runs the motion backwards
+    in state 1 matches the truth's last and first volumes of state 1 at its ends, its change correlates with the
+    truth's (> 0.95) and its progress runs from 0 to 1; a trajectory that stays at one volume matches it at both
+    ends and has no change to score."""
+    from gaussianem.evaluation.trajectory import trajectory_against_truth
+
+    truth = [voxelize_gaussians(*cloud(c, s), BOX, APIX) for s in range(N_STATES) for c in range(N_COORD)]
+    fine = [voxelize_gaussians(*cloud(c, 1), 2 * BOX, APIX / 2) for c in np.linspace(N_COORD - 1, 0, 7)]
+    got = trajectory_against_truth(fine, truth)
+    assert got["match_first"] == 1 * N_COORD + N_COORD - 1 and got["match_last"] == 1 * N_COORD
+    assert got["change_correlation"] > 0.95
+    assert got["progress"][0] == 0.0 and got["progress"][-1] == pytest.approx(1.0, abs=0.1)
+    assert np.all(np.diff(got["progress"]) > 0)
+    static = trajectory_against_truth([truth[5]] * 4, truth)
+    assert static["match_first"] == static["match_last"] == 5
+    assert static["change_correlation"] is None and static["progress"] is None
+    with pytest.raises(ValueError, match="two trajectory volumes"):
+        trajectory_against_truth([truth[0]], truth)
