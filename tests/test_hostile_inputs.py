@@ -742,6 +742,8 @@ SIMPLE_CASES = [
     ("train", 2, "--encoder-fourier-radius", "zero_encoder_fourier_radius",
      lambda w: _train(w, "--encoder-input", "fourier", "--encoder-fourier-radius", "0")),
     ("train", 2, "--blur-start-angstrom", "negative_blur", lambda w: _train(w, "--blur-start-angstrom=-4")),
+    ("train", 2, "--amplitude-ramp-steps", "negative_amplitude_ramp",
+     lambda w: _train(w, "--amplitude-ramp-steps=-1")),
     ("train", 2, "--kl-start-weight", "kl_ramp_at_the_end", lambda w: _train(w, "--kl-start-weight", "4e-6",
                                                                             "--kl-ramp-start", "1")),
     ("train", 2, "--lr-decay-fraction", "zero_lr_decay", lambda w: _train(w, "--lr-schedule", "wsd",

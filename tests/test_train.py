@@ -736,3 +736,20 @@ def test_kl_schedule_holds_the_start_weight_then_rises_to_the_kl_weight(dataset,
         cfg.replace(kl_ramp_start=1.0).validate()
     with pytest.raises(InputError, match="kl-start-weight"):
         cfg.replace(kl_weight=0.0).validate()
+
+
+def test_amplitude_ramp_brings_the_amplitude_changes_in_gradually(dataset, tmp_path):
+    """--amplitude-start-steps 3 --amplitude-ramp-steps 4: the factor on the decoded amplitude changes is 0 for
+    the first three steps, then 1/4, 2/4, 3/4 and 1; in a run the logged mean Δa² is 0 before the start and grows
+    once the ramp has begun (the head starts at zero, so the first step with amplitudes on still decodes none)."""
+    from gaussianem.training.loop import train
+    from gaussianem.training.step import amplitude_factor
+
+    assert [amplitude_factor(s, 3, 4) for s in range(9)] == [0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
+    assert amplitude_factor(5, 3, 0) == 1.0 and amplitude_factor(2, 3, 0) == 0.0
+    run = train(_cfg(dataset[0], tmp_path / "run", epochs=1, amplitude_start_steps=3, amplitude_ramp_steps=4,
+                     amplitude_weight=0.1, knn_weight=0.0))
+    steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+    assert all(r["amplitude"] == 0.0 for r in steps[:4]) and all(r["amplitude"] > 0.0 for r in steps[4:])
+    with pytest.raises(InputError, match="amplitude-ramp-steps"):
+        _cfg(dataset[0], tmp_path / "bad", amplitude_ramp_steps=-1).validate()

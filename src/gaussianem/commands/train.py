@@ -65,6 +65,9 @@ _LOSSES = [
     ("amplitude_start_steps", int, "decoded amplitude changes are on once this many optimizer steps have run (with "
      "--amplitude-start-epoch: once both have passed); the same displacement-only phase whatever the dataset's "
      "size (issue 17 candidate: a few hundred steps put a domain motion into the latent early)"),
+    ("amplitude_ramp_steps", int, "once on (--amplitude-start-steps), the decoded amplitude changes ramp in "
+     "linearly over this many optimizer steps (0: at once; issue 17 candidate: the states then enter the latent "
+     "without pushing a motion out)"),
     ("blur_start_angstrom", float, "coarse to fine: low-pass the render residual by a Gaussian of this width (Å) at "
      "the start, the width falling linearly to 0 over --blur-epochs (0: off; issue 17 candidate)"),
     ("blur_epochs", float, "epochs over which --blur-start-angstrom's low-pass narrows to none"),

@@ -84,6 +84,7 @@ class TrainConfig(ModelOptions):
     amplitude_gain_weight: float = 1 / 1e2  # amplitude-gain penalty (mean relu(Δa)²): fading out stays free
     amplitude_start_epoch: int = 0  # decoded amplitude changes are on in epochs after this one (1-based)
     amplitude_start_steps: int = 0  # ... and once this many optimizer steps have run (displacements alone before)
+    amplitude_ramp_steps: int = 0  # ... then ramp in linearly over this many steps (0: at once)
     # coarse to fine: the render residual low-passed by a Gaussian of this width (Å) at the start, the width falling
     # linearly to 0 over --blur-epochs (0: off). Issue 17 candidate: a wider basin for large displacements
     blur_start_angstrom: float = 0.0
@@ -129,9 +130,9 @@ class TrainConfig(ModelOptions):
              f"--device must be cuda or cpu, got {self.device}"),
             (min(self.encoder_layers, self.gaussian_layers, self.decoder_layers) >= 1, "layer counts must be >= 1"),
             (min(self.amplitude_weight, self.amplitude_gain_weight, self.amplitude_start_epoch,
-                 self.amplitude_start_steps) >= 0,
-             "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch and --amplitude-start-steps must "
-             "be >= 0"),
+                 self.amplitude_start_steps, self.amplitude_ramp_steps) >= 0,
+             "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch, --amplitude-start-steps and "
+             "--amplitude-ramp-steps must be >= 0"),
             (self.render_loss in ("l1", "l2"), "--render-loss must be l1 or l2"),
             (math.isfinite(self.blur_start_angstrom) and self.blur_start_angstrom >= 0
              and math.isfinite(self.blur_epochs) and self.blur_epochs > 0,

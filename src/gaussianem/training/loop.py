@@ -248,6 +248,7 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
     stepper = Stepper(wrapped, opt, sched, n_particles, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
                       cfg.compile, cfg.cudagraphs, amplitude_start_epoch=cfg.amplitude_start_epoch,
                       amplitude_start_steps=cfg.amplitude_start_steps,
+                      amplitude_ramp_steps=cfg.amplitude_ramp_steps,
                       blur_start_angstrom=cfg.blur_start_angstrom,
                       blur_steps=round(cfg.blur_epochs * steps_per_epoch),
                       kl_scale=None if cfg.kl_start_weight is None else

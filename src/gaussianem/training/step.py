@@ -64,6 +64,16 @@ def blur_sigma(step: int, start_angstrom: float, steps: int) -> float:
     return start_angstrom * (1.0 - step / steps)
 
 
+def amplitude_factor(step: int, start_steps: int, ramp_steps: int) -> float:
+    """The factor on the decoded amplitude changes at optimizer step ``step`` (0-based) once the amplitude gate is
+    open: 0 before ``start_steps``, then rising linearly to 1 over ``ramp_steps`` steps (1 at once when 0)."""
+    if step < start_steps:
+        return 0.0
+    if ramp_steps <= 0:
+        return 1.0
+    return min(1.0, (step - start_steps + 1) / ramp_steps)
+
+
 class StepResult(NamedTuple):
     """One finished training step: its number, epoch, global batch size and [total, *LOSS_TERMS] (global means)."""
 
@@ -96,8 +106,9 @@ class Stepper:
                  deferred_check: bool | None = None, amplitude_start_epoch: int = 0,
                  autotune: bool = False, step_graph: bool | None = None, amplitude_start_steps: int = 0,
                  blur_start_angstrom: float = 0.0, blur_steps: int = 0,
-                 kl_scale: Callable[[int], float] | None = None) -> None:
+                 kl_scale: Callable[[int], float] | None = None, amplitude_ramp_steps: int = 0) -> None:
         self.objective = objective
+        self.amplitude_ramp_steps = int(amplitude_ramp_steps)
         self.kl_scale = kl_scale  # step -> the KL weight's factor (None: 1 throughout)
         self.blur_start_angstrom = float(blur_start_angstrom)
         self.blur_steps = int(blur_steps)
@@ -134,6 +145,7 @@ class Stepper:
         self._zero = torch.zeros((), device=device)
         self._amp_one = torch.ones((), device=device)
         self._amp_zero = torch.zeros((), device=device)
+        self._amp_ramp = torch.zeros((), device=device)  # refilled each step with --amplitude-ramp-steps
         # the residual low-pass's variance (Å²), refilled each step (None: no low-pass, the plain render term)
         self._blur = torch.zeros((), device=device) if self.blur_start_angstrom > 0 else None
         self._kl = torch.ones((), device=device) if kl_scale is not None else None
@@ -209,6 +221,10 @@ class Stepper:
             knn = (s.cand, s.pick, s.uniform, self._zero)
         amplitudes = self.epoch > self.amplitude_start_epoch and self.step_count >= self.amplitude_start_steps
         amp_on = self._amp_one if amplitudes else self._amp_zero
+        if self.amplitude_ramp_steps > 0:
+            self._amp_ramp.fill_(amplitude_factor(self.step_count, self.amplitude_start_steps,
+                                                  self.amplitude_ramp_steps) if amplitudes else 0.0)
+            amp_on = self._amp_ramp
         if self._blur is not None:
             self._blur.fill_(blur_sigma(self.step_count, self.blur_start_angstrom, self.blur_steps) ** 2)
         if self._kl is not None:
