@@ -356,7 +356,8 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
     st = Stepper(obj, opt, sched, n_particles, cfg.zdim, dev, 0, 16, compile=graphs, cudagraphs=graphs,
                  amplitude_start_epoch=1, step_graph=whole, blur_start_angstrom=cfg.blur_start_angstrom,
                  blur_steps=round(cfg.blur_epochs * len(batches)),
-                 kl_scale=None if cfg.kl_start_weight is None else lambda s: 0.25 + 0.25 * s)
+                 kl_scale=None if cfg.kl_start_weight is None else lambda s: 0.25 + 0.25 * s,
+                 amplitude_ramp_steps=cfg.amplitude_ramp_steps)
     assert st.cudagraphs == graphs and st.deferred and st.step_graph == whole
     out = []
     for i, b in enumerate(batches * 2):
@@ -435,10 +436,11 @@ def test_whole_step_graph_with_a_centred_encoder_input():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_whole_step_graph_with_a_narrowing_residual_lowpass_and_a_kl_schedule():
-    """--blur-start-angstrom and --kl-start-weight: the low-pass's width (over six of the eight steps) and the KL
-    weight change every step; the one CUDA graph reads each step's values and replays the eager step's numbers."""
+    """--blur-start-angstrom, --kl-start-weight and --amplitude-ramp-steps: the low-pass's width (over six of the
+    eight steps), the KL weight and (in epoch 2) the amplitude factor change every step; the one CUDA graph reads
+    each step's values and replays the eager step's numbers."""
     batches = _graph_batches([16] * 4)
-    options = {"blur_start_angstrom": 9.0, "blur_epochs": 1.5, "kl_start_weight": 0.0}
+    options = {"blur_start_angstrom": 9.0, "blur_epochs": 1.5, "kl_start_weight": 0.0, "amplitude_ramp_steps": 8}
     eager = _graph_run(batches, False, False, set(), **options)
     whole = _graph_run(batches, True, True, set(range(4, 8)), **options)
     st = whole[0]
