@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from gaussianem.evaluation.metrics import fsc_auc_pair, load_truth, spherical_mask
-from gaussianem.evaluation.trajectory import trajectory_against_truth
+from gaussianem.evaluation.metrics import load_truth, spherical_mask
+from gaussianem.evaluation.trajectory import fsc_auc_against, trajectory_against_truth
 from gaussianem.io.mrc import read_volume
 
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| --- | --- | ---: |")
         for s in states:
             vol = torch.as_tensor(read_volume(s)[0], dtype=torch.float64)
-            scores = [fsc_auc_pair(vol, r, mask) for r in t_ref]
+            scores = fsc_auc_against(vol, t_ref, mask)
             best = max(range(len(scores)), key=scores.__getitem__)
             result["states"].append({"file": s.name, "match": best, "fsc_auc": scores})
             print(f"| {s.name} | {_label(truth.spec, best)} | {scores[best]:.3f} |")

@@ -29,6 +29,11 @@ def _masked_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float
     return float((a * b * w).sum() / np.sqrt(energy_a * energy_b))
 
 
+def fsc_auc_against(volume: Tensor, references: Sequence[Tensor], mask: Tensor) -> list[float]:
+    """The masked FSC-AUC of one volume (D, D, D) against each reference volume (D, D, D)."""
+    return [fsc_auc_pair(volume, r, mask) for r in references]
+
+
 def trajectory_against_truth(trajectory: Sequence[Tensor | np.ndarray], truth: Sequence[Tensor | np.ndarray],
                              lowpass_voxels: float = 1.0) -> dict:
     """Score a trajectory's ends against ground-truth volumes.
@@ -56,7 +61,7 @@ def trajectory_against_truth(trajectory: Sequence[Tensor | np.ndarray], truth: S
     ends = {"first": traj[0], "last": traj[-1]}
     out: dict = {}
     for name, vol in ends.items():
-        scores = [fsc_auc_pair(vol, r, mask) for r in ref]
+        scores = fsc_auc_against(vol, ref, mask)
         out[f"fsc_auc_{name}"] = scores
         out[f"match_{name}"] = int(np.argmax(scores))
     m = mask.numpy()

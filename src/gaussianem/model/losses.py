@@ -64,12 +64,12 @@ def radius_graph(positions: np.ndarray, factor: float, mean_nn: float | None = N
 
 def render_l1(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
     """Mean window-weighted |rendered - images|: (B, D, D), (B, D, D), window (D, D) -> scalar."""
-    return ((rendered - images).abs() * window).sum() / (window.sum() * images.shape[0])
+    return _window_mean((rendered - images).abs(), window)
 
 
 def render_l2(rendered: Tensor, images: Tensor, window: Tensor) -> Tensor:
     """Mean window-weighted squared residual (cryoDRGN's reconstruction term): (B, D, D) ×2, window (D, D) -> scalar."""
-    return ((rendered - images).square() * window).sum() / (window.sum() * images.shape[0])
+    return _window_mean((rendered - images).square(), window)
 
 
 def render_lowpass(rendered: Tensor, images: Tensor, window: Tensor, filt: Tensor, norm: str = "l2") -> Tensor:
@@ -81,12 +81,16 @@ def render_lowpass(rendered: Tensor, images: Tensor, window: Tensor, filt: Tenso
     the filter keeps (its mean square over the full grid; its square root for l1), so that the term keeps its
     scale against the KL while the filter narrows: a pure-noise residual scores the same with or without it.
     """
-    box = images.shape[-1]
     residual = apply_filter_rfft2(rendered - images, filt)
-    kept = rfft2_mean_square(filt, box)
+    kept = rfft2_mean_square(filt, images.shape[-1])
     if norm == "l2":
-        return (residual.square() * window).sum() / (window.sum() * images.shape[0]) / kept
-    return (residual.abs() * window).sum() / (window.sum() * images.shape[0]) / kept.sqrt()
+        return _window_mean(residual.square(), window) / kept
+    return _window_mean(residual.abs(), window) / kept.sqrt()
+
+
+def _window_mean(values: Tensor, window: Tensor) -> Tensor:
+    """Mean of per-pixel values (B, D, D) weighted by the window (D, D), over the batch: a scalar."""
+    return (values * window).sum() / (window.sum() * values.shape[0])
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:

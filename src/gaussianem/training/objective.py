@@ -169,7 +169,7 @@ class TrainingObjective(nn.Module):
         terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain])
         total = (terms * self.weight_vector).sum()
         if kl_scale is not None:  # the logged KL stays the plain one; its weight in the total follows the schedule
-            total = total + (kl_scale - 1.0) * self.weight_vector[1] * kl
+            total = total + (kl_scale - 1.0) * self.weight_vector[LOSS_TERMS.index("kl")] * kl
         return total, terms, mu
 
 
