@@ -37,6 +37,8 @@ _SIZES = [
     ("n_control_points", int, "--decoder control: control points where the pair MLP runs"),
     ("control_neighbours", int, "--decoder control: control points each Gaussian interpolates from"),
     ("readout_rank", int, "--decoder control: rank of the per-Gaussian amplitude read-out (0: none)"),
+    ("displacement_dims", int, "--decoder control: the first N latent dimensions drive the displacements, the "
+     "others the amplitude read-out alone (0: every dimension drives both; issue 17 candidate)"),
     ("control_embedding", str, "--decoder control: the Gaussian encoder runs on the 'control' points' pooled "
      "features (cost independent of the number of Gaussians) or on all 'gaussians', then pooled"),
     ("splat_cutoff_sigmas", float, "--projector splat: footprint half-width in σ (skipped values < exp(-c²/2) of "

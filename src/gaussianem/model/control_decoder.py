@@ -203,12 +203,15 @@ class ControlPointDecoder(nn.Module):
             (dense on CUDA, embedding_bag elsewhere, where a (G, K) matrix costs more than k gathers); same result,
             different kernels (benchmarks/speed/decoder_projection.py times them).
         embed_on: "gaussians" (embeddings (G, E), pooled here) or "control" (embeddings (K, E)); see the module.
+        displacement_dims: 0, or N: the control points' MLP reads the first N dimensions of z and draws no
+            amplitude change, the read-out reads the other zdim - N (a latent split between motions and states).
     """
 
     def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
                  n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
                  readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
-                 interpolation: str = "auto", embed_on: str = "gaussians", combine: str = "sum") -> None:
+                 interpolation: str = "auto", embed_on: str = "gaussians", combine: str = "sum",
+                 displacement_dims: int = 0) -> None:
         super().__init__()
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
@@ -244,6 +247,17 @@ class ControlPointDecoder(nn.Module):
             select = torch.zeros(n_sharp, self.n_out)
             select[torch.arange(n_sharp), torch.tensor(self.sharp_channels)] = 1.0
             self.register_buffer("sharp_select", select, persistent=False)
+        self.displacement_dims = displacement_dims
+        if displacement_dims:
+            if not 0 < displacement_dims < zdim or 0 not in self.sharp_channels:
+                raise ValueError(f"displacement_dims={displacement_dims} needs 0 < it < zdim={zdim} and an "
+                                 "amplitude read-out (rank > 0, channel 0 sharp)")
+            motion = (torch.arange(zdim) < displacement_dims).float()
+            self.register_buffer("motion_mask", motion, persistent=False)  # z dims of the control points' MLP
+            self.register_buffer("amplitude_mask", 1.0 - motion, persistent=False)  # z dims of the read-out
+            keep = torch.ones(self.n_out)
+            keep[0] = 0.0  # the control points' MLP draws no amplitude change
+            self.register_buffer("control_keep", keep, persistent=False)
 
     @property
     def n_control(self) -> int:
@@ -335,11 +349,21 @@ class ControlPointDecoder(nn.Module):
         """:meth:`forward` and the control points' own outputs: (B, G, n_out), (B, K, n_out). Every Gaussian's
         displacement is a convex combination of the control points' (the read-out is amplitude only), so the
         geometric regularisers can be evaluated on the K control points instead of the G Gaussians."""
-        control_out = self.pair(z, self.pool_embedding(embedding))  # (B, K, n_out)
+        z_control, z_sharp = self.split_latent(z)
+        control_out = self.pair(z_control, self.pool_embedding(embedding))  # (B, K, n_out)
+        if self.displacement_dims:
+            control_out = control_out * self.control_keep.to(control_out.dtype)
         out = self.interpolate(control_out)
         if self.sharp_channels:
-            out = out + self.sharp(z, embedding).to(out.dtype)
+            out = out + self.sharp(z_sharp, embedding).to(out.dtype)
         return out, control_out
+
+    def split_latent(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z (B, zdim) -> the control points' MLP's z and the read-out's z, each (B, zdim): z itself twice, or with
+        ``displacement_dims`` = N the first N dimensions (the others zeroed) and the other zdim - N."""
+        if not self.displacement_dims:
+            return z, z
+        return z * self.motion_mask.to(z.dtype), z * self.amplitude_mask.to(z.dtype)
 
     def forward_reference(self, z: Tensor, embedding: Tensor) -> Tensor:
         """Plain reference of :meth:`forward`: dense (G, K) interpolation matrix products, concatenation MLP."""
@@ -347,14 +371,21 @@ class ControlPointDecoder(nn.Module):
         pooled = embedding
         if self.embed_on == "gaussians":
             pooled = (w.T @ embedding) * self.pool_norm.to(embedding.dtype)[:, None]
-        control_out = self.pair.forward_concat(z, pooled)
+        z_control, z_sharp = z, z
+        if self.displacement_dims:
+            n = self.displacement_dims
+            z_control = torch.cat([z[:, :n], torch.zeros_like(z[:, n:])], dim=1)
+            z_sharp = torch.cat([torch.zeros_like(z[:, :n]), z[:, n:]], dim=1)
+        control_out = self.pair.forward_concat(z_control, pooled)
+        if self.displacement_dims:
+            control_out = torch.cat([torch.zeros_like(control_out[..., :1]), control_out[..., 1:]], dim=-1)
         dtype = torch.promote_types(control_out.dtype, torch.float32)
         out = torch.einsum("gk,bkn->bgn", w.to(dtype), control_out.to(dtype))
         if self.sharp_channels:
             u = self.readout_vectors.to(embedding.dtype)
             if self.readout_embed is not None:
                 u = u + embedding @ self.readout_embed.weight.T
-            h = self.readout_net(z).reshape(z.shape[0], self.rank, len(self.sharp_channels))
+            h = self.readout_net(z_sharp).reshape(z.shape[0], self.rank, len(self.sharp_channels))
             s = torch.einsum("gr,brc->bgc", u, h)
             full = torch.zeros_like(out)
             full[..., list(self.sharp_channels)] = s

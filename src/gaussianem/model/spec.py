@@ -53,6 +53,11 @@ class ModelOptions:
     # control_embedding (--decoder control): "control" (the Gaussian encoder runs on the K control points' pooled
     # base features: no per-step work over all G Gaussians there) or "gaussians" (on every Gaussian, then pooled)
     control_embedding: str = "control"
+    # displacement_dims (--decoder control, issue 17): 0 (every latent dimension drives every change) or N > 0: the
+    # first N dimensions of z drive the control points' MLP (the displacements; its amplitude output is off) and
+    # the other zdim - N the per-Gaussian amplitude read-out alone, so the states (cheap to draw by fading) and the
+    # motions cannot take each other's dimensions
+    displacement_dims: int = 0
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
     # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
@@ -73,6 +78,9 @@ class ModelOptions:
                           f"got {self.control_embedding!r}")
         if min(self.n_control_points, self.control_neighbours) < 1 or self.readout_rank < 0:
             errors.append("--n-control-points and --control-neighbours must be >= 1, --readout-rank >= 0")
+        if self.displacement_dims and not 0 < self.displacement_dims < self.zdim:
+            errors.append(f"--displacement-dims must be 0 or between 1 and --zdim - 1 ({self.zdim - 1}), "
+                          f"got {self.displacement_dims}")
         if self.encoder_box is not None and self.encoder_box < 0:
             errors.append(f"--encoder-box must be >= 0 (0: the full box), got {self.encoder_box}")
         if self.decoder_combine not in DECODER_COMBINES:
@@ -95,7 +103,7 @@ DECODER_COMBINES = ("sum", "film")
 # what a checkpoint written before a field existed meant by it
 LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
                  "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0,
-                 "decoder_combine": "sum"}
+                 "decoder_combine": "sum", "displacement_dims": 0}
 # --encoder-box auto: boxes above this are area-averaged to it for the image encoder
 ENCODER_BOX_AUTO = 64
 

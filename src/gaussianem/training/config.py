@@ -29,7 +29,7 @@ FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "enc
                    "gaussian_hidden", "gaussian_layers", "embedding_dim", "decoder_hidden", "decoder_layers",
                    "decoder_features", "predict_width", "decoder", "n_control_points", "control_neighbours",
                    "readout_rank", "train_base", "encoder_box", "encoder_centre", "encoder_input",
-                   "encoder_fourier_radius", "decoder_combine")
+                   "encoder_fourier_radius", "decoder_combine", "displacement_dims")
 
 
 @dataclass(frozen=True, kw_only=True)

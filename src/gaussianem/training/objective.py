@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gaussianem.errors import InputError
 from gaussianem.gaussians import GaussianCloud
 from gaussianem.model import losses as L
-from gaussianem.model.spec import ModelOptions, ModelSpec
+from gaussianem.model.spec import ModelOptions, ModelSpec, resolve_decoder
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.physics.ctf import CTFParams
 from gaussianem.physics.fourier import gaussian_lowpass_rfft2
@@ -70,6 +71,11 @@ class LossWeights:
 def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> ModelSpec:
     """The spec of a new model: the run's :class:`ModelOptions` fields, the dataset's geometry and the cloud."""
     options = {f.name: getattr(cfg, f.name) for f in fields(ModelOptions)}
+    decoder = resolve_decoder(cfg.decoder, cloud.n, cfg.n_control_points)
+    if cfg.displacement_dims and (decoder != "control" or cfg.readout_rank < 1):
+        raise InputError(f"--displacement-dims needs the control-point decoder with an amplitude read-out "
+                         f"(--decoder control, --readout-rank >= 1); this cloud of {cloud.n:,} Gaussians got "
+                         f"--decoder {decoder}, --readout-rank {cfg.readout_rank}")
     return ModelSpec(box_size=int(cfg.box_size), pixel_size_angstrom=float(cfg.pixel_size_angstrom),
                      n_gaussians=cloud.n, width_min=cloud.width_min, width_max=cloud.width_max,
                      image_std=float(image_std), **options)
