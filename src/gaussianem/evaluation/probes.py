@@ -72,3 +72,28 @@ def motion_probe(z: np.ndarray, coordinate: np.ndarray, n_folds: int = 5, seed: 
         pred[test] = make_pipeline(StandardScaler(), Ridge(alpha=1e-3)).fit(zz[train], c[train]).predict(zz[test])
     r2 = 1.0 - float(((pred - c) ** 2).sum() / ((c - c.mean()) ** 2).sum())
     return {"r2": r2, "n": int(len(c))}
+
+
+def probes_by_group(z: np.ndarray, state: np.ndarray, coordinate: np.ndarray, split: int = 0) -> list[dict]:
+    """The probes on groups of z's dimensions: with ``0 < split < zdim`` the first ``split`` (a ``--displacement-dims``
+    run's displacement dimensions), the others (its amplitude dimensions), then all of z; else all of z alone.
+
+    z (N, zdim), state (N,) int, coordinate (N,). Returns one dict per group: ``group`` (a name), ``state`` (probe
+    accuracy), ``motion`` (R²), ``within`` (the motion R² within each state, averaged over the states where it is
+    defined; None if none) and ``sd`` (zdim_group,), the standard deviation of z along each of its dimensions.
+    """
+    z, state = np.asarray(z, np.float64), np.asarray(state)
+    coordinate = np.asarray(coordinate, np.float64)
+    groups = [("all", slice(None))]
+    if 0 < split < z.shape[1]:
+        groups = [(f"0:{split} (displacements)", slice(0, split)),
+                  (f"{split}:{z.shape[1]} (amplitudes)", slice(split, None))] + groups
+    out = []
+    for name, cols in groups:
+        zz = z[:, cols]
+        within = [motion_probe(zz[state == s], coordinate[state == s])["r2"] for s in np.unique(state)]
+        within = [r for r in within if r is not None]
+        out.append({"group": name, "state": state_probe(zz, state)["accuracy"],
+                    "motion": motion_probe(zz, coordinate)["r2"],
+                    "within": float(np.mean(within)) if within else None, "sd": zz.std(axis=0)})
+    return out
