@@ -403,15 +403,17 @@ def test_cuda_graph_steps_match_eager_steps():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_whole_step_graph_with_control_decoder_and_splat():
-    """The control-point decoder (dense interpolation) and the splat projector (static binning, Triton kernels):
-    the whole step is captured as one CUDA graph and replays the eager step's numbers; the splat's training equals
-    the dense projector's (to its truncation and float order)."""
+@pytest.mark.parametrize("displacement_dims", [0, 1])
+def test_whole_step_graph_with_control_decoder_and_splat(displacement_dims):
+    """The control-point decoder (dense interpolation; also with a latent split, ``--displacement-dims 1``) and the
+    splat projector (static binning, Triton kernels): the whole step is captured as one CUDA graph and replays the
+    eager step's numbers; the splat's training equals the dense projector's (to its truncation and float order)."""
     from gaussianem.physics.splat import triton_available
 
     if not triton_available("cuda"):
         pytest.skip("needs Triton")
-    fast = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, projector="splat")
+    fast = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, projector="splat",
+                displacement_dims=displacement_dims)
     batches = _graph_batches([16] * 4)
     eager = _graph_run(batches, False, False, set(), **fast)
     whole = _graph_run(batches, True, True, set(range(4, 8)), **fast)
