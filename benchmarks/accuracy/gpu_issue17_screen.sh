@@ -8,6 +8,9 @@
 # at EPOCHS). Neither tool's learning rate has a schedule by default (GaussianEM's --lr-schedule constant), so
 # epoch 5 of a 20-epoch run is a 5-epoch run (up to the data order).
 #   OUT=out bash benchmarks/accuracy/gpu_issue17_screen.sh "base:" "l2:--render-loss l2"
+# Several seeds: a variant's flags may end with --seed S (the last --seed wins), e.g. "base1:--seed 1"; when the
+# hinge enters the latent varies between identical runs (RESULTS.md, latent-split-gpu-2026-12-06), so rank settings
+# by the epoch-5/10 hinge only over several seeds.
 # Environment: PRESETS="adk tcr-compositional tcr-mixed" N_PARTICLES=20000 EPOCHS=20 SNR=0.05 FIT_EPOCHS=3
 # N_IMAGES=200 T_PRESET=560 (seconds per preset pipeline)
 # T_CRYO=400 (seconds of cryoDRGN's training: the epochs it finished are scored) CRYODRGN=1 (0: GaussianEM only).
