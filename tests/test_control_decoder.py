@@ -455,3 +455,67 @@ def test_the_split_is_saved_with_the_model_and_needs_the_control_decoder():
     with pytest.raises(InputError, match="--decoder control"):
         model_spec(cfg, vae.base_cloud, 1.0)
     assert model_spec(cfg.replace(decoder="control"), vae.base_cloud, 1.0).displacement_dims == 1
+
+
+@pytest.mark.parametrize("interpolation", ["embedding_bag", "dense", "gather"])
+def test_control_read_out_vectors_add_a_smooth_amplitude_basis(device, interpolation):
+    """``readout_control``: the read-out's per-Gaussian vectors gain the control points' vectors (K, r) interpolated
+    by the decoder's weights. Zero at the start (the decoder decodes what it did without them); once set, each
+    Gaussian's amplitude change gains exactly W[g] @ V @ h(z) (W the (G, K) interpolation, h the read-out net), and
+    only the amplitude channel changes; fast = reference, forward and gradients (V's included); saved in the spec,
+    refused for the pair decoder."""
+    kw = dict(n=2000, n_control=64, k=8, rank=16, interpolation=interpolation, embed_on="control")
+    dec, _ = make_decoder(readout_control=True, **kw)
+    plain, _ = make_decoder(**kw)
+    randomise_heads(dec)
+    randomise_heads(plain)
+    dec, plain = dec.to(device), plain.to(device)
+    torch.manual_seed(3)
+    e = torch.randn(64, 8, device=device)
+    z = torch.randn(5, 4, device=device)
+    torch.testing.assert_close(dec(z, e), plain(z, e))
+    assert dec.readout_control.shape == (64, 16)
+    with torch.no_grad():
+        dec.readout_control.copy_(torch.randn(64, 16, generator=torch.Generator().manual_seed(5)).to(device))
+    extra = dec(z, e) - plain(z, e)
+    w = interpolation_matrix(dec.control_index, dec.control_weight, dec.n_control)  # (G, K)
+    h = dec.readout_net(z)  # (B, r): amplitude only, so one channel
+    expected = torch.einsum("gk,kr,br->bg", w, dec.readout_control, h)
+    torch.testing.assert_close(extra[..., 0], expected, atol=1e-5, rtol=1e-4)
+    assert extra[..., 0].abs().amax() > 1e-2
+    torch.testing.assert_close(extra[..., 1:], torch.zeros_like(extra[..., 1:]))
+    assert_fast_equals_reference(dec, 64, device)
+    vae, spec = _spec_vae(readout_control=True)
+    assert vae.decoder.readout_control is not None and spec.to_dict()["readout_control"] is True
+    old = {k: v for k, v in spec.to_dict().items() if k != "readout_control"}
+    from gaussianem.model.spec import ModelSpec
+    assert ModelSpec.from_dict(old).readout_control is False
+    with pytest.raises(ValueError, match="control-point decoder"):
+        _spec_vae("pair", readout_control=True)
+
+
+def test_an_opened_split_decodes_as_the_shared_decoder_and_loads_from_old_weights(device):
+    """``open_split``: the split decoder then decodes exactly as the shared decoder (``displacement_dims=0``) with
+    the same weights (fast = reference, forward and gradients); its state is in the state dict, and weights saved
+    before the buffer existed load as a closed split."""
+    kw = dict(n=2000, n_control=64, k=8, rank=16, interpolation="dense", embed_on="control")
+    split, _ = make_decoder(displacement_dims=2, **kw)
+    shared, _ = make_decoder(**kw)
+    randomise_heads(split)
+    state = split.state_dict()
+    assert float(state["split_open"]) == 0.0
+    shared.load_state_dict({k: v for k, v in state.items() if k != "split_open"})
+    split, shared = split.to(device), shared.to(device)
+    torch.manual_seed(3)
+    z, e = torch.randn(5, 4, device=device), torch.randn(64, 8, device=device)
+    assert (split(z, e) - shared(z, e)).abs().amax() > 1e-2
+    split.open_split()
+    torch.testing.assert_close(split(z, e), shared(z, e))
+    assert_fast_equals_reference(split, 64, device)
+    again, _ = make_decoder(displacement_dims=2, **kw)
+    again.load_state_dict(split.state_dict())
+    assert float(again.split_open) == 1.0
+    again.load_state_dict({k: v for k, v in state.items() if k != "split_open"})  # old weights: a closed split
+    assert float(again.split_open) == 0.0
+    shared.open_split()  # no split: nothing to open
+    assert not hasattr(shared, "split_open")

@@ -357,7 +357,8 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
                  amplitude_start_epoch=1, step_graph=whole, blur_start_angstrom=cfg.blur_start_angstrom,
                  blur_steps=round(cfg.blur_epochs * len(batches)),
                  kl_scale=None if cfg.kl_start_weight is None else lambda s: 0.25 + 0.25 * s,
-                 amplitude_ramp_steps=cfg.amplitude_ramp_steps)
+                 amplitude_ramp_steps=cfg.amplitude_ramp_steps,
+                 open_split=(cfg.split_release_steps, model.decoder.open_split) if cfg.split_release_steps else None)
     assert st.cudagraphs == graphs and st.deferred and st.step_graph == whole
     out = []
     for i, b in enumerate(batches * 2):
@@ -403,17 +404,18 @@ def test_cuda_graph_steps_match_eager_steps():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("displacement_dims", [0, 1])
-def test_whole_step_graph_with_control_decoder_and_splat(displacement_dims):
-    """The control-point decoder (dense interpolation; also with a latent split, ``--displacement-dims 1``) and the
-    splat projector (static binning, Triton kernels): the whole step is captured as one CUDA graph and replays the
-    eager step's numbers; the splat's training equals the dense projector's (to its truncation and float order)."""
+@pytest.mark.parametrize("displacement_dims,release", [(0, 0), (1, 0), (1, 6)])
+def test_whole_step_graph_with_control_decoder_and_splat(displacement_dims, release):
+    """The control-point decoder (dense interpolation; also with a latent split, ``--displacement-dims 1``, and one
+    opened at step 6, after the capture, with the control read-out vectors) and the splat projector (static
+    binning, Triton kernels): the whole step is captured as one CUDA graph and replays the eager step's numbers;
+    the splat's training equals the dense projector's (to its truncation and float order)."""
     from gaussianem.physics.splat import triton_available
 
     if not triton_available("cuda"):
         pytest.skip("needs Triton")
     fast = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, projector="splat",
-                displacement_dims=displacement_dims)
+                displacement_dims=displacement_dims, split_release_steps=release, readout_control=bool(release))
     batches = _graph_batches([16] * 4)
     eager = _graph_run(batches, False, False, set(), **fast)
     whole = _graph_run(batches, True, True, set(range(4, 8)), **fast)
@@ -623,6 +625,24 @@ def test_amplitude_start_steps_gates_the_first_optimizer_steps(dataset, tmp_path
     assert yaml.safe_load((run / "config.yaml").read_text())["amplitude_start_steps"] == 5
     with pytest.raises(InputError, match="amplitude-start-steps"):
         _cfg(dataset[0], tmp_path / "bad", amplitude_start_steps=-1).validate()
+
+
+def test_split_release_opens_the_latent_split_at_its_step_and_the_checkpoint_keeps_it(dataset, tmp_path):
+    """--split-release-steps 6 with --displacement-dims 1: the split holds for six optimizer steps, then opens
+    (the saved weights say so, and decode as the shared decoder of the same weights); released after the run's last
+    step it stays closed; the setting is validated."""
+    from gaussianem.model.load import load_model
+    from gaussianem.training.loop import train
+
+    kw = dict(epochs=1, decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4,
+              displacement_dims=1, knn_weight=0.0)
+    opened = train(_cfg(dataset[0], tmp_path / "open", split_release_steps=6, **kw))
+    closed = train(_cfg(dataset[0], tmp_path / "closed", split_release_steps=10_000, **kw))
+    m_open, _, _ = load_model(opened, 1)
+    m_closed, _, _ = load_model(closed, 1)
+    assert float(m_open.decoder.split_open) == 1.0 and float(m_closed.decoder.split_open) == 0.0
+    with pytest.raises(InputError, match="split-release-steps"):
+        _cfg(dataset[0], tmp_path / "bad", split_release_steps=-1).validate()
 
 
 def test_tf32_switch_is_scoped_and_reaches_the_config():

@@ -70,6 +70,9 @@ _LOSSES = [
     ("amplitude_ramp_steps", int, "once on (--amplitude-start-steps), the decoded amplitude changes ramp in "
      "linearly over this many optimizer steps (0: at once; issue 17 candidate: the states then enter the latent "
      "without pushing a motion out)"),
+    ("split_release_steps", int, "with --displacement-dims: the latent split holds for this many optimizer steps, "
+     "then opens (every dimension drives every change; 0: it holds for the whole run; issue 17 candidate: the "
+     "motion's dimensions found under the split, the states' displacements free afterwards)"),
     ("blur_start_angstrom", float, "coarse to fine: low-pass the render residual by a Gaussian of this width (Å) at "
      "the start, the width falling linearly to 0 over --blur-epochs (0: off; issue 17 candidate)"),
     ("blur_epochs", float, "epochs over which --blur-start-angstrom's low-pass narrows to none"),
@@ -94,6 +97,10 @@ def _add_encoder_decoder_choices(parser: argparse.ArgumentParser, d: dict) -> No
     parser.add_argument("--encoder-centre", action=argparse.BooleanOptionalAction, default=d["encoder_centre"],
                         help="the image encoder sees each particle translated by its known shift (centred, as "
                         "cryoDRGN's encoder does), not as recorded (default: off; issue 17 candidate)")
+    parser.add_argument("--readout-control", action=argparse.BooleanOptionalAction, default=d["readout_control"],
+                        help="--decoder control: the amplitude read-out's per-Gaussian vectors also get a part "
+                        "interpolated from per-control-point vectors (spatially smooth amplitude changes; "
+                        "default: off; issue 17 candidate)")
     parser.add_argument("--encoder-input", choices=ENCODER_INPUTS, default=d["encoder_input"],
                         help="what the image encoder reads: real (the windowed image's pixels) or fourier (the "
                         "real and imaginary parts of its Fourier transform inside a disc, as cryoDRGN's encoder "

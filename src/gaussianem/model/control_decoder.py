@@ -205,13 +205,16 @@ class ControlPointDecoder(nn.Module):
         embed_on: "gaussians" (embeddings (G, E), pooled here) or "control" (embeddings (K, E)); see the module.
         displacement_dims: 0, or N: the control points' MLP reads the first N dimensions of z and draws no
             amplitude change, the read-out reads the other zdim - N (a latent split between motions and states).
+        readout_control: the read-out's per-Gaussian vectors u also get a part interpolated from per-control-point
+            vectors (K, r) (zero at the start), a spatially smooth basis of amplitude changes shared by neighbouring
+            Gaussians, as the control points' MLP draws them (which a latent split turns off).
     """
 
     def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
                  n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
                  readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
                  interpolation: str = "auto", embed_on: str = "gaussians", combine: str = "sum",
-                 displacement_dims: int = 0) -> None:
+                 displacement_dims: int = 0, readout_control: bool = False) -> None:
         super().__init__()
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
@@ -240,6 +243,7 @@ class ControlPointDecoder(nn.Module):
             n_g = graph.index.shape[0]
             self.readout_vectors = nn.Parameter(torch.randn(n_g, rank, generator=gen) / math.sqrt(rank))
             self.readout_embed = nn.Linear(embedding_dim, rank, bias=False) if embed_on == "gaussians" else None
+            self.readout_control = nn.Parameter(torch.zeros(n_control, rank)) if readout_control else None
             self.readout_net = nn.Sequential(nn.Linear(zdim, readout_hidden), nn.ReLU(),
                                              nn.Linear(readout_hidden, rank * n_sharp))
             nn.init.zeros_(self.readout_net[-1].weight)
@@ -258,6 +262,9 @@ class ControlPointDecoder(nn.Module):
             keep = torch.ones(self.n_out)
             keep[0] = 0.0  # the control points' MLP draws no amplitude change
             self.register_buffer("control_keep", keep, persistent=False)
+            # 1 once the split is opened (open_split): every dimension then drives every change. Saved with the
+            # weights, so a checkpoint decodes as it was trained; a checkpoint without it had its split closed
+            self.register_buffer("split_open", torch.zeros(()))
 
     @property
     def n_control(self) -> int:
@@ -324,9 +331,13 @@ class ControlPointDecoder(nn.Module):
 
     def readout_weights(self, embedding: Tensor) -> Tensor:
         """Per-Gaussian read-out vectors u (G, r) = free vectors (+ a linear map of the Gaussians' embeddings with
-        ``embed_on="gaussians"``)."""
+        ``embed_on="gaussians"``; + the control points' read-out vectors interpolated, with ``readout_control``)."""
         u = self.readout_vectors.to(embedding.dtype)
-        return u if self.readout_embed is None else u + self.readout_embed(embedding)
+        if self.readout_embed is not None:
+            u = u + self.readout_embed(embedding)
+        if self.readout_control is not None:
+            u = u + self.interpolate(self.readout_control[None].to(embedding.dtype))[0].to(u.dtype)
+        return u
 
     def sharp(self, z: Tensor, embedding: Tensor) -> Tensor:
         """The low-rank per-Gaussian term (B, G, n_out) (zero in the channels without a read-out)."""
@@ -352,7 +363,7 @@ class ControlPointDecoder(nn.Module):
         z_control, z_sharp = self.split_latent(z)
         control_out = self.pair(z_control, self.pool_embedding(embedding))  # (B, K, n_out)
         if self.displacement_dims:
-            control_out = control_out * self.control_keep.to(control_out.dtype)
+            control_out = control_out * self._opened(self.control_keep, control_out.dtype)
         out = self.interpolate(control_out)
         if self.sharp_channels:
             out = out + self.sharp(z_sharp, embedding).to(out.dtype)
@@ -363,7 +374,25 @@ class ControlPointDecoder(nn.Module):
         ``displacement_dims`` = N the first N dimensions (the others zeroed) and the other zdim - N."""
         if not self.displacement_dims:
             return z, z
-        return z * self.motion_mask.to(z.dtype), z * self.amplitude_mask.to(z.dtype)
+        return z * self._opened(self.motion_mask, z.dtype), z * self._opened(self.amplitude_mask, z.dtype)
+
+    def _opened(self, mask: Tensor, dtype: torch.dtype) -> Tensor:
+        """A split's 0/1 mask, all ones once the split is open (tensor arithmetic: no host sync, CUDA graph safe)."""
+        mask = mask.to(dtype)
+        return mask + self.split_open.to(dtype) * (1.0 - mask)
+
+    @torch.no_grad()
+    def open_split(self) -> None:
+        """Open the latent split in place: from now on every dimension of z drives every change (the decoder of
+        ``displacement_dims=0``). A no-op without a split."""
+        if self.displacement_dims:
+            self.split_open.fill_(1.0)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved before the split could be opened: a closed split
+        if self.displacement_dims and prefix + "split_open" not in state_dict:
+            state_dict[prefix + "split_open"] = torch.zeros(())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward_reference(self, z: Tensor, embedding: Tensor) -> Tensor:
         """Plain reference of :meth:`forward`: dense (G, K) interpolation matrix products, concatenation MLP."""
@@ -372,12 +401,13 @@ class ControlPointDecoder(nn.Module):
         if self.embed_on == "gaussians":
             pooled = (w.T @ embedding) * self.pool_norm.to(embedding.dtype)[:, None]
         z_control, z_sharp = z, z
-        if self.displacement_dims:
+        split = self.displacement_dims and not bool(self.split_open)
+        if split:
             n = self.displacement_dims
             z_control = torch.cat([z[:, :n], torch.zeros_like(z[:, n:])], dim=1)
             z_sharp = torch.cat([torch.zeros_like(z[:, :n]), z[:, n:]], dim=1)
         control_out = self.pair.forward_concat(z_control, pooled)
-        if self.displacement_dims:
+        if split:
             control_out = torch.cat([torch.zeros_like(control_out[..., :1]), control_out[..., 1:]], dim=-1)
         dtype = torch.promote_types(control_out.dtype, torch.float32)
         out = torch.einsum("gk,bkn->bgn", w.to(dtype), control_out.to(dtype))
@@ -385,6 +415,8 @@ class ControlPointDecoder(nn.Module):
             u = self.readout_vectors.to(embedding.dtype)
             if self.readout_embed is not None:
                 u = u + embedding @ self.readout_embed.weight.T
+            if self.readout_control is not None:
+                u = u + w.to(u.dtype) @ self.readout_control.to(u.dtype)
             h = self.readout_net(z_sharp).reshape(z.shape[0], self.rank, len(self.sharp_channels))
             s = torch.einsum("gr,brc->bgc", u, h)
             full = torch.zeros_like(out)

@@ -58,6 +58,10 @@ class ModelOptions:
     # the other zdim - N the per-Gaussian amplitude read-out alone, so the states (cheap to draw by fading) and the
     # motions cannot take each other's dimensions
     displacement_dims: int = 0
+    # readout_control (--decoder control, issue 17): the amplitude read-out's per-Gaussian vectors also get a part
+    # interpolated from per-control-point vectors, a spatially smooth basis of amplitude changes (what the control
+    # points' MLP draws without a latent split)
+    readout_control: bool = False
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
     # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
@@ -103,7 +107,8 @@ DECODER_COMBINES = ("sum", "film")
 # what a checkpoint written before a field existed meant by it
 LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
                  "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0,
-                 "decoder_combine": "sum", "displacement_dims": 0}
+                 "decoder_combine": "sum", "displacement_dims": 0,
+                 "readout_control": False}
 # --encoder-box auto: boxes above this are area-averaged to it for the image encoder
 ENCODER_BOX_AUTO = 64
 

@@ -81,14 +81,16 @@ class GaussianVAE(nn.Module):
         sizes = (spec.embedding_dim, spec.decoder_hidden, spec.decoder_layers, spec.decoder_features,
                  spec.predict_width)
         if spec.decoder == "pair":
-            if spec.displacement_dims:
-                raise ValueError("displacement_dims needs the control-point decoder (decoder='control')")
+            if spec.displacement_dims or spec.readout_control:
+                raise ValueError("displacement_dims and readout_control need the control-point decoder "
+                                 "(decoder='control')")
             return Decoder(spec.zdim, *sizes, combine=spec.decoder_combine)
         if graph is None:
             graph = build_control_graph(cloud.positions.detach().cpu(), spec.n_control_points,
                                         spec.control_neighbours, seed=0)
         return ControlPointDecoder(spec.zdim, graph, *sizes, rank=spec.readout_rank, embed_on=spec.control_embedding,
-                                   combine=spec.decoder_combine, displacement_dims=spec.displacement_dims)
+                                   combine=spec.decoder_combine, displacement_dims=spec.displacement_dims,
+                                   readout_control=spec.readout_control)
 
     # ---- properties -------------------------------------------------------------------------------------------
     @property

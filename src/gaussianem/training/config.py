@@ -29,7 +29,8 @@ FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "enc
                    "gaussian_hidden", "gaussian_layers", "embedding_dim", "decoder_hidden", "decoder_layers",
                    "decoder_features", "predict_width", "decoder", "n_control_points", "control_neighbours",
                    "readout_rank", "train_base", "encoder_box", "encoder_centre", "encoder_input",
-                   "encoder_fourier_radius", "decoder_combine", "displacement_dims")
+                   "encoder_fourier_radius", "decoder_combine", "displacement_dims",
+                   "readout_control")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +86,8 @@ class TrainConfig(ModelOptions):
     amplitude_start_epoch: int = 0  # decoded amplitude changes are on in epochs after this one (1-based)
     amplitude_start_steps: int = 0  # ... and once this many optimizer steps have run (displacements alone before)
     amplitude_ramp_steps: int = 0  # ... then ramp in linearly over this many steps (0: at once)
+    # with displacement_dims: the latent split holds for this many optimizer steps, then opens (0: the whole run)
+    split_release_steps: int = 0
     # coarse to fine: the render residual low-passed by a Gaussian of this width (Å) at the start, the width falling
     # linearly to 0 over --blur-epochs (0: off). Issue 17 candidate: a wider basin for large displacements
     blur_start_angstrom: float = 0.0
@@ -130,9 +133,9 @@ class TrainConfig(ModelOptions):
              f"--device must be cuda or cpu, got {self.device}"),
             (min(self.encoder_layers, self.gaussian_layers, self.decoder_layers) >= 1, "layer counts must be >= 1"),
             (min(self.amplitude_weight, self.amplitude_gain_weight, self.amplitude_start_epoch,
-                 self.amplitude_start_steps, self.amplitude_ramp_steps) >= 0,
-             "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch, --amplitude-start-steps and "
-             "--amplitude-ramp-steps must be >= 0"),
+                 self.amplitude_start_steps, self.amplitude_ramp_steps, self.split_release_steps) >= 0,
+             "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch, --amplitude-start-steps, "
+             "--amplitude-ramp-steps and --split-release-steps must be >= 0"),
             (self.render_loss in ("l1", "l2"), "--render-loss must be l1 or l2"),
             (math.isfinite(self.blur_start_angstrom) and self.blur_start_angstrom >= 0
              and math.isfinite(self.blur_epochs) and self.blur_epochs > 0,

@@ -254,7 +254,9 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
                       kl_scale=None if cfg.kl_start_weight is None else
                       lambda s: kl_weight_at(s, total_steps, cfg.kl_weight, cfg.kl_start_weight,
                                              cfg.kl_ramp_start) / cfg.kl_weight,
-                      autotune=cfg.autotune, step_graph=cfg.step_graph)
+                      autotune=cfg.autotune, step_graph=cfg.step_graph,
+                      open_split=(cfg.split_release_steps, model.decoder.open_split)
+                      if cfg.split_release_steps and cfg.displacement_dims else None)
     return model, stepper, sampler
 
 
