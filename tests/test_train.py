@@ -641,8 +641,9 @@ def test_split_release_opens_the_latent_split_at_its_step_and_the_checkpoint_kee
     m_open, _, _ = load_model(opened, 1)
     m_closed, _, _ = load_model(closed, 1)
     assert float(m_open.decoder.split_open) == 1.0 and float(m_closed.decoder.split_open) == 0.0
-    with pytest.raises(InputError, match="split-release-steps"):
-        _cfg(dataset[0], tmp_path / "bad", split_release_steps=-1).validate()
+    for bad in ({"split_release_steps": -1, "displacement_dims": 1}, {"split_release_steps": 5}):
+        with pytest.raises(InputError, match="split-release-steps"):
+            _cfg(dataset[0], tmp_path / "bad", **bad).validate()
 
 
 def test_tf32_switch_is_scoped_and_reaches_the_config():

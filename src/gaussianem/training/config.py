@@ -136,6 +136,8 @@ class TrainConfig(ModelOptions):
                  self.amplitude_start_steps, self.amplitude_ramp_steps, self.split_release_steps) >= 0,
              "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch, --amplitude-start-steps, "
              "--amplitude-ramp-steps and --split-release-steps must be >= 0"),
+            (not self.split_release_steps or self.displacement_dims,
+             "--split-release-steps opens a latent split: it needs --displacement-dims N"),
             (self.render_loss in ("l1", "l2"), "--render-loss must be l1 or l2"),
             (math.isfinite(self.blur_start_angstrom) and self.blur_start_angstrom >= 0
              and math.isfinite(self.blur_epochs) and self.blur_epochs > 0,
