@@ -16,7 +16,10 @@
 # N_IMAGES=200 T_PRESET=560 (seconds per preset pipeline)
 # T_CRYO=400 (seconds of cryoDRGN's training: the epochs it finished are scored) CRYODRGN=1 (0: GaussianEM only).
 # CHAINS=1: the variants of a preset train in this many parallel chains; SCORE_EPOCHS="5": the epochs scored besides
-# EPOCHS (e.g. "5 10").
+# EPOCHS (e.g. "5 10"). PACK=FILE.tgz: after every scored run, OUT (without the runs' full log.jsonl; each run's
+# epoch records are in VARIANT.epochs.jsonl) is packed into FILE.tgz, so a call cut by its time limit still
+# returns what was scored (the device returns a few files only: put OUT outside the returned folder, e.g.
+# OUT=/tmp/screen PACK=$OUT/screen.tgz).
 # Sizing on an H100 (2026-12-06, all three presets at once): simulate + preprocess + fit ≈ 75 s, GaussianEM
 # ≈ 100 s per 20-epoch variant, cryoDRGN 70 s for its first epoch and 17.5 s for each next one (≈ 7 min for 20:
 # more than one call leaves after the rest; with T_CRYO=380 it stopped after 12 epochs, and
@@ -58,7 +61,8 @@ pipeline() {  # PRESET VARIANT...
        # shellcheck disable=SC2086
        timed "$o/p" "train-$name" gem train "$w/dataset" -o "$w/$name" --epochs "$EPOCHS" --batch-size 32 \
            --zdim 10 --seed 0 --device "$DEVICE" --no-progress $flags
-       cp "$w/$name/log.jsonl" "$o/$name.log.jsonl" 2>/dev/null
+       cp "$w/$name/log.jsonl" "$o/$name.log.jsonl" 2>/dev/null &&
+         grep '"type": "epoch"' "$o/$name.log.jsonl" > "$o/$name.epochs.jsonl"
        # without cryoDRGN, scored at once while the next variant trains
        [ "${CRYODRGN:-1}" = 1 ] || score "$p" "$name" &
      done
@@ -80,10 +84,18 @@ score() {  # PRESET VARIANT: `gaussianem benchmark` at SCORE_EPOCHS and EPOCHS (
         --n-images "$n" --seed 0 --device "$DEVICE" "${z[@]}" &&
       cp "$w/bench-$name-$e/metrics.json" "$o/$name.e$e.metrics.json" &&
       cp "$w/bench-$name-$e/metrics.md" "$o/$name.e$e.metrics.md"
+    pack
   done
 }
-export -f timed pipeline score gem cryodrgn
-export T_CRYO=${T_CRYO:-400} PY=${PY:-python3} CRYODRGN_RUNNER DEVICE OUT W0 N EPOCHS SNR FIT_EPOCHS N_IMAGES
+pack() {  # with PACK: OUT, less the full logs, into PACK (written whole, then renamed: never a half-written archive)
+  [ -n "${PACK:-}" ] || return 0
+  local tmp
+  tmp=$(mktemp "$PACK.XXXXXX") &&
+    tar czf "$tmp" --exclude='*.log.jsonl' -C "$(dirname "$OUT")" "$(basename "$OUT")" 2>/dev/null &&
+    mv -f "$tmp" "$PACK" || rm -f "$tmp"
+}
+export -f timed pipeline score pack gem cryodrgn
+export PACK T_CRYO=${T_CRYO:-400} PY=${PY:-python3} CRYODRGN_RUNNER DEVICE OUT W0 N EPOCHS SNR FIT_EPOCHS N_IMAGES
 export CHAINS=${CHAINS:-1} SCORE_EPOCHS=${SCORE_EPOCHS:-5}
 for p in ${PRESETS:-adk tcr-compositional tcr-mixed}; do
   timeout "${T_PRESET:-560}" bash -c 'pipeline "$@"' _ "$p" "$@" &
@@ -91,3 +103,4 @@ done
 wait
 stamp "pipelines"
 python3 benchmarks/accuracy/issue17_table.py "$OUT" | tee "$OUT/summary.md"
+pack

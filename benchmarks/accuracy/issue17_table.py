@@ -3,8 +3,8 @@ cryoDRGN's on the same particles (its z at the same epoch, scored by the same co
 
   python benchmarks/accuracy/issue17_table.py OUT
 
-Reads OUT/PRESET/VARIANT.eE.metrics.json (``gaussianem benchmark``) and OUT/PRESET/VARIANT.log.jsonl (the KL of
-the scored epoch); prints one markdown row per (preset, epochs, tool).
+Reads OUT/PRESET/VARIANT.eE.metrics.json (``gaussianem benchmark``) and OUT/PRESET/VARIANT.log.jsonl or
+VARIANT.epochs.jsonl (the KL of the scored epoch); prints one markdown row per (preset, epochs, tool).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def _f(v) -> str:
 
 def _kl(log: Path, epoch: int) -> float | None:
     """The mean KL term of ``epoch`` in a GaussianEM log.jsonl (None when absent)."""
+    if not log.is_file():  # a packed screen keeps only the epoch records
+        log = log.with_name(log.name.replace(".log.jsonl", ".epochs.jsonl"))
     if not log.is_file():
         return None
     for line in log.read_text().splitlines():
