@@ -494,23 +494,38 @@ def test_control_read_out_vectors_add_a_smooth_amplitude_basis(device, interpola
         _spec_vae("pair", readout_control=True)
 
 
-def test_an_opened_split_decodes_as_the_shared_decoder_and_loads_from_old_weights(device):
-    """``open_split``: the split decoder then decodes exactly as the shared decoder (``displacement_dims=0``) with
-    the same weights (fast = reference, forward and gradients); its state is in the state dict, and weights saved
-    before the buffer existed load as a closed split."""
-    kw = dict(n=2000, n_control=64, k=8, rank=16, interpolation="dense", embed_on="control")
+@pytest.mark.parametrize("combine", ["sum", "film"])
+def test_an_opened_split_decodes_as_the_shared_decoder_and_loads_from_old_weights(device, combine):
+    """``open_split``: the decoded clouds do not change at the opening (the never-trained first-layer weights on
+    the other part's dimensions are zeroed), and from then on the split decoder decodes exactly as the shared
+    decoder (``displacement_dims=0``) with the same weights, z's every dimension reaching both parts once trained
+    (fast = reference, forward and gradients); its state is in the state dict, and weights saved before the buffer
+    existed load as a closed split."""
+    kw = dict(n=2000, n_control=64, k=8, rank=16, interpolation="dense", embed_on="control", combine=combine)
     split, _ = make_decoder(displacement_dims=2, **kw)
     shared, _ = make_decoder(**kw)
     randomise_heads(split)
-    state = split.state_dict()
+    if combine == "film":
+        with torch.no_grad():
+            split.pair.z_gain.weight.normal_(0.0, 0.3)
+    state = {k: v.clone() for k, v in split.state_dict().items()}
     assert float(state["split_open"]) == 0.0
-    shared.load_state_dict({k: v for k, v in state.items() if k != "split_open"})
-    split, shared = split.to(device), shared.to(device)
+    split = split.to(device)
     torch.manual_seed(3)
     z, e = torch.randn(5, 4, device=device), torch.randn(64, 8, device=device)
-    assert (split(z, e) - shared(z, e)).abs().amax() > 1e-2
+    before = split(z, e)
     split.open_split()
+    torch.testing.assert_close(split(z, e), before)  # no jump at the opening
+    shared.load_state_dict({k: v for k, v in split.state_dict().items() if k != "split_open"})
+    shared = shared.to(device)
+    with torch.no_grad():  # as training would: the MLP's weights on the states' dimensions, the read-out's on the
+        for m in (split, shared):  # motion's, and the MLP's amplitude output become non-zero
+            m.pair.z_proj.weight[:, 2:] = 0.5
+            m.readout_net[0].weight[:, :2] = 0.5
+            m.pair.head.weight[0] = 0.3
     torch.testing.assert_close(split(z, e), shared(z, e))
+    moved = split(z + torch.tensor([0.0, 0.0, 1.0, 1.0], device=device), e) - split(z, e)
+    assert moved[..., 1:].abs().amax() > 1e-2  # a state dimension now moves Gaussians
     assert_fast_equals_reference(split, 64, device)
     again, _ = make_decoder(displacement_dims=2, **kw)
     again.load_state_dict(split.state_dict())

@@ -384,9 +384,20 @@ class ControlPointDecoder(nn.Module):
     @torch.no_grad()
     def open_split(self) -> None:
         """Open the latent split in place: from now on every dimension of z drives every change (the decoder of
-        ``displacement_dims=0``). A no-op without a split."""
-        if self.displacement_dims:
-            self.split_open.fill_(1.0)
+        ``displacement_dims=0``). What the split kept from training is set to zero first (the first-layer weights
+        on the dimensions a part did not read, whose inputs were zero, and the MLP's amplitude output, which was
+        masked), so the decoded clouds do not jump at the opening and the new dependences grow from zero. A no-op
+        without a split or once open."""
+        if not self.displacement_dims or bool(self.split_open):
+            return
+        n = self.displacement_dims
+        for layer in (self.pair.z_proj, self.pair.z_gain):
+            if layer is not None:
+                layer.weight[:, n:] = 0.0
+        self.readout_net[0].weight[:, :n] = 0.0
+        self.pair.head.weight[0] = 0.0
+        self.pair.head.bias[0] = 0.0
+        self.split_open.fill_(1.0)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # weights saved before the split could be opened: a closed split
