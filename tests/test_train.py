@@ -644,6 +644,14 @@ def test_split_release_opens_the_latent_split_at_its_step_and_the_checkpoint_kee
     for bad in ({"split_release_steps": -1, "displacement_dims": 1}, {"split_release_steps": 5}):
         with pytest.raises(InputError, match="split-release-steps"):
             _cfg(dataset[0], tmp_path / "bad", **bad).validate()
+    # a split run resumed with the release typed alone (the split is the saved run's): opens at its step
+    from gaussianem.cli import main
+
+    assert main(["train", str(dataset[0]), "-o", str(closed), "--resume", "--epochs", "2",
+                 "--split-release-steps", "14"]) == 0
+    assert float(load_model(closed, 2)[0].decoder.split_open) == 1.0
+    with pytest.raises(InputError, match="split-release-steps"):  # a run without a split: refused when merged
+        train(_cfg(dataset[0], opened.parent / "nosplit", epochs=1, split_release_steps=5), resume=False)
 
 
 def test_tf32_switch_is_scoped_and_reaches_the_config():

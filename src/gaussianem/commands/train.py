@@ -262,7 +262,7 @@ def main(args: argparse.Namespace) -> int:
     if args.gpus > 1 and distributed.world_from_env()[1] == 1:
         return distributed.launch(args.gpus, _argv_without_gpus(args.command_line))
     cfg = config_from_args(args)
-    cfg.validate()
+    cfg.validate(resume=args.resume)
     rundir = Path(args.rundir)
     check_output(rundir, [args.dataset, args.gaussians, args.load], overwrite=True)
     rank, world = distributed.init_process_group(args.device)

@@ -116,7 +116,10 @@ class TrainConfig(ModelOptions):
     RECORDED = ("box_size", "pixel_size_angstrom", "map_origin_angstrom", "n_particles", "n_gaussians",
                 "base_cloud_source", "version", "command_line", "dataset", "rundir")
 
-    def validate(self) -> None:
+    def validate(self, resume: bool = False) -> None:
+        """InputError on the first bad setting. ``resume``: these are the settings typed for a --resume, before the
+        run's saved ones are merged in, so the checks that need the saved model's fields wait for the merged
+        config."""
         checks = [
             (self.epochs >= 1, "--epochs must be >= 1"),
             (self.batch_size >= 2, "--batch-size must be >= 2 (BatchNorm needs two images)"),
@@ -136,7 +139,7 @@ class TrainConfig(ModelOptions):
                  self.amplitude_start_steps, self.amplitude_ramp_steps, self.split_release_steps) >= 0,
              "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch, --amplitude-start-steps, "
              "--amplitude-ramp-steps and --split-release-steps must be >= 0"),
-            (not self.split_release_steps or self.displacement_dims,
+            (resume or not self.split_release_steps or self.displacement_dims,
              "--split-release-steps opens a latent split: it needs --displacement-dims N"),
             (self.render_loss in ("l1", "l2"), "--render-loss must be l1 or l2"),
             (math.isfinite(self.blur_start_angstrom) and self.blur_start_angstrom >= 0

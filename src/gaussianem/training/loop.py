@@ -89,10 +89,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     """Train (or resume) a run; returns the run folder. ``stop_after_epoch`` ends early (a test hook); ``given``:
     the settings typed on the command line (a resume keeps the saved others; :func:`rundir.resumed_config`)."""
     t_start = time.perf_counter()
-    cfg.validate()
+    cfg.validate(resume=resume)
     main_rank = rank == 0
     root = Path(cfg.rundir)
     cfg = _agree_on_config(cfg, resume, overwrite, rank, world_size, given)
+    cfg.validate()  # the settings the run goes on with (on --resume: the saved ones and those typed)
     if main_rank:
         runlog.attach(root)
     device = resolve_device(cfg.device)
