@@ -93,7 +93,6 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
     main_rank = rank == 0
     root = Path(cfg.rundir)
     cfg = _agree_on_config(cfg, resume, overwrite, rank, world_size, given)
-    cfg.validate()  # the settings the run goes on with (on --resume: the saved ones and those typed)
     if main_rank:
         runlog.attach(root)
     device = resolve_device(cfg.device)
@@ -187,6 +186,7 @@ def _agree_on_config(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int,
         raise InputError(error)
     if not main_rank and resume:
         cfg = resumed_config(TrainConfig.from_dict(read_config(root)), cfg, given, say=False)
+    cfg.validate()  # the settings the run goes on with (on --resume: the saved ones and those typed)
     return cfg
 
 
