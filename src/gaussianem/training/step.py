@@ -109,7 +109,7 @@ class Stepper:
                  kl_scale: Callable[[int], float] | None = None, amplitude_ramp_steps: int = 0,
                  open_split: tuple[int, Callable[[], None]] | None = None) -> None:
         self.objective = objective
-        self.open_split = open_split  # (step, action): the action runs once, before the step of that number
+        self.open_split = open_split  # (S, action): the action runs once, when S steps have run (before step S + 1)
         self.amplitude_ramp_steps = int(amplitude_ramp_steps)
         self.kl_scale = kl_scale  # step -> the KL weight's factor (None: 1 throughout)
         self.blur_start_angstrom = float(blur_start_angstrom)
@@ -222,7 +222,7 @@ class Stepper:
             s = L.placeholder_knn_samples(n_near, n_far, n_sample, b, self.bank.shape[1], dev)
             knn = (s.cand, s.pick, s.uniform, self._zero)
         if self.open_split is not None and self.step_count >= self.open_split[0]:
-            self.open_split[1]()  # in place on a buffer: a captured step graph reads the new value
+            self.open_split[1]()  # in place (a buffer, weights), on this stream: a captured step graph reads them
             self.open_split = None
         amplitudes = self.epoch > self.amplitude_start_epoch and self.step_count >= self.amplitude_start_steps
         amp_on = self._amp_one if amplitudes else self._amp_zero
