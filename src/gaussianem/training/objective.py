@@ -72,12 +72,12 @@ def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> Mode
     """The spec of a new model: the run's :class:`ModelOptions` fields, the dataset's geometry and the cloud."""
     options = {f.name: getattr(cfg, f.name) for f in fields(ModelOptions)}
     decoder = resolve_decoder(cfg.decoder, cloud.n, cfg.n_control_points)
-    asked = [o for o, on in (("--displacement-dims", cfg.displacement_dims), ("--readout-control",
-                                                                              cfg.readout_control)) if on]
+    asked = [name for name, on in (("--displacement-dims", cfg.displacement_dims),
+                                   ("--readout-control", cfg.readout_control)) if on]
     if asked and (decoder != "control" or cfg.readout_rank < 1):
-        raise InputError(f"{' and '.join(asked)} need{'s' if len(asked) == 1 else ''} the control-point decoder "
-                         f"with an amplitude read-out (--decoder control, --readout-rank >= 1); this cloud of "
-                         f"{cloud.n:,} Gaussians got "
+        verb = "needs" if len(asked) == 1 else "need"
+        raise InputError(f"{' and '.join(asked)} {verb} the control-point decoder with an amplitude read-out "
+                         f"(--decoder control, --readout-rank >= 1); this cloud of {cloud.n:,} Gaussians got "
                          f"--decoder {decoder}, --readout-rank {cfg.readout_rank}")
     return ModelSpec(box_size=int(cfg.box_size), pixel_size_angstrom=float(cfg.pixel_size_angstrom),
                      n_gaussians=cloud.n, width_min=cloud.width_min, width_max=cloud.width_max,
