@@ -494,6 +494,48 @@ def test_control_read_out_vectors_add_a_smooth_amplitude_basis(device, interpola
         _spec_vae("pair", readout_control=True)
 
 
+@pytest.mark.parametrize("embed_on", ["control", "gaussians"])
+def test_readout_zero_vectors_grows_only_the_vectors_whose_residual_follows_h(device, embed_on):
+    """``readout_zero``: which factor of the read-out u_g · h(z) starts at zero. Either way the read-out starts at
+    zero (same clouds, same pair MLP); with "latent" the first gradient reaches h's last layer and no u, with
+    "vectors" it reaches u and only the rows of the Gaussians whose amplitudes the loss asks to change (the others
+    keep no response to h(z)); saved in the spec (old specs: "latent"), a wrong name refused."""
+    kw = dict(n=400, n_control=32, k=6, rank=8, embed_on=embed_on)
+    old, _ = make_decoder(**kw)
+    new, _ = make_decoder(readout_zero="vectors", **kw)
+    old, new = old.to(device), new.to(device)
+    assert new.readout_vectors.abs().amax() == 0 and new.readout_net[-1].weight.abs().amax() > 0
+    assert old.readout_net[-1].weight.abs().amax() == 0 and old.readout_vectors.abs().amax() > 0
+    if embed_on == "gaussians":
+        assert new.readout_embed.weight.abs().amax() == 0
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for dec in (old, new):  # the same random pair heads (otherwise both decode zero)
+            for p in (dec.pair.head.weight, dec.pair.head.bias):
+                p.copy_((torch.randn(p.shape, generator=g.manual_seed(4)) * 0.3).to(device))
+    torch.manual_seed(3)
+    n_e = 32 if embed_on == "control" else 400
+    e = torch.randn(n_e, 8, device=device)
+    z = torch.randn(6, 4, device=device)
+    torch.testing.assert_close(old(z, e), new(z, e))
+    changed = torch.zeros(400, dtype=torch.bool)
+    changed[:50] = True  # the loss asks the amplitudes of these Gaussians (only) to follow z's first dimension
+    for dec in (old, new):
+        dec.zero_grad()
+        amp = dec(z, e)[..., 0]
+        ((amp[:, changed.to(device)] - z[:, :1]) ** 2).sum().backward()
+    assert old.readout_vectors.grad.abs().amax() == 0 and old.readout_net[-1].weight.grad.abs().amax() > 0
+    rows = new.readout_vectors.grad.abs().amax(dim=1).cpu()
+    assert rows[changed].amin() > 0 and rows[~changed].amax() == 0
+    vae, spec = _spec_vae(readout_zero="vectors")
+    assert vae.decoder.readout_vectors.abs().amax() == 0 and spec.to_dict()["readout_zero"] == "vectors"
+    from gaussianem.model.spec import ModelSpec
+    saved_before = {k: v for k, v in spec.to_dict().items() if k != "readout_zero"}
+    assert ModelSpec.from_dict(saved_before).readout_zero == "latent"
+    with pytest.raises(ValueError, match="--readout-zero"):
+        _spec_vae(readout_zero="both")
+
+
 @pytest.mark.parametrize("combine", ["sum", "film"])
 def test_an_opened_split_decodes_as_the_shared_decoder_and_loads_from_old_weights(device, combine):
     """``open_split``: the decoded clouds do not change at the opening (the never-trained first-layer weights on

@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from gaussianem.model.spec import DECODER_COMBINES, DECODERS, ENCODER_INPUTS, PROJECTORS
+from gaussianem.model.spec import DECODER_COMBINES, DECODERS, ENCODER_INPUTS, PROJECTORS, READOUT_ZEROS
 from gaussianem.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,10 @@ def _add_encoder_decoder_choices(parser: argparse.ArgumentParser, d: dict) -> No
                         help="--decoder control: the amplitude read-out's per-Gaussian vectors also get a part "
                         "interpolated from per-control-point vectors (spatially smooth amplitude changes; "
                         "default: off; issue 17 candidate)")
+    parser.add_argument("--readout-zero", choices=READOUT_ZEROS, default=d["readout_zero"],
+                        help="--decoder control: which factor of the amplitude read-out u_g · h(z) starts at zero: "
+                        "latent (h's last layer; each Gaussian's u random) or vectors (every u; h random), so only "
+                        "the Gaussians whose residuals follow h(z) learn a response to it (issue 17 candidate)")
     parser.add_argument("--encoder-input", choices=ENCODER_INPUTS, default=d["encoder_input"],
                         help="what the image encoder reads: real (the windowed image's pixels) or fourier (the "
                         "real and imaginary parts of its Fourier transform inside a disc, as cryoDRGN's encoder "

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaussianem.model.decoder import Decoder
+from gaussianem.model.spec import READOUT_ZEROS
 
 
 # ---- control points and interpolation weights ------------------------------------------------------------------
@@ -208,16 +209,20 @@ class ControlPointDecoder(nn.Module):
         readout_control: the read-out's per-Gaussian vectors u also get a part interpolated from per-control-point
             vectors (K, r) (zero at the start), a spatially smooth basis of amplitude changes shared by neighbouring
             Gaussians, as the control points' MLP draws them (which a latent split turns off).
+        readout_zero: the factor of u_g · h(z) that starts at zero: "latent" (h's last layer; u random) or
+            "vectors" (u and the embedding's map onto it; h's last layer keeps its default random init).
     """
 
     def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
                  n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
                  readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
                  interpolation: str = "auto", embed_on: str = "gaussians", combine: str = "sum",
-                 displacement_dims: int = 0, readout_control: bool = False) -> None:
+                 displacement_dims: int = 0, readout_control: bool = False, readout_zero: str = "latent") -> None:
         super().__init__()
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
+        if readout_zero not in READOUT_ZEROS:
+            raise ValueError(f"readout_zero must be one of {READOUT_ZEROS}, not {readout_zero!r}")
         if embed_on not in EMBED_ON:
             raise ValueError(f"embed_on must be one of {EMBED_ON}, not {embed_on!r}")
         self.interpolation = interpolation
@@ -246,8 +251,13 @@ class ControlPointDecoder(nn.Module):
             self.readout_control = nn.Parameter(torch.zeros(n_control, rank)) if readout_control else None
             self.readout_net = nn.Sequential(nn.Linear(zdim, readout_hidden), nn.ReLU(),
                                              nn.Linear(readout_hidden, rank * n_sharp))
-            nn.init.zeros_(self.readout_net[-1].weight)
             nn.init.zeros_(self.readout_net[-1].bias)
+            if readout_zero == "latent":
+                nn.init.zeros_(self.readout_net[-1].weight)
+            else:
+                nn.init.zeros_(self.readout_vectors)
+                if self.readout_embed is not None:
+                    nn.init.zeros_(self.readout_embed.weight)
             select = torch.zeros(n_sharp, self.n_out)
             select[torch.arange(n_sharp), torch.tensor(self.sharp_channels)] = 1.0
             self.register_buffer("sharp_select", select, persistent=False)

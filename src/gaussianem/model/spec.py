@@ -62,6 +62,12 @@ class ModelOptions:
     # interpolated from per-control-point vectors, a spatially smooth basis of amplitude changes (what the control
     # points' MLP draws without a latent split)
     readout_control: bool = False
+    # readout_zero (--decoder control, issue 17): which factor of the read-out's product u_g · h(z) starts at zero:
+    # "latent" (h's last layer; the per-Gaussian vectors u start random) or "vectors" (u, and the embedding's map
+    # onto it; h's last layer starts random). Either makes the read-out start at zero; with "vectors" a Gaussian's
+    # vector only grows where its residual follows h(z), so the Gaussians that no state changes keep no random
+    # response to it (benchmarks/RESULTS.md, session 16)
+    readout_zero: str = "latent"
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
     # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
@@ -90,6 +96,8 @@ class ModelOptions:
         if self.decoder_combine not in DECODER_COMBINES:
             errors.append(f"--decoder-combine must be one of {', '.join(DECODER_COMBINES)}, "
                           f"got {self.decoder_combine!r}")
+        if self.readout_zero not in READOUT_ZEROS:
+            errors.append(f"--readout-zero must be one of {', '.join(READOUT_ZEROS)}, got {self.readout_zero!r}")
         if self.encoder_input not in ENCODER_INPUTS:
             errors.append(f"--encoder-input must be one of {', '.join(ENCODER_INPUTS)}, got {self.encoder_input!r}")
         if not 0 < self.encoder_fourier_radius <= 1.5:
@@ -104,11 +112,12 @@ PROJECTORS = ("auto", "dense", "splat")
 CONTROL_EMBEDDINGS = ("control", "gaussians")
 ENCODER_INPUTS = ("real", "fourier")
 DECODER_COMBINES = ("sum", "film")
+READOUT_ZEROS = ("latent", "vectors")
 # what a checkpoint written before a field existed meant by it
 LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
                  "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0,
                  "decoder_combine": "sum", "displacement_dims": 0,
-                 "readout_control": False}
+                 "readout_control": False, "readout_zero": "latent"}
 # --encoder-box auto: boxes above this are area-averaged to it for the image encoder
 ENCODER_BOX_AUTO = 64
 

@@ -90,7 +90,7 @@ class GaussianVAE(nn.Module):
                                         spec.control_neighbours, seed=0)
         return ControlPointDecoder(spec.zdim, graph, *sizes, rank=spec.readout_rank, embed_on=spec.control_embedding,
                                    combine=spec.decoder_combine, displacement_dims=spec.displacement_dims,
-                                   readout_control=spec.readout_control)
+                                   readout_control=spec.readout_control, readout_zero=spec.readout_zero)
 
     # ---- properties -------------------------------------------------------------------------------------------
     @property
