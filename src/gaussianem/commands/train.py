@@ -103,8 +103,8 @@ def _add_encoder_decoder_choices(parser: argparse.ArgumentParser, d: dict) -> No
                         "default: off; issue 17 candidate)")
     parser.add_argument("--readout-zero", choices=READOUT_ZEROS, default=d["readout_zero"],
                         help="--decoder control: which factor of the amplitude read-out u_g · h(z) starts at zero: "
-                        "latent (h's last layer; each Gaussian's u random) or vectors (every u; h random), so only "
-                        "the Gaussians whose residuals follow h(z) learn a response to it (issue 17 candidate)")
+                        "vectors (every Gaussian's u; h random: only the Gaussians whose residuals follow h(z) learn "
+                        "a response to it; the default) or latent (h's last layer; each u random; the old default)")
     parser.add_argument("--encoder-input", choices=ENCODER_INPUTS, default=d["encoder_input"],
                         help="what the image encoder reads: real (the windowed image's pixels) or fourier (the "
                         "real and imaginary parts of its Fourier transform inside a disc, as cryoDRGN's encoder "

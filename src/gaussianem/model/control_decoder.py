@@ -209,15 +209,15 @@ class ControlPointDecoder(nn.Module):
         readout_control: the read-out's per-Gaussian vectors u also get a part interpolated from per-control-point
             vectors (K, r) (zero at the start), a spatially smooth basis of amplitude changes shared by neighbouring
             Gaussians, as the control points' MLP draws them (which a latent split turns off).
-        readout_zero: the factor of u_g · h(z) that starts at zero: "latent" (h's last layer; u random) or
-            "vectors" (u and the embedding's map onto it; h's last layer keeps its default random init).
+        readout_zero: the factor of u_g · h(z) that starts at zero: "vectors" (u and the embedding's map onto it;
+            h's last layer keeps its default random init) or "latent" (h's last layer; u random, the old default).
     """
 
     def __init__(self, zdim: int, graph: ControlGraph, embedding_dim: int = 32, hidden: int = 128,
                  n_layers: int = 2, features: int = 256, predict_width: bool = False, rank: int = 32,
                  readout_hidden: int = 128, sharp_channels: tuple[int, ...] = (0,), seed: int = 0,
                  interpolation: str = "auto", embed_on: str = "gaussians", combine: str = "sum",
-                 displacement_dims: int = 0, readout_control: bool = False, readout_zero: str = "latent") -> None:
+                 displacement_dims: int = 0, readout_control: bool = False, readout_zero: str = "vectors") -> None:
         super().__init__()
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")

@@ -63,11 +63,12 @@ class ModelOptions:
     # points' MLP draws without a latent split)
     readout_control: bool = False
     # readout_zero (--decoder control, issue 17): which factor of the read-out's product u_g · h(z) starts at zero:
-    # "latent" (h's last layer; the per-Gaussian vectors u start random) or "vectors" (u, and the embedding's map
-    # onto it; h's last layer starts random). Either makes the read-out start at zero; with "vectors" a Gaussian's
-    # vector only grows where its residual follows h(z), so the Gaussians that no state changes keep no random
-    # response to it (benchmarks/RESULTS.md, session 16)
-    readout_zero: str = "latent"
+    # "latent" (h's last layer; the per-Gaussian vectors u start random: the default until session 16) or "vectors"
+    # (u, and the embedding's map onto it; h's last layer starts random). Either makes the read-out start at zero;
+    # with "vectors" a Gaussian's vector only grows where its residual follows h(z), so the Gaussians that no state
+    # changes keep no random response to it: per-image FSC-AUC +0.010-0.013 at the GPU runs' scale on the CPU
+    # (benchmarks/RESULTS.md, readout-zero-cpu-2026-12-06)
+    readout_zero: str = "vectors"
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
     # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
