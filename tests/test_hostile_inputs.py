@@ -751,7 +751,6 @@ SIMPLE_CASES = [
      lambda w: _train(w, "--decoder", "pair", "--readout-control")),
     ("train", 2, "--split-release-steps", "split_release_without_a_split",
      lambda w: _train(w, "--split-release-steps", "100")),
-    ("train", 2, "--readout-zero", "unknown_read_out_start", lambda w: _train(w, "--readout-zero", "both")),
     ("train", 2, "--kl-start-weight", "kl_ramp_at_the_end", lambda w: _train(w, "--kl-start-weight", "4e-6",
                                                                             "--kl-ramp-start", "1")),
     ("train", 2, "--lr-decay-fraction", "zero_lr_decay", lambda w: _train(w, "--lr-schedule", "wsd",
