@@ -1,17 +1,29 @@
-import json,glob,re
-rows=[]
-for f in glob.glob('bench_*/metrics.json'):
-    name=f.split('/')[0][6:]
-    m=re.match(r'(.*)_e(\d+)$',name); run,ep=m.group(1),int(m.group(2))
-    r=json.load(open(f))['results'][0]; lat=r['latent']
-    km=(lat.get('kmeans') or {}).get('ari'); sp=(lat.get('state_probe') or {}).get('accuracy')
-    rho=(lat.get('spearman') or {}).get('best'); r2=(lat.get('motion_probe') or {}).get('r2')
-    pi=r.get('per_image_fsc_auc'); pi=pi.get('mean') if isinstance(pi,dict) else pi
-    preset='adk' if run.startswith('adk_') else 'tcr-mixed' if run.startswith('mx_') else 'tcr-compositional'
-    rows.append((preset,run,ep,km,sp,rho,r2,pi))
-f=lambda x: '–' if x is None else f'{x:.3f}'
-print('| preset | run | epoch | ARI | state probe | abs(ρ) best | motion R² | per-image FSC-AUC |')
-print('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |')
-for p,run,ep,*v in sorted(rows):
-    if run in ('mz',): continue
-    print(f'| {p} | {run} | {ep} | ' + ' | '.join(f(x) for x in v[:-1]) + f' | {v[-1]:.4f} |')
+"""toy_summary.md from the toy runs' `benchmark` folders (bench_NAME_eE/metrics.json in the working directory)."""
+
+import glob
+import json
+import re
+
+
+def cell(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+rows = []
+for path in glob.glob("bench_*/metrics.json"):
+    match = re.match(r"bench_(.*)_e(\d+)$", path.split("/")[0])
+    run, epoch = match.group(1), int(match.group(2))
+    result = json.load(open(path))["results"][0]
+    lat = result["latent"]
+    ari = (lat.get("kmeans") or {}).get("ari")
+    probe = (lat.get("state_probe") or {}).get("accuracy")
+    rho = (lat.get("spearman") or {}).get("best")
+    r2 = (lat.get("motion_probe") or {}).get("r2")
+    fsc = result["per_image_fsc_auc"]["mean"]
+    preset = "adk" if run.startswith("adk_") else "tcr-mixed" if run.startswith("mx_") else "tcr-compositional"
+    rows.append((preset, run, epoch, ari, probe, rho, r2, fsc))
+print("| preset | run | epoch | ARI | state probe | abs(ρ) best | motion R² | per-image FSC-AUC |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for preset, run, epoch, *values in sorted(rows):
+    if run != "mz":
+        print(f"| {preset} | {run} | {epoch} | " + " | ".join(cell(x) for x in values[:-1]) + f" | {values[-1]:.4f} |")
