@@ -244,9 +244,10 @@ class ControlPointDecoder(nn.Module):
         self.sharp_channels = tuple(sharp_channels) if rank > 0 else ()
         n_sharp = len(self.sharp_channels)
         if n_sharp:
-            gen = torch.Generator().manual_seed(seed)
             n_g = graph.index.shape[0]
-            self.readout_vectors = nn.Parameter(torch.randn(n_g, rank, generator=gen) / math.sqrt(rank))
+            vectors = (torch.randn(n_g, rank, generator=torch.Generator().manual_seed(seed)) / math.sqrt(rank)
+                       if readout_zero == "latent" else torch.zeros(n_g, rank))
+            self.readout_vectors = nn.Parameter(vectors)
             self.readout_embed = nn.Linear(embedding_dim, rank, bias=False) if embed_on == "gaussians" else None
             self.readout_control = nn.Parameter(torch.zeros(n_control, rank)) if readout_control else None
             self.readout_net = nn.Sequential(nn.Linear(zdim, readout_hidden), nn.ReLU(),
@@ -254,10 +255,8 @@ class ControlPointDecoder(nn.Module):
             nn.init.zeros_(self.readout_net[-1].bias)
             if readout_zero == "latent":
                 nn.init.zeros_(self.readout_net[-1].weight)
-            else:
-                nn.init.zeros_(self.readout_vectors)
-                if self.readout_embed is not None:
-                    nn.init.zeros_(self.readout_embed.weight)
+            elif self.readout_embed is not None:  # made (and zeroed) so that the global RNG draws stay the same
+                nn.init.zeros_(self.readout_embed.weight)
             select = torch.zeros(n_sharp, self.n_out)
             select[torch.arange(n_sharp), torch.tensor(self.sharp_channels)] = 1.0
             self.register_buffer("sharp_select", select, persistent=False)
