@@ -641,7 +641,8 @@ def test_split_release_opens_the_latent_split_at_its_step_and_the_checkpoint_kee
     m_open, _, _ = load_model(opened, 1)
     m_closed, _, _ = load_model(closed, 1)
     assert float(m_open.decoder.split_open) == 1.0 and float(m_closed.decoder.split_open) == 0.0
-    for bad in ({"split_release_steps": -1, "displacement_dims": 1}, {"split_release_steps": 5}):
+    for bad in ({"split_release_steps": -1, "displacement_dims": 1},
+                {"split_release_steps": 5, "displacement_dims": 0}):
         with pytest.raises(InputError, match="split-release-steps"):
             _cfg(dataset[0], tmp_path / "bad", **bad).validate()
     # a split run resumed with the release typed alone (the split is the saved run's): opens at its step
@@ -786,3 +787,63 @@ def test_amplitude_ramp_brings_the_amplitude_changes_in_gradually(dataset, tmp_p
     assert all(r["amplitude"] == 0.0 for r in steps[:4]) and all(r["amplitude"] > 0.0 for r in steps[4:])
     with pytest.raises(InputError, match="amplitude-ramp-steps"):
         _cfg(dataset[0], tmp_path / "bad", amplitude_ramp_steps=-1).validate()
+
+
+def test_latent_split_settings_resolve_from_the_decoder_zdim_and_run_length():
+    """Unset (None), the latent split is on where the control-point decoder runs with an amplitude read-out and
+    zdim >= 6: 3 displacement dimensions, the control read-out vectors, the centred encoder input, amplitudes
+    after two epochs (at most half the run), the split opened at 1.5 × that; off (0, False, False, 0, 0) with the
+    pair decoder, a small zdim or no read-out; what is typed is kept; a typed release without a split is refused."""
+    from gaussianem.training.config import resolve_auto
+
+    base = TrainConfig(dataset="d", rundir="r", zdim=10, n_control_points=100, epochs=20)
+    on = resolve_auto(base, n_gaussians=500, steps_per_epoch=625)
+    assert (on.displacement_dims, on.readout_control, on.encoder_centre) == (3, True, True)
+    assert (on.amplitude_start_steps, on.split_release_steps) == (1250, 1875)  # the GPU runs' o3zc
+    short = resolve_auto(base.replace(epochs=3), n_gaussians=500, steps_per_epoch=100)
+    assert (short.amplitude_start_steps, short.split_release_steps) == (150, 225)  # half of the 300 steps
+    for off in (resolve_auto(base, n_gaussians=50, steps_per_epoch=625),  # auto -> pair decoder
+                resolve_auto(base.replace(zdim=5), n_gaussians=500, steps_per_epoch=625),
+                resolve_auto(base.replace(readout_rank=0), n_gaussians=500, steps_per_epoch=625),
+                resolve_auto(base.replace(displacement_dims=0), n_gaussians=500, steps_per_epoch=625)):
+        assert (off.displacement_dims, off.readout_control, off.encoder_centre, off.amplitude_start_steps,
+                off.split_release_steps) == (0, False, False, 0, 0)
+    typed = resolve_auto(base.replace(displacement_dims=4, encoder_centre=False, amplitude_start_steps=7),
+                         n_gaussians=500, steps_per_epoch=625)
+    assert (typed.displacement_dims, typed.readout_control, typed.encoder_centre, typed.amplitude_start_steps,
+            typed.split_release_steps) == (4, True, False, 7, 10)
+    assert resolve_auto(on, n_gaussians=500, steps_per_epoch=1) == on  # concrete settings stay as they are
+    with pytest.raises(InputError, match="split-release-steps"):
+        resolve_auto(base.replace(split_release_steps=5), n_gaussians=50, steps_per_epoch=625)
+    from gaussianem.model.spec import ModelSpec  # a spec made directly resolves the same way
+
+    geometry = dict(box_size=16, pixel_size_angstrom=2.0, width_min=1.0, width_max=4.0, zdim=10, n_control_points=100)
+    assert ModelSpec(n_gaussians=500, **geometry).displacement_dims == 3
+    assert (ModelSpec(n_gaussians=50, **geometry).displacement_dims, ModelSpec(n_gaussians=50, **geometry)
+            .encoder_centre) == (0, False)
+
+
+def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dataset, tmp_path):
+    """A run with the control decoder and zdim 6 writes the split's concrete settings into config.yaml and its
+    weights (12 steps per epoch: amplitudes from step 24, the split opened at 36, so open after 4 epochs); --load
+    of a run trained without a split makes a model without one (its weights fit); a typed --readout-control adds
+    weights the loaded run lacks: refused."""
+    from gaussianem.model.load import load_model
+    from gaussianem.model.runfiles import read_config
+    from gaussianem.training.loop import train
+
+    kw = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, zdim=6,
+              knn_weight=0.0)
+    run = train(_cfg(dataset[0], tmp_path / "split", epochs=4, **kw))
+    saved = read_config(run)
+    assert (saved["displacement_dims"], saved["readout_control"], saved["encoder_centre"],
+            saved["amplitude_start_steps"], saved["split_release_steps"]) == (3, True, True, 24, 36)
+    model, _, _ = load_model(run, 4)
+    assert model.spec.displacement_dims == 3 and model.spec.encoder_centre is True
+    assert float(model.decoder.split_open) == 1.0
+    plain = train(_cfg(dataset[0], tmp_path / "plain", epochs=1, displacement_dims=0, **{
+        k: v for k, v in kw.items() if k != "displacement_dims"}))
+    loaded = train(_cfg(dataset[0], tmp_path / "loaded", epochs=1, load=str(plain), **kw))
+    assert (read_config(loaded)["displacement_dims"], read_config(loaded)["encoder_centre"]) == (0, False)
+    with pytest.raises(InputError, match="do not fit"):
+        train(_cfg(dataset[0], tmp_path / "typed", epochs=1, load=str(plain), **{**kw, "readout_control": True}))

@@ -186,7 +186,9 @@ def _sync(device: torch.device, world: int) -> None:
             dist.barrier()
 
 
-def _number(text: str) -> int | float | str:
+def _number(text: str) -> bool | int | float | str:
+    if text.lower() in ("true", "false"):  # the automatic switches (default None), e.g. encoder_centre=false
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)

@@ -38,7 +38,9 @@ _SIZES = [
     ("control_neighbours", int, "--decoder control: control points each Gaussian interpolates from"),
     ("readout_rank", int, "--decoder control: rank of the per-Gaussian amplitude read-out (0: none)"),
     ("displacement_dims", int, "--decoder control: the first N latent dimensions drive the displacements, the "
-     "others the amplitude read-out alone (0: every dimension drives both; issue 17 candidate)"),
+     "others the amplitude read-out alone (0: every dimension drives both; default: 3 where the control-point "
+     "decoder runs and --zdim >= 6, else 0: the latent split, with --encoder-centre and --readout-control, "
+     "amplitude changes after two epochs, the split opened after three)"),
     ("control_embedding", str, "--decoder control: the Gaussian encoder runs on the 'control' points' pooled "
      "features (cost independent of the number of Gaussians) or on all 'gaussians', then pooled"),
     ("splat_cutoff_sigmas", float, "--projector splat: footprint half-width in σ (skipped values < exp(-c²/2) of "
@@ -65,14 +67,15 @@ _LOSSES = [
     ("amplitude_start_epoch", int, "decoded amplitude changes are on in epochs after this one (0: from the start; "
      "> 0: motion is learnt as displacements first)"),
     ("amplitude_start_steps", int, "decoded amplitude changes are on once this many optimizer steps have run (with "
-     "--amplitude-start-epoch: once both have passed); the same displacement-only phase whatever the dataset's "
-     "size (issue 17 candidate: a few hundred steps put a domain motion into the latent early)"),
+     "--amplitude-start-epoch: once both have passed; default: with the latent split, two epochs' steps (at most "
+     "half the run), so that a domain motion enters the latent as displacements first; without it, 0)"),
     ("amplitude_ramp_steps", int, "once on (--amplitude-start-steps), the decoded amplitude changes ramp in "
      "linearly over this many optimizer steps (0: at once; issue 17 candidate: the states then enter the latent "
      "without pushing a motion out)"),
     ("split_release_steps", int, "with --displacement-dims: the latent split holds for this many optimizer steps, "
-     "then opens (every dimension drives every change; 0: it holds for the whole run; issue 17 candidate: the "
-     "motion's dimensions found under the split, the states' displacements free afterwards)"),
+     "then opens (every dimension drives every change; 0: it holds for the whole run; default: with the split, "
+     "1.5 × --amplitude-start-steps; without it, 0): the motion's dimensions found under the split, the states' "
+     "displacements free afterwards"),
     ("blur_start_angstrom", float, "coarse to fine: low-pass the render residual by a Gaussian of this width (Å) at "
      "the start, the width falling linearly to 0 over --blur-epochs (0: off; issue 17 candidate)"),
     ("blur_epochs", float, "epochs over which --blur-start-angstrom's low-pass narrows to none"),
@@ -96,11 +99,12 @@ def _add_encoder_decoder_choices(parser: argparse.ArgumentParser, d: dict) -> No
     candidates; the defaults are the measured best)."""
     parser.add_argument("--encoder-centre", action=argparse.BooleanOptionalAction, default=d["encoder_centre"],
                         help="the image encoder sees each particle translated by its known shift (centred, as "
-                        "cryoDRGN's encoder does), not as recorded (default: off; issue 17 candidate)")
+                        "cryoDRGN's encoder does), not as recorded (default: on with the latent split of "
+                        "--displacement-dims, off without)")
     parser.add_argument("--readout-control", action=argparse.BooleanOptionalAction, default=d["readout_control"],
                         help="--decoder control: the amplitude read-out's per-Gaussian vectors also get a part "
                         "interpolated from per-control-point vectors (spatially smooth amplitude changes; "
-                        "default: off; issue 17 candidate)")
+                        "default: on with the latent split of --displacement-dims, off without)")
     parser.add_argument("--readout-zero", choices=READOUT_ZEROS, default=d["readout_zero"],
                         help="--decoder control: which factor of the amplitude read-out u_g · h(z) starts at zero: "
                         "vectors (every Gaussian's u; h random: only the Gaussians whose residuals follow h(z) learn "

@@ -36,8 +36,9 @@ class ModelOptions:
     # encoder_box² instead of D² inputs
     encoder_box: int | None = None
     # encoder_centre: the image encoder sees each image translated by its known shift (the particle's centre on the
-    # box centre, as cryoDRGN centres its encoder's input), not as recorded; the render loss is unchanged
-    encoder_centre: bool = False
+    # box centre, as cryoDRGN centres its encoder's input), not as recorded; the render loss is unchanged.
+    # None: on with the latent split (resolve_split), off without
+    encoder_centre: bool | None = None
     # encoder_input: "real" (the windowed image's pixels) or "fourier" (the real and imaginary parts of its
     # orthonormal rfft2 inside the disc of encoder_fourier_radius × Nyquist, as cryoDRGN's encoder sees the
     # Hartley transform): the same information for a full disc, in the basis where each frequency is one input
@@ -56,12 +57,13 @@ class ModelOptions:
     # displacement_dims (--decoder control, issue 17): 0 (every latent dimension drives every change) or N > 0: the
     # first N dimensions of z drive the control points' MLP (the displacements; its amplitude output is off) and
     # the other zdim - N the per-Gaussian amplitude read-out alone, so the states (cheap to draw by fading) and the
-    # motions cannot take each other's dimensions
-    displacement_dims: int = 0
+    # motions cannot take each other's dimensions. None: SPLIT_DIMS where the decoder resolves to "control", zdim is
+    # at least SPLIT_MIN_ZDIM and the read-out is on, else 0 (resolve_split)
+    displacement_dims: int | None = None
     # readout_control (--decoder control, issue 17): the amplitude read-out's per-Gaussian vectors also get a part
     # interpolated from per-control-point vectors, a spatially smooth basis of amplitude changes (what the control
-    # points' MLP draws without a latent split)
-    readout_control: bool = False
+    # points' MLP draws without a latent split). None: on with the latent split, off without
+    readout_control: bool | None = None
     # readout_zero (--decoder control, issue 17): which factor of the read-out's product u_g · h(z) starts at zero:
     # "latent" (h's last layer; the per-Gaussian vectors u start random: the default until session 16) or "vectors"
     # (u, and the embedding's map onto it; h's last layer starts random). Either makes the read-out start at zero;
@@ -114,6 +116,11 @@ CONTROL_EMBEDDINGS = ("control", "gaussians")
 ENCODER_INPUTS = ("real", "fourier")
 DECODER_COMBINES = ("sum", "film")
 READOUT_ZEROS = ("latent", "vectors")
+# the latent split by default (issue 17; benchmarks/RESULTS.md, split-default-gpu-2026-12-06): the first SPLIT_DIMS
+# dimensions of z drive the displacements, the others the amplitude read-out, with a centred encoder input and the
+# control points' read-out vectors, wherever the control-point decoder runs and zdim >= SPLIT_MIN_ZDIM
+SPLIT_DIMS = 3
+SPLIT_MIN_ZDIM = 6
 # what a checkpoint written before a field existed meant by it
 LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
                  "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0,
@@ -129,6 +136,21 @@ def resolve_encoder_box(choice: int | None, box_size: int) -> int:
     if choice is None:
         return min(box_size, ENCODER_BOX_AUTO)
     return box_size if choice == 0 else min(choice, box_size)
+
+
+def resolve_split(displacement_dims: int | None, readout_control: bool | None, encoder_centre: bool | None,
+                  decoder: str, zdim: int, readout_rank: int) -> tuple[int, bool, bool]:
+    """The latent split's settings with their automatic values (None) filled in -> (displacement_dims,
+    readout_control, encoder_centre). ``decoder``: the resolved one ("pair" or "control"). Unset, the split is
+    on (SPLIT_DIMS displacement dimensions, the control points' read-out vectors, the centred encoder input) where
+    it can be: the control-point decoder with an amplitude read-out and zdim >= SPLIT_MIN_ZDIM; the two others
+    follow the split when unset (on with a split that can run, off otherwise)."""
+    runs = decoder == "control" and readout_rank > 0  # where a split can run
+    if displacement_dims is None:
+        displacement_dims = SPLIT_DIMS if runs and zdim >= SPLIT_MIN_ZDIM else 0
+    split = runs and displacement_dims > 0  # (a typed split where none can run is refused by model_spec)
+    return (displacement_dims, split if readout_control is None else readout_control,
+            split if encoder_centre is None else encoder_centre)
 
 
 def resolve_decoder(choice: str, n_gaussians: int, n_control_points: int) -> str:
@@ -154,6 +176,15 @@ class ModelSpec(ModelOptions):
     width_min: float
     width_max: float
     image_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        """A spec is concrete: the latent split's automatic settings (None) are resolved (:func:`resolve_split`)."""
+        if None in (self.displacement_dims, self.readout_control, self.encoder_centre):
+            decoder = resolve_decoder(self.decoder, self.n_gaussians, self.n_control_points)
+            split = resolve_split(self.displacement_dims, self.readout_control, self.encoder_centre, decoder,
+                                  self.zdim, self.readout_rank)
+            for name, value in zip(("displacement_dims", "readout_control", "encoder_centre"), split, strict=True):
+                object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,10 +17,11 @@ from gaussianem import __version__
 from gaussianem.errors import InputError
 from gaussianem.io.writes import atomic_path
 from gaussianem.model.runfiles import CONFIG
-from gaussianem.model.spec import LEGACY_VALUES, ModelOptions
+from gaussianem.model.spec import LEGACY_VALUES, ModelOptions, resolve_decoder, resolve_split
 
 # training settings whose default changed: the value a saved configuration that predates the field ran with
-TRAIN_LEGACY_VALUES = {"render_loss": "l1"}  # l2 is the default since 2026-12-06 (issue 17's GPU screen)
+# (l2 is the default since 2026-12-06, issue 17's GPU screen; the step counts are automatic since session 17)
+TRAIN_LEGACY_VALUES = {"render_loss": "l1", "amplitude_start_steps": 0, "split_release_steps": 0}
 
 # fields a --resume may change (they do not change the numbers of the run)
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
@@ -84,10 +85,13 @@ class TrainConfig(ModelOptions):
     amplitude_weight: float = 0.0  # amplitude-change penalty (mean Δa²)
     amplitude_gain_weight: float = 1 / 1e2  # amplitude-gain penalty (mean relu(Δa)²): fading out stays free
     amplitude_start_epoch: int = 0  # decoded amplitude changes are on in epochs after this one (1-based)
-    amplitude_start_steps: int = 0  # ... and once this many optimizer steps have run (displacements alone before)
+    # ... and once this many optimizer steps have run (displacements alone before). None: with the latent split,
+    # SPLIT_AMPLITUDE_EPOCHS epochs' steps (at most half the run), else 0 (resolve_auto)
+    amplitude_start_steps: int | None = None
     amplitude_ramp_steps: int = 0  # ... then ramp in linearly over this many steps (0: at once)
-    # with displacement_dims: the latent split holds for this many optimizer steps, then opens (0: the whole run)
-    split_release_steps: int = 0
+    # with displacement_dims: the latent split holds for this many optimizer steps, then opens (0: the whole run).
+    # None: with the latent split, 1.5 × the amplitude start (3 epochs), else 0
+    split_release_steps: int | None = None
     # coarse to fine: the render residual low-passed by a Gaussian of this width (Å) at the start, the width falling
     # linearly to 0 over --blur-epochs (0: off). Issue 17 candidate: a wider basin for large displacements
     blur_start_angstrom: float = 0.0
@@ -136,11 +140,11 @@ class TrainConfig(ModelOptions):
              f"--device must be cuda or cpu, got {self.device}"),
             (min(self.encoder_layers, self.gaussian_layers, self.decoder_layers) >= 1, "layer counts must be >= 1"),
             (min(self.amplitude_weight, self.amplitude_gain_weight, self.amplitude_start_epoch,
-                 self.amplitude_start_steps, self.amplitude_ramp_steps, self.split_release_steps) >= 0,
+                 self.amplitude_start_steps or 0, self.amplitude_ramp_steps, self.split_release_steps or 0) >= 0,
              "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch, --amplitude-start-steps, "
              "--amplitude-ramp-steps and --split-release-steps must be >= 0"),
-            (resume or not self.split_release_steps or self.displacement_dims,
-             "--split-release-steps opens a latent split: it needs --displacement-dims N"),
+            (resume or not self.split_release_steps or self.displacement_dims is None or self.displacement_dims,
+             "--split-release-steps opens a latent split: it needs --displacement-dims N (not 0)"),
             (self.render_loss in ("l1", "l2"), "--render-loss must be l1 or l2"),
             (math.isfinite(self.blur_start_angstrom) and self.blur_start_angstrom >= 0
              and math.isfinite(self.blur_epochs) and self.blur_epochs > 0,
@@ -176,6 +180,32 @@ class TrainConfig(ModelOptions):
         """A saved configuration; fields it predates get the values that older versions used."""
         names = {f.name for f in fields(cls)}
         return cls(**{**LEGACY_VALUES, **TRAIN_LEGACY_VALUES, **{k: v for k, v in d.items() if k in names}})
+
+
+# the latent split's displacement-only phase, in epochs (issue 17: 2 put tcr-mixed's hinge into the latent by epoch
+# 5 in 6 runs of 7 at 20,000 particles and on the 4,000-particle toy; 1 lost it once the amplitudes came)
+SPLIT_AMPLITUDE_EPOCHS = 2
+
+
+def resolve_auto(cfg: TrainConfig, n_gaussians: int, steps_per_epoch: int) -> TrainConfig:
+    """``cfg`` with its automatic settings (None) made concrete for a new run on a cloud of ``n_gaussians`` with
+    ``steps_per_epoch`` optimizer steps per epoch: the latent split (:func:`~gaussianem.model.spec.resolve_split`)
+    and, with the split, its schedule: amplitude changes from ``SPLIT_AMPLITUDE_EPOCHS`` epochs in (at most half
+    the run), the split opened at 1.5 × that; 0 and 0 without a split. InputError where a typed
+    ``--split-release-steps`` meets no split."""
+    decoder = resolve_decoder(cfg.decoder, n_gaussians, cfg.n_control_points)
+    dims, control, centre = resolve_split(cfg.displacement_dims, cfg.readout_control, cfg.encoder_centre, decoder,
+                                          cfg.zdim, cfg.readout_rank)
+    start, release = cfg.amplitude_start_steps, cfg.split_release_steps
+    if start is None:
+        start = min(SPLIT_AMPLITUDE_EPOCHS * steps_per_epoch, steps_per_epoch * cfg.epochs // 2) if dims else 0
+    if release is None:
+        release = start + start // 2 if dims else 0
+    if release and not dims:
+        raise InputError("--split-release-steps opens a latent split, and this run has none (--displacement-dims "
+                         f"resolves to 0 with --decoder {decoder}, --zdim {cfg.zdim})")
+    return cfg.replace(displacement_dims=dims, readout_control=control, encoder_centre=centre,
+                       amplitude_start_steps=start, split_release_steps=release)
 
 
 LOSS_WEIGHTS = ("kl_weight", "knn_weight", "smoothness_weight", "distance_weight", "alignment_weight",

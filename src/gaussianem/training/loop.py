@@ -34,10 +34,11 @@ from gaussianem.model.load import (
     resolve_weights,
 )
 from gaussianem.model.runfiles import read_config, weights_path
+from gaussianem.model.spec import LEGACY_VALUES
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.progress import bar_disabled
 from gaussianem.training.checkpoint import rng_state, save_checkpoint, set_rng_state
-from gaussianem.training.config import TrainConfig
+from gaussianem.training.config import TrainConfig, resolve_auto
 from gaussianem.training.data import (
     ParticleBatchDataset,
     ResidentParticles,
@@ -116,7 +117,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
                      cfg.epochs)
             return root
     else:
-        cfg, model = _new_model(cfg, ds, root, resume, main_rank, n)
+        cfg, model = _new_model(cfg, ds, root, resume, main_rank, n, world_size)
     if main_rank:
         cfg.write(root)
     marks["model"] = time.perf_counter() - t_start
@@ -191,9 +192,11 @@ def _agree_on_config(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int,
 
 
 def _new_model(cfg: TrainConfig, ds: ParticleDataset, root: Path, resume: bool,
-               main_rank: bool, n_particles: int) -> tuple[TrainConfig, GaussianVAE]:
+               main_rank: bool, n_particles: int, world_size: int = 1) -> tuple[TrainConfig, GaussianVAE]:
     """A new model on the run's base cloud (weights from ``--load`` when given) and the config completed with
-    the dataset's geometry; rank 0 writes the base cloud into the run folder ``root``."""
+    the dataset's geometry and its automatic settings made concrete (:func:`resolve_auto`; with ``--load``, the
+    latent split's model settings left automatic are the loaded model's); rank 0 writes the base cloud into the
+    run folder ``root``."""
     image_std = float(ds.manifest.get("image_std", 1.0) or 1.0)
     ply = resolve_base_cloud(cfg) if not resume or cfg.base_cloud_source is None \
         else Path(cfg.base_cloud_source)
@@ -203,9 +206,15 @@ def _new_model(cfg: TrainConfig, ds: ParticleDataset, root: Path, resume: bool,
                       n_gaussians=cloud.n, base_cloud_source=str(ply),
                       map_origin_angstrom=cfg.map_origin_angstrom if origin is None
                       else tuple(float(v) for v in origin))
+    src = read_checkpoint(resolve_weights(cfg.load)) if cfg.load else None
+    if src is not None and isinstance(src.get("spec"), dict):  # the loaded weights' split, unless typed
+        split = {k: src["spec"].get(k, LEGACY_VALUES[k]) for k in ("displacement_dims", "readout_control",
+                                                                    "encoder_centre") if getattr(cfg, k) is None}
+        cfg = cfg.replace(**split)
+    steps = ResumableBatchSampler(n_particles, cfg.batch_size, cfg.seed, world_size=world_size).batches_per_epoch()
+    cfg = resolve_auto(cfg, cloud.n, steps)
     model = GaussianVAE(cloud, model_spec(cfg, cloud, image_std))
-    if cfg.load:
-        src = read_checkpoint(resolve_weights(cfg.load))
+    if src is not None:
         try:
             model.load_state_dict(src["model"])
         except RuntimeError as exc:
