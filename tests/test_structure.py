@@ -88,6 +88,37 @@ def test_a_state_in_a_low_variance_direction_is_found_beside_a_wide_motion():
     assert structure.decide(found)["motions"][0]["is_motion"]
 
 
+def test_a_motion_along_different_directions_in_each_state_is_found_in_a_state_of_its_own():
+    """The latent split's case: the same motion along z1 in state 0 and along z2 in state 1 (the state along z3, a
+    little noise elsewhere). Pooled within-state residuals have two equal PCs and no candidate; state 0's own PCA
+    has the motion as PC1, with its trajectory from that state's mean along z1 over the 5th-95th percentile."""
+    rng = np.random.default_rng(7)
+    n = 2400
+    state = (np.arange(n) >= n * 0.55).astype(int)  # 1,320 / 1,080
+    coord = rng.uniform(-2, 2, n)
+    z = 0.1 * rng.normal(size=(n, 5))
+    z[state == 0, 0] += coord[state == 0]
+    z[state == 1, 1] += coord[state == 1]
+    z[:, 2] += 3.0 * (2 * state - 1)
+    pooled = structure.find_structure(z)
+    assert structure.decide(pooled)["statement"] == "2 classes (1,320, 1,080 particles); no continuous motion"
+    found, d = structure.find_motions(z, pooled, lambda candidates: None)
+    assert found.states.n == 2 and adjusted_rand_score(state, found.states.labels) > 0.99
+    assert d["statement"] == "2 classes (1,320, 1,080 particles); a continuous motion along PC1 of state 0"
+    assert d["motion_axis"] == "PC of state 0" and d["motions"][0]["state"] == 0
+    c = found.candidates[0]
+    assert abs(c.direction[0]) > 0.99 and c.state == 0
+    np.testing.assert_allclose(np.sort(c.trajectory[[0, -1], 0]), np.percentile(coord[state == 0], [5, 95]), atol=0.1)
+    np.testing.assert_allclose(c.trajectory[:, 2], found.states.means[0][2], atol=0.05)
+    # pooled, nothing stood out (the two directions equally wide): the per-state PCA is what found it; a state
+    # whose ends do not move (end shifts below min_shift) gives no motion, and the next state is tried
+    assert not any(p.stands_out for p in pooled.candidates)
+    still = {0: {1: 0.2}, 1: {1: 3.0}}
+    found, d = structure.find_motions(z, pooled, lambda cands: {} if cands[0].state is None else still[cands[0].state])
+    assert d["statement"].endswith("a continuous motion along PC1 of state 1") and found.candidates[0].state == 1
+    assert abs(found.candidates[0].direction[1]) > 0.99
+
+
 def test_noise_is_neither_and_small_end_shifts_are_no_motion():
     rng = np.random.default_rng(4)
     found = structure.find_structure(rng.normal(size=(1500, 6)))

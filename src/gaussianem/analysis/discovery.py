@@ -52,11 +52,16 @@ def find_and_render(
     """Find the states and motions of z (N, zdim), write the state volumes and motion trajectories ->
     (the ``structure`` entry of summary.json, the states' StateSet or None for one state, the motion
     trajectories written here, the latent plot coloured by state as PNG bytes)."""
-    found = structure.find_structure(z, n_pcs=max(1, opts.n_pcs), n_points=opts.n_points, seed=opts.seed)
+    n_pcs = max(1, opts.n_pcs)
+    found = structure.find_structure(z, n_pcs=n_pcs, n_points=opts.n_points, seed=opts.seed)
     st = found.states
-    shifts = {c.index: end_shift(model, c.trajectory[[0, -1]], opts) for c in found.candidates
-              if c.stands_out and c.modes == 1}
-    decision = structure.decide(found, shifts, min_shift=grid.pixel_size_angstrom)
+
+    def shifts(candidates: list[structure.MotionCandidate]) -> dict[int, float]:
+        return {c.index: end_shift(model, c.trajectory[[0, -1]], opts) for c in candidates
+                if c.stands_out and c.modes == 1}
+
+    found, decision = structure.find_motions(z, found, shifts, grid.pixel_size_angstrom, n_pcs, opts.n_points,
+                                             opts.seed)
     sdir = out / "states"
     sdir.mkdir(exist_ok=True)
     _save_npy(sdir / "labels.npy", st.labels)
@@ -141,7 +146,14 @@ def report_section(
                                                 vmax), f"state {j}: {c['counts'][j]:,} particles")
                  for j, p in enumerate(states_set.projections)])
     if any(m.get("folder", "").startswith("motion") for m in decision["motions"]):
-        r.paragraph("motionK/: the trajectory along within-state PCk, from the most populous state's mean (5th → "
-                    "95th percentile of the within-state scores); shown with the PC trajectories below.")
+        own = next((m["state"] for m in decision["motions"] if m.get("state") is not None), None)
+        if own is None:
+            r.paragraph("motionK/: the trajectory along within-state PCk, from the most populous state's mean (5th "
+                        "→ 95th percentile of the within-state scores); shown with the PC trajectories below.")
+        else:
+            r.paragraph(f"motionK/: the trajectory along PCk of state {own}'s particles alone (no direction of the "
+                        "pooled within-state PCA stood out: the states move along different latent directions), "
+                        "from that state's mean (5th → 95th percentile of its scores); shown with the PC "
+                        "trajectories below.")
     if png:
         r.figures([(png, "PCA of z coloured by state")])

@@ -13,6 +13,11 @@
   times the median of the later PCs') and set apart (at least ``MIN_SEPARATION`` times the next PC's and at most
   1 / ``MIN_SEPARATION`` times the previous one's: an isotropic scatter singles out no direction); ``analyze``
   then keeps it as a motion when the two ends of its trajectory decode to different structures (:func:`decide`).
+  When no pooled within-state PC is a motion and there are several states, each state's own PCA is tried in turn
+  (most populous first; states of at least ``MIN_STATE_PARTICLES``), and the first state with a motion gives the
+  motions (:func:`find_motions`): a decoder may draw one motion along different latent directions in different
+  states (the latent split of ``train`` does: on a simulated hinge with a subunit present or absent, the two
+  states' motion directions were nearly orthogonal, so the pooled residuals had two equal PCs and no motion).
   Limits: two independent motions of equal spread single out no direction, and are reported as PC trajectories
   only; a state must be separated from its neighbour by a density valley deeper than ``dip_ratio`` (about 4.5
   standard deviations for two equal Gaussians) to count as a class.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MIN_WIDTH = 2.0
 MIN_SEPARATION = 1.25
+MIN_STATE_PARTICLES = 100  # a state's own PCA is tried for motions when it holds at least this many particles
 
 
 @dataclass
@@ -54,7 +61,9 @@ class States:
 class MotionCandidate:
     """Within-state PC ``index`` (1-based): direction (zdim,), share of the within-state variance, std ratio to the
     later PCs, number of modes of its scores, the latent trajectory (T, zdim) from the 5th to the 95th percentile
-    anchored at the most populous state's mean; ``end_shift`` (Å) and ``is_motion`` are set by :func:`decide`."""
+    anchored at the most populous state's mean; ``state``: None for the pooled within-state PCA, s for the PCA of
+    state s's particles alone (the trajectory then anchored at its mean); ``end_shift`` (Å) and ``is_motion`` are
+    set by :func:`decide`."""
 
     index: int
     direction: np.ndarray
@@ -65,11 +74,17 @@ class MotionCandidate:
     trajectory: np.ndarray
     end_shift: float | None = None
     is_motion: bool = False
+    state: int | None = None
 
     @property
     def stands_out(self) -> bool:
         """Wide against the later PCs and set apart from its neighbours (see the module docstring)."""
         return self.width_ratio >= MIN_WIDTH and self.separation >= MIN_SEPARATION
+
+    @property
+    def name(self) -> str:
+        """How the report names its axis: "PCk" (pooled) or "PCk of state s"."""
+        return f"PC{self.index}" if self.state is None else f"PC{self.index} of state {self.state}"
 
 
 @dataclass
@@ -223,11 +238,43 @@ def motion_candidates(
 ) -> list[MotionCandidate]:
     """Within-state PCs 1..n_pcs of z (N, zdim), each with its trajectory (n_points, zdim) from the 5th to the
     95th percentile of its scores, anchored at the most populous state's mean."""
+    z = np.asarray(z, np.float64)
+    return _pc_candidates(z - states.means[states.labels], states.means[0], n_pcs, n_points, seed)
+
+
+def state_candidates(z: np.ndarray, states: States, n_pcs: int = 3, n_points: int = 10,
+                     seed: int = 0) -> Iterator[list[MotionCandidate]]:
+    """For each state of at least ``MIN_STATE_PARTICLES`` (most populous first), the PCs 1..n_pcs of its own
+    particles' z as motion candidates, trajectories anchored at its mean."""
+    z = np.asarray(z, np.float64)
+    for s in range(states.n):
+        if states.counts[s] >= MIN_STATE_PARTICLES:
+            yield _pc_candidates(z[states.labels == s] - states.means[s], states.means[s], n_pcs, n_points, seed, s)
+
+
+def find_motions(z: np.ndarray, found: Structure, shifts_of: Callable[[list[MotionCandidate]], dict | None],
+                 min_shift: float = 1.0, n_pcs: int = 3, n_points: int = 10,
+                 seed: int = 0) -> tuple[Structure, dict]:
+    """:func:`decide` on the pooled within-state candidates of ``found``; where none is a motion and there are
+    several states, on each state's own candidates in turn (:func:`state_candidates`), keeping the first state
+    with a motion (see the module docstring). ``shifts_of(candidates)``: their ends' displacements, as ``decide``'s
+    ``end_shifts`` (None: not checked). Returns the structure decided on and the decision."""
+    decision = decide(found, shifts_of(found.candidates), min_shift)
+    if found.states.n > 1 and not any(c.is_motion for c in found.candidates):
+        for own in state_candidates(z, found.states, n_pcs, n_points, seed):
+            trial = Structure(found.states, own)
+            trial_decision = decide(trial, shifts_of(own), min_shift)
+            if any(c.is_motion for c in own):
+                return trial, trial_decision
+    return found, decision
+
+
+def _pc_candidates(resid: np.ndarray, anchor: np.ndarray, n_pcs: int, n_points: int, seed: int,
+                   state: int | None = None) -> list[MotionCandidate]:
+    """The PCs 1..n_pcs of residuals (N, zdim) as motion candidates, trajectories anchored at ``anchor`` (zdim,)."""
     from sklearn.decomposition import PCA
 
-    z = np.asarray(z, np.float64)
-    resid = z - states.means[states.labels]
-    pca = PCA(n_components=min(z.shape[1], len(z))).fit(resid)
+    pca = PCA(n_components=min(resid.shape[1], len(resid))).fit(resid)
     scores = pca.transform(resid)
     sd = scores.std(0)
     out = []
@@ -236,13 +283,13 @@ def motion_candidates(
         if len(later):
             width = float(sd[k] / max(np.median(later), 1e-12))
         else:  # the last PC: nothing to be wide against, unless it is the only one
-            width = float("inf") if z.shape[1] == 1 else 0.0
+            width = float("inf") if resid.shape[1] == 1 else 0.0
         ratios = [sd[k] / max(sd[k + 1], 1e-12)] if k + 1 < len(sd) else []
         ratios += [sd[k - 1] / max(sd[k], 1e-12)] if k > 0 else []
         lo, hi = np.percentile(scores[:, k], [5.0, 95.0])
-        traj = states.means[0] + np.linspace(lo, hi, n_points)[:, None] * pca.components_[k][None]
+        traj = anchor + np.linspace(lo, hi, n_points)[:, None] * pca.components_[k][None]
         c = MotionCandidate(k + 1, pca.components_[k].copy(), float(pca.explained_variance_ratio_[k]), width,
-                            float(min(ratios, default=float("inf"))), 0, traj)
+                            float(min(ratios, default=float("inf"))), 0, traj, state=state)
         c.modes = count_modes(scores[:, k], seed) if c.stands_out else 0
         out.append(c)
     return out
@@ -267,12 +314,13 @@ def decide(structure: Structure, end_shifts: dict[int, float] | None = None, min
         c.end_shift = None if end_shifts is None else end_shifts.get(c.index)
         moved = c.end_shift is None or c.end_shift >= min_shift
         c.is_motion = bool(c.stands_out and c.modes == 1 and moved)
-        motions.append({"pc": c.index, "variance_ratio": round(c.variance_ratio, 4),
+        motions.append({"pc": c.index, "state": c.state, "variance_ratio": round(c.variance_ratio, 4),
                         "width_ratio": round(min(c.width_ratio, 1e6), 3),
                         "separation": round(min(c.separation, 1e6), 3), "modes": c.modes,
                         "end_shift_angstrom": None if c.end_shift is None else round(float(c.end_shift), 3),
                         "is_motion": c.is_motion})
-    pc_name = "within-state PC" if st.n > 1 else "PC"
+    own = structure.candidates[0].state if structure.candidates else None
+    pc_name = "within-state PC" if st.n > 1 and own is None else "PC" if own is None else f"PC of state {own}"
     parts = []
     if st.n > 1:
         counts = ", ".join(f"{int(c):,}" for c in st.counts)
@@ -281,7 +329,8 @@ def decide(structure: Structure, end_shifts: dict[int, float] | None = None, min
             parts[-1] += f", unstable between restarts (agreement {st.stability:.2f})"
     else:
         parts.append("no discrete classes")
-    found = [f"{pc_name}{c.index}" for c in structure.candidates if c.is_motion]
+    found = [(f"within-state {c.name}" if st.n > 1 and c.state is None else c.name)
+             for c in structure.candidates if c.is_motion]
     if found:
         parts.append(f"a continuous motion along {found[0]}" if len(found) == 1
                      else "continuous motions along " + " and ".join(found))

@@ -1,0 +1,2 @@
+./run_any.sh /tmp/toys/adk a_o3z 6 --decoder control --n-control-points 128 --displacement-dims 3 --amplitude-start-steps 250 --readout-control --split-release-steps 375
+./run_any.sh /tmp/toys/adk a_uzc 6 --decoder control --n-control-points 128 --encoder-centre
