@@ -20,7 +20,8 @@ for path in glob.glob("bench_*/metrics.json"):
     rho = (lat.get("spearman") or {}).get("best")
     r2 = (lat.get("motion_probe") or {}).get("r2")
     fsc = result["per_image_fsc_auc"]["mean"]
-    preset = "adk" if run.startswith("adk_") else "tcr-mixed" if run.startswith("mx_") else "tcr-compositional"
+    preset = ("adk" if run.startswith(("adk_", "a_")) else "tcr-mixed" if run.startswith(("mx_", "m_"))
+              else "tcr-compositional")
     rows.append((preset, run, epoch, ari, probe, rho, r2, fsc))
 print("| preset | run | epoch | ARI | state probe | abs(ρ) best | motion R² | per-image FSC-AUC |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
