@@ -37,7 +37,7 @@ class ModelOptions:
     encoder_box: int | None = None
     # encoder_centre: the image encoder sees each image translated by its known shift (the particle's centre on the
     # box centre, as cryoDRGN centres its encoder's input), not as recorded; the render loss is unchanged.
-    # None: on with the latent split (resolve_split), off without
+    # None: on with the latent split (ModelOptions.resolved_split), off without
     encoder_centre: bool | None = None
     # encoder_input: "real" (the windowed image's pixels) or "fourier" (the real and imaginary parts of its
     # orthonormal rfft2 inside the disc of encoder_fourier_radius × Nyquist, as cryoDRGN's encoder sees the
@@ -58,7 +58,7 @@ class ModelOptions:
     # first N dimensions of z drive the control points' MLP (the displacements; its amplitude output is off) and
     # the other zdim - N the per-Gaussian amplitude read-out alone, so the states (cheap to draw by fading) and the
     # motions cannot take each other's dimensions. None: SPLIT_DIMS where the decoder resolves to "control", zdim is
-    # at least SPLIT_MIN_ZDIM and the read-out is on, else 0 (resolve_split)
+    # at least SPLIT_MIN_ZDIM and the read-out is on, else 0 (ModelOptions.resolved_split)
     displacement_dims: int | None = None
     # readout_control (--decoder control, issue 17): the amplitude read-out's per-Gaussian vectors also get a part
     # interpolated from per-control-point vectors, a spatially smooth basis of amplitude changes (what the control
@@ -78,6 +78,20 @@ class ModelOptions:
     # box 64 (benchmarks/RESULTS.md, 2026-12-03; docs/FAST_DECODER_AND_SPLAT.md)
     projector: str = "auto"
     splat_cutoff_sigmas: float = 5.0
+
+    def resolved_split(self, n_gaussians: int) -> tuple[int, bool, bool]:
+        """The latent split's settings for a cloud of ``n_gaussians``, the automatic ones (None) filled in ->
+        (displacement_dims, readout_control, encoder_centre). Unset, the split is on (SPLIT_DIMS displacement
+        dimensions, the control points' read-out vectors, the centred encoder input) where it can run: the
+        control-point decoder (``decoder`` resolved for this cloud) with an amplitude read-out, and zdim >=
+        SPLIT_MIN_ZDIM; the two others follow the split when unset (on with a split that can run, off otherwise)."""
+        runs = resolve_decoder(self.decoder, n_gaussians, self.n_control_points) == "control" and self.readout_rank > 0
+        dims = self.displacement_dims
+        if dims is None:
+            dims = SPLIT_DIMS if runs and self.zdim >= SPLIT_MIN_ZDIM else 0
+        split = runs and dims > 0  # (a typed split where none can run is refused by model_spec)
+        return (dims, split if self.readout_control is None else self.readout_control,
+                split if self.encoder_centre is None else self.encoder_centre)
 
     def option_errors(self) -> list[str]:
         """What is wrong with the decoder / projector choices (empty when nothing is)."""
@@ -138,21 +152,6 @@ def resolve_encoder_box(choice: int | None, box_size: int) -> int:
     return box_size if choice == 0 else min(choice, box_size)
 
 
-def resolve_split(displacement_dims: int | None, readout_control: bool | None, encoder_centre: bool | None,
-                  decoder: str, zdim: int, readout_rank: int) -> tuple[int, bool, bool]:
-    """The latent split's settings with their automatic values (None) filled in -> (displacement_dims,
-    readout_control, encoder_centre). ``decoder``: the resolved one ("pair" or "control"). Unset, the split is
-    on (SPLIT_DIMS displacement dimensions, the control points' read-out vectors, the centred encoder input) where
-    it can be: the control-point decoder with an amplitude read-out and zdim >= SPLIT_MIN_ZDIM; the two others
-    follow the split when unset (on with a split that can run, off otherwise)."""
-    runs = decoder == "control" and readout_rank > 0  # where a split can run
-    if displacement_dims is None:
-        displacement_dims = SPLIT_DIMS if runs and zdim >= SPLIT_MIN_ZDIM else 0
-    split = runs and displacement_dims > 0  # (a typed split where none can run is refused by model_spec)
-    return (displacement_dims, split if readout_control is None else readout_control,
-            split if encoder_centre is None else encoder_centre)
-
-
 def resolve_decoder(choice: str, n_gaussians: int, n_control_points: int) -> str:
     """``--decoder auto``: the control-point decoder when the cloud has more Gaussians than control points, else the
     pair decoder (with K = G the control decoder is the pair MLP plus an interpolation: ~30 % slower on the demo's
@@ -178,11 +177,9 @@ class ModelSpec(ModelOptions):
     image_std: float = 1.0
 
     def __post_init__(self) -> None:
-        """A spec is concrete: the latent split's automatic settings (None) are resolved (:func:`resolve_split`)."""
+        """A spec is concrete: the latent split's automatic settings (None) are resolved (:meth:`resolved_split`)."""
         if None in (self.displacement_dims, self.readout_control, self.encoder_centre):
-            decoder = resolve_decoder(self.decoder, self.n_gaussians, self.n_control_points)
-            split = resolve_split(self.displacement_dims, self.readout_control, self.encoder_centre, decoder,
-                                  self.zdim, self.readout_rank)
+            split = self.resolved_split(self.n_gaussians)
             for name, value in zip(("displacement_dims", "readout_control", "encoder_centre"), split, strict=True):
                 object.__setattr__(self, name, value)
 

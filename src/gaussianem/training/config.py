@@ -17,7 +17,7 @@ from gaussianem import __version__
 from gaussianem.errors import InputError
 from gaussianem.io.writes import atomic_path
 from gaussianem.model.runfiles import CONFIG
-from gaussianem.model.spec import LEGACY_VALUES, ModelOptions, resolve_decoder, resolve_split
+from gaussianem.model.spec import LEGACY_VALUES, ModelOptions, resolve_decoder
 
 # training settings whose default changed: the value a saved configuration that predates the field ran with
 # (l2 is the default since 2026-12-06, issue 17's GPU screen; the step counts are automatic since session 17)
@@ -143,7 +143,7 @@ class TrainConfig(ModelOptions):
                  self.amplitude_start_steps or 0, self.amplitude_ramp_steps, self.split_release_steps or 0) >= 0,
              "--amplitude-weight, --amplitude-gain-weight, --amplitude-start-epoch, --amplitude-start-steps, "
              "--amplitude-ramp-steps and --split-release-steps must be >= 0"),
-            (resume or not self.split_release_steps or self.displacement_dims is None or self.displacement_dims,
+            (resume or not self.split_release_steps or self.displacement_dims != 0,
              "--split-release-steps opens a latent split: it needs --displacement-dims N (not 0)"),
             (self.render_loss in ("l1", "l2"), "--render-loss must be l1 or l2"),
             (math.isfinite(self.blur_start_angstrom) and self.blur_start_angstrom >= 0
@@ -189,19 +189,18 @@ SPLIT_AMPLITUDE_EPOCHS = 2
 
 def resolve_auto(cfg: TrainConfig, n_gaussians: int, steps_per_epoch: int) -> TrainConfig:
     """``cfg`` with its automatic settings (None) made concrete for a new run on a cloud of ``n_gaussians`` with
-    ``steps_per_epoch`` optimizer steps per epoch: the latent split (:func:`~gaussianem.model.spec.resolve_split`)
+    ``steps_per_epoch`` optimizer steps per epoch: the latent split (:meth:`ModelOptions.resolved_split`)
     and, with the split, its schedule: amplitude changes from ``SPLIT_AMPLITUDE_EPOCHS`` epochs in (at most half
     the run), the split opened at 1.5 × that; 0 and 0 without a split. InputError where a typed
     ``--split-release-steps`` meets no split."""
-    decoder = resolve_decoder(cfg.decoder, n_gaussians, cfg.n_control_points)
-    dims, control, centre = resolve_split(cfg.displacement_dims, cfg.readout_control, cfg.encoder_centre, decoder,
-                                          cfg.zdim, cfg.readout_rank)
+    dims, control, centre = cfg.resolved_split(n_gaussians)
     start, release = cfg.amplitude_start_steps, cfg.split_release_steps
     if start is None:
         start = min(SPLIT_AMPLITUDE_EPOCHS * steps_per_epoch, steps_per_epoch * cfg.epochs // 2) if dims else 0
     if release is None:
         release = start + start // 2 if dims else 0
     if release and not dims:
+        decoder = resolve_decoder(cfg.decoder, n_gaussians, cfg.n_control_points)
         raise InputError("--split-release-steps opens a latent split, and this run has none (--displacement-dims "
                          f"resolves to 0 with --decoder {decoder}, --zdim {cfg.zdim})")
     return cfg.replace(displacement_dims=dims, readout_control=control, encoder_centre=centre,
