@@ -753,6 +753,7 @@ SIMPLE_CASES = [
      lambda w: _train(w, "--split-release-steps", "100")),
     ("train", 2, "--kl-start-weight", "kl_ramp_at_the_end", lambda w: _train(w, "--kl-start-weight", "4e-6",
                                                                             "--kl-ramp-start", "1")),
+    ("train", 2, "--kl-warmup-steps", "negative_kl_warmup", lambda w: _train(w, "--kl-warmup-steps=-5")),
     ("train", 2, "--lr-decay-fraction", "zero_lr_decay", lambda w: _train(w, "--lr-schedule", "wsd",
                                                                            "--lr-decay-fraction", "0")),
     ("train", 2, "--repulsion-weight", "nan_repulsion_weight", lambda w: _train(w, "--repulsion-weight", "nan")),

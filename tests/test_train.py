@@ -772,6 +772,32 @@ def test_kl_schedule_holds_the_start_weight_then_rises_to_the_kl_weight(dataset,
         cfg.replace(kl_weight=0.0).validate()
 
 
+def test_kl_warmup_ramps_the_kl_weight_from_zero(dataset, tmp_path):
+    """--kl-warmup-steps N: the KL weight's factor is step / N up to step N, then 1, and multiplies
+    --kl-start-weight's schedule; in a run each step's logged total carries the KL at that ramped weight."""
+    from gaussianem.training.loop import kl_schedule, kl_weight_at, train
+    from gaussianem.training.objective import LOSS_TERMS, LossWeights
+
+    cfg = _cfg(dataset[0], tmp_path / "run", epochs=2, knn_weight=0.0, kl_weight=0.5, kl_warmup_steps=4)
+    assert kl_schedule(cfg.replace(kl_warmup_steps=0), 100) is None
+    f = kl_schedule(cfg, 100)
+    assert [f(s) for s in (0, 1, 2, 4, 50)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    g = kl_schedule(cfg.replace(kl_start_weight=0.1, kl_ramp_start=0.5), 100)
+    assert g(2) == pytest.approx(0.5 * 0.1 / 0.5) and g(100) == pytest.approx(1.0)
+    assert g(75) == pytest.approx(kl_weight_at(75, 100, 0.5, 0.1, 0.5) / 0.5)
+    run = train(cfg)
+    steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+    weights = LossWeights.from_config(cfg).as_tensor("cpu").tolist()
+    assert len(steps) > 4
+    for r in steps:
+        w_kl = 0.5 * min(1.0, (r["step"] - 1) / 4)
+        expected = sum(w * r[t] for w, t in zip(weights, LOSS_TERMS, strict=True)) + (w_kl - 0.5) * r["kl"]
+        assert r["loss"] == pytest.approx(expected, rel=1e-4, abs=1e-6), r["step"]
+    assert min(r["kl"] for r in steps) > 0
+    with pytest.raises(InputError, match="kl-warmup-steps"):
+        cfg.replace(kl_warmup_steps=-1).validate()
+
+
 def test_amplitude_ramp_brings_the_amplitude_changes_in_gradually(dataset, tmp_path):
     """--amplitude-start-steps 3 --amplitude-ramp-steps 4: the factor on the decoded amplitude changes is 0 for
     the first three steps, then 1/4, 2/4, 3/4 and 1; in a run the logged mean Δa² is 0 before the start and grows

@@ -73,6 +73,9 @@ class TrainConfig(ModelOptions):
     # --kl-weight at the end (issue 17 candidate)
     kl_start_weight: float | None = None
     kl_ramp_start: float = 0.5
+    # KL warm-up: the KL weight's factor rises linearly from 0 at the first step to 1 at this step (0: none; issue 17
+    # candidate: a latent that does not collapse before the displacements have found the motion)
+    kl_warmup_steps: int = 0
     knn_weight: float = 1 / 1e6
     knn_start_epoch: int = 2  # the kNN loss is active in epochs after this one (1-based)
     knn_sample: int = 6400
@@ -130,6 +133,7 @@ class TrainConfig(ModelOptions):
             (self.zdim >= 1, "--zdim must be >= 1"),
             (self.lr > 0, "--lr must be > 0"),
             (self.lr_schedule in ("constant", "cosine", "wsd"), "--lr-schedule must be constant, cosine or wsd"),
+            (self.kl_warmup_steps >= 0, "--kl-warmup-steps must be >= 0"),
             (0 < self.lr_decay_fraction <= 1, "--lr-decay-fraction must be in (0, 1]"),
             (self.kl_start_weight is None or (math.isfinite(self.kl_start_weight) and self.kl_start_weight >= 0
                                               and self.kl_weight > 0 and 0 <= self.kl_ramp_start < 1),

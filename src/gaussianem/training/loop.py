@@ -261,9 +261,7 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
                       amplitude_ramp_steps=cfg.amplitude_ramp_steps,
                       blur_start_angstrom=cfg.blur_start_angstrom,
                       blur_steps=round(cfg.blur_epochs * steps_per_epoch),
-                      kl_scale=None if cfg.kl_start_weight is None else
-                      lambda s: kl_weight_at(s, total_steps, cfg.kl_weight, cfg.kl_start_weight,
-                                             cfg.kl_ramp_start) / cfg.kl_weight,
+                      kl_scale=kl_schedule(cfg, total_steps),
                       autotune=cfg.autotune, step_graph=cfg.step_graph,
                       open_split=(cfg.split_release_steps, model.decoder.open_split)
                       if cfg.split_release_steps and cfg.displacement_dims else None)
@@ -294,6 +292,19 @@ def kl_weight_at(step: int, total_steps: int, weight: float, start_weight: float
     if t <= ramp_start:
         return start_weight
     return start_weight + (weight - start_weight) * (t - ramp_start) / max(1.0 - ramp_start, 1e-12)
+
+
+def kl_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float] | None:
+    """step -> the KL weight's factor on ``cfg.kl_weight`` (``--kl-start-weight``'s schedule times the
+    ``--kl-warmup-steps`` ramp), or None where the weight is constant."""
+    if cfg.kl_start_weight is None and not cfg.kl_warmup_steps:
+        return None
+
+    def factor(step: int) -> float:
+        f = 1.0 if cfg.kl_start_weight is None else kl_weight_at(
+            step, total_steps, cfg.kl_weight, cfg.kl_start_weight, cfg.kl_ramp_start) / cfg.kl_weight
+        return f * min(1.0, step / cfg.kl_warmup_steps) if cfg.kl_warmup_steps else f
+    return factor
 
 
 def _restore(ckpt: dict, stepper: Stepper, root: Path, main_rank: bool) -> int:
