@@ -818,26 +818,31 @@ def test_amplitude_ramp_brings_the_amplitude_changes_in_gradually(dataset, tmp_p
 def test_latent_split_settings_resolve_from_the_decoder_zdim_and_run_length():
     """Unset (None), the latent split is on where the control-point decoder runs with an amplitude read-out and
     zdim >= 6: 3 displacement dimensions, the control read-out vectors, the centred encoder input, amplitudes
-    after two epochs (at most half the run), the split opened at 1.5 × that; off (0, False, False, 0, 0) with the
-    pair decoder, a small zdim or no read-out; what is typed is kept; a typed release without a split is refused."""
+    after two epochs (at most half the run), the split opened at 1.5 × that, the KL warm-up up to the amplitude
+    start; off (0, False, False, 0, 0, warm-up 0) with the pair decoder, a small zdim or no read-out; what is typed
+    is kept; a typed release without a split is refused."""
     from gaussianem.training.config import resolve_auto
 
     base = TrainConfig(dataset="d", rundir="r", zdim=10, n_control_points=100, epochs=20)
     on = resolve_auto(base, n_gaussians=500, steps_per_epoch=625)
     assert (on.displacement_dims, on.readout_control, on.encoder_centre) == (3, True, True)
     assert (on.amplitude_start_steps, on.split_release_steps) == (1250, 1875)  # the GPU runs' o3zc
+    assert on.kl_warmup_steps == 1250  # session 19's kw
     short = resolve_auto(base.replace(epochs=3), n_gaussians=500, steps_per_epoch=100)
-    assert (short.amplitude_start_steps, short.split_release_steps) == (150, 225)  # half of the 300 steps
+    assert (short.amplitude_start_steps, short.split_release_steps, short.kl_warmup_steps) == (150, 225, 150)
     for off in (resolve_auto(base, n_gaussians=50, steps_per_epoch=625),  # auto -> pair decoder
                 resolve_auto(base.replace(zdim=5), n_gaussians=500, steps_per_epoch=625),
                 resolve_auto(base.replace(readout_rank=0), n_gaussians=500, steps_per_epoch=625),
                 resolve_auto(base.replace(displacement_dims=0), n_gaussians=500, steps_per_epoch=625)):
         assert (off.displacement_dims, off.readout_control, off.encoder_centre, off.amplitude_start_steps,
-                off.split_release_steps) == (0, False, False, 0, 0)
+                off.split_release_steps, off.kl_warmup_steps) == (0, False, False, 0, 0, 0)
     typed = resolve_auto(base.replace(displacement_dims=4, encoder_centre=False, amplitude_start_steps=7),
                          n_gaussians=500, steps_per_epoch=625)
     assert (typed.displacement_dims, typed.readout_control, typed.encoder_centre, typed.amplitude_start_steps,
-            typed.split_release_steps) == (4, True, False, 7, 10)
+            typed.split_release_steps, typed.kl_warmup_steps) == (4, True, False, 7, 10, 7)
+    assert resolve_auto(base.replace(kl_warmup_steps=0), n_gaussians=500, steps_per_epoch=625).kl_warmup_steps == 0
+    assert resolve_auto(base.replace(displacement_dims=0, kl_warmup_steps=40), n_gaussians=500,
+                        steps_per_epoch=625).kl_warmup_steps == 40
     assert resolve_auto(on, n_gaussians=500, steps_per_epoch=1) == on  # concrete settings stay as they are
     with pytest.raises(InputError, match="split-release-steps"):
         resolve_auto(base.replace(split_release_steps=5), n_gaussians=50, steps_per_epoch=625)

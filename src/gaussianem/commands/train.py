@@ -53,7 +53,7 @@ _LOSSES = [
      "to --kl-weight at its end (default: --kl-weight throughout; issue 17 candidate)"),
     ("kl_ramp_start", float, "--kl-start-weight: the share of the run before the KL weight starts to rise"),
     ("kl_warmup_steps", int, "KL warm-up: the KL weight rises linearly from 0 at the first step to its value at "
-     "this optimizer step (default 0: none; issue 17 candidate)"),
+     "this optimizer step (0: none; default: with the latent split, up to the amplitude start, else 0)"),
     ("knn_weight", float, "weight of the latent kNN term"),
     ("knn_start_epoch", int, "the kNN term is on in epochs after this one"),
     ("knn_sample", int, "latents sampled from the memory bank per step"),

@@ -21,7 +21,8 @@ from gaussianem.model.spec import LEGACY_VALUES, ModelOptions, resolve_decoder
 
 # training settings whose default changed: the value a saved configuration that predates the field ran with
 # (l2 is the default since 2026-12-06, issue 17's GPU screen; the step counts are automatic since session 17)
-TRAIN_LEGACY_VALUES = {"render_loss": "l1", "amplitude_start_steps": 0, "split_release_steps": 0}
+TRAIN_LEGACY_VALUES = {"render_loss": "l1", "amplitude_start_steps": 0, "split_release_steps": 0,
+                       "kl_warmup_steps": 0}
 
 # fields a --resume may change (they do not change the numbers of the run)
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
@@ -73,9 +74,10 @@ class TrainConfig(ModelOptions):
     # --kl-weight at the end (issue 17 candidate)
     kl_start_weight: float | None = None
     kl_ramp_start: float = 0.5
-    # KL warm-up: the KL weight's factor rises linearly from 0 at the first step to 1 at this step (0: none; issue 17
-    # candidate: a latent that does not collapse before the displacements have found the motion)
-    kl_warmup_steps: int = 0
+    # KL warm-up: the KL weight's factor rises linearly from 0 at the first step to 1 at this step (0: none). None:
+    # with the latent split, up to the amplitude start, else 0 (resolve_auto). Issue 17: without it the latent could
+    # collapse during the displacement-only epochs and miss the motion (benchmarks/RESULTS.md, kl-warmup-gpu-2026-12-07)
+    kl_warmup_steps: int | None = None
     knn_weight: float = 1 / 1e6
     knn_start_epoch: int = 2  # the kNN loss is active in epochs after this one (1-based)
     knn_sample: int = 6400
@@ -133,7 +135,7 @@ class TrainConfig(ModelOptions):
             (self.zdim >= 1, "--zdim must be >= 1"),
             (self.lr > 0, "--lr must be > 0"),
             (self.lr_schedule in ("constant", "cosine", "wsd"), "--lr-schedule must be constant, cosine or wsd"),
-            (self.kl_warmup_steps >= 0, "--kl-warmup-steps must be >= 0"),
+            ((self.kl_warmup_steps or 0) >= 0, "--kl-warmup-steps must be >= 0"),
             (0 < self.lr_decay_fraction <= 1, "--lr-decay-fraction must be in (0, 1]"),
             (self.kl_start_weight is None or (math.isfinite(self.kl_start_weight) and self.kl_start_weight >= 0
                                               and self.kl_weight > 0 and 0 <= self.kl_ramp_start < 1),
@@ -195,20 +197,23 @@ def resolve_auto(cfg: TrainConfig, n_gaussians: int, steps_per_epoch: int) -> Tr
     """``cfg`` with its automatic settings (None) made concrete for a new run on a cloud of ``n_gaussians`` with
     ``steps_per_epoch`` optimizer steps per epoch: the latent split (:meth:`ModelOptions.resolved_split`)
     and, with the split, its schedule: amplitude changes from ``SPLIT_AMPLITUDE_EPOCHS`` epochs in (at most half
-    the run), the split opened at 1.5 × that; 0 and 0 without a split. InputError where a typed
-    ``--split-release-steps`` meets no split."""
+    the run), the split opened at 1.5 × that, the KL warm-up up to the amplitude start; 0, 0 and 0 without a
+    split. InputError where a typed ``--split-release-steps`` meets no split."""
     dims, control, centre = cfg.resolved_split(n_gaussians)
     start, release = cfg.amplitude_start_steps, cfg.split_release_steps
     if start is None:
         start = min(SPLIT_AMPLITUDE_EPOCHS * steps_per_epoch, steps_per_epoch * cfg.epochs // 2) if dims else 0
     if release is None:
         release = start + start // 2 if dims else 0
+    warmup = cfg.kl_warmup_steps
+    if warmup is None:
+        warmup = start if dims else 0
     if release and not dims:
         decoder = resolve_decoder(cfg.decoder, n_gaussians, cfg.n_control_points)
         raise InputError("--split-release-steps opens a latent split, and this run has none (--displacement-dims "
                          f"resolves to 0 with --decoder {decoder}, --zdim {cfg.zdim})")
     return cfg.replace(displacement_dims=dims, readout_control=control, encoder_centre=centre,
-                       amplitude_start_steps=start, split_release_steps=release)
+                       amplitude_start_steps=start, split_release_steps=release, kl_warmup_steps=warmup)
 
 
 LOSS_WEIGHTS = ("kl_weight", "knn_weight", "smoothness_weight", "distance_weight", "alignment_weight",
