@@ -16,4 +16,4 @@ W17=/tmp/w19a OUT=/tmp/s19a PACK=$D/s19a.tgz PRESETS="adk tcr-compositional" CHA
 W17=/tmp/w19b OUT=/tmp/s19b PACK=$D/s19b.tgz PRESETS=tcr-mixed CHAINS=6 \
   bash $S "base:" "$KW" "kws1:--kl-warmup-steps 1250 --seed 1" "$O1" "kwo1s1:${O1#*:} --seed 1" "kwo1s2:${O1#*:} --seed 2" > "$D/b.log" 2>&1 &
 wait
-tail -30 "$D/a.log" "$D/b.log"
+tail -n 30 "$D/a.log" "$D/b.log"
