@@ -20,7 +20,8 @@ from gaussianem.model.runfiles import CONFIG
 from gaussianem.model.spec import LEGACY_VALUES, ModelOptions, resolve_decoder
 
 # training settings whose default changed: the value a saved configuration that predates the field ran with
-# (l2 is the default since 2026-12-06, issue 17's GPU screen; the step counts are automatic since session 17)
+# (l2 is the default since 2026-12-06, issue 17's GPU screen; the step counts are automatic since session 17, the KL
+# warm-up since session 19)
 TRAIN_LEGACY_VALUES = {"render_loss": "l1", "amplitude_start_steps": 0, "split_release_steps": 0,
                        "kl_warmup_steps": 0}
 
