@@ -878,3 +878,15 @@ def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dat
     assert (read_config(loaded)["displacement_dims"], read_config(loaded)["encoder_centre"]) == (0, False)
     with pytest.raises(InputError, match="do not fit"):
         train(_cfg(dataset[0], tmp_path / "typed", epochs=1, load=str(plain), **{**kw, "readout_control": True}))
+
+
+def test_a_saved_configuration_that_predates_the_automatic_settings_resumes_as_it_ran():
+    """config.yaml of a run made before the split's schedule and the KL warm-up were automatic lacks those keys:
+    they read as that run's values (0: no displacement-only phase, no warm-up), not as 'automatic'; a saved value
+    is kept."""
+    old = TrainConfig(dataset="d", rundir="r").to_dict()
+    for key in ("amplitude_start_steps", "split_release_steps", "kl_warmup_steps"):
+        old.pop(key)
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.amplitude_start_steps, cfg.split_release_steps, cfg.kl_warmup_steps) == (0, 0, 0)
+    assert TrainConfig.from_dict({**old, "kl_warmup_steps": 1250}).kl_warmup_steps == 1250
