@@ -61,6 +61,28 @@ def test_module_shapes(device):
     assert model.gaussian_features().shape == (20, 5)
 
 
+def test_split_image_encoder_gives_each_part_of_z_its_own_mlp(device):
+    """``split_dims`` N: z's first N dimensions (mean and log-variance) are those of one MLP, the other zdim - N those
+    of a second one, each the plain encoder's computation on the same image; a loss on one part sends no gradient
+    into the other part's weights (the states' gradients cannot crowd the motion's trunk)."""
+    torch.manual_seed(3)
+    enc = ImageEncoder(64, zdim=5, hidden=16, n_layers=2, split_dims=2).to(device).double().eval()
+    x = torch.randn(7, 64, dtype=torch.float64, device=device)
+    mu, lv = enc(x)
+    d = enc.out(enc.body(x))
+    a = enc.amplitude_out(enc.amplitude_body(x))
+    torch.testing.assert_close(mu, torch.cat([d[:, :2], a[:, :3]], 1))
+    torch.testing.assert_close(lv, torch.cat([d[:, 2:], a[:, 3:]], 1))
+    enc.train()
+    mu, lv = enc(x)
+    (mu[:, :2].square().sum() + lv[:, :2].sum()).backward()
+    assert all(p.grad is None or not p.grad.any() for p in enc.amplitude_body.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.body.parameters())
+    with pytest.raises(ValueError, match="split_dims"):
+        ImageEncoder(64, zdim=5, split_dims=5)
+    assert not hasattr(ImageEncoder(64, zdim=5, hidden=16), "amplitude_body")
+
+
 def test_split_first_layer_equals_concat_mlp():
     torch.manual_seed(1)
     dec = Decoder(4, 8, 16, 3, 24, predict_width=True).double()

@@ -817,29 +817,39 @@ def test_amplitude_ramp_brings_the_amplitude_changes_in_gradually(dataset, tmp_p
 
 def test_latent_split_settings_resolve_from_the_decoder_zdim_and_run_length():
     """Unset (None), the latent split is on where the control-point decoder runs with an amplitude read-out and
-    zdim >= 6: 3 displacement dimensions, the control read-out vectors, the centred encoder input, amplitudes
-    after two epochs (at most half the run), the split opened at 1.5 × that, the KL warm-up up to the amplitude
-    start; off (0, False, False, 0, 0, warm-up 0) with the pair decoder, a small zdim or no read-out; what is typed
-    is kept; a typed release without a split is refused."""
+    zdim >= 6: 3 displacement dimensions, the control read-out vectors, the centred encoder input, one image encoder
+    per part, amplitudes from the start, the KL warm-up over two epochs (at most half the run) and the split opened
+    at 1.5 × that; with one encoder, amplitudes after those two epochs, the opening and the warm-up counted from the
+    amplitude start; off (0, False, False, False, 0, 0, warm-up 0) with the pair decoder, a small zdim or no
+    read-out; what is typed is kept; a typed release without a split is refused."""
     from gaussianem.training.config import resolve_auto
 
     base = TrainConfig(dataset="d", rundir="r", zdim=10, n_control_points=100, epochs=20)
     on = resolve_auto(base, n_gaussians=500, steps_per_epoch=625)
-    assert (on.displacement_dims, on.readout_control, on.encoder_centre) == (3, True, True)
-    assert (on.amplitude_start_steps, on.split_release_steps) == (1250, 1875)  # the GPU runs' o3zc
-    assert on.kl_warmup_steps == 1250  # session 19's kw
+    assert (on.displacement_dims, on.readout_control, on.encoder_centre, on.encoder_split) == (3, True, True, True)
+    assert (on.amplitude_start_steps, on.split_release_steps, on.kl_warmup_steps) == (0, 1875, 1250)
+    one = resolve_auto(base.replace(encoder_split=False), n_gaussians=500, steps_per_epoch=625)
+    assert (one.amplitude_start_steps, one.split_release_steps) == (1250, 1875)  # session 17's GPU runs' o3zc
+    assert one.kl_warmup_steps == 1250  # session 19's kw
     short = resolve_auto(base.replace(epochs=3), n_gaussians=500, steps_per_epoch=100)
+    assert (short.amplitude_start_steps, short.split_release_steps, short.kl_warmup_steps) == (0, 225, 150)
+    short = resolve_auto(base.replace(epochs=3, encoder_split=False), n_gaussians=500, steps_per_epoch=100)
     assert (short.amplitude_start_steps, short.split_release_steps, short.kl_warmup_steps) == (150, 225, 150)
     for off in (resolve_auto(base, n_gaussians=50, steps_per_epoch=625),  # auto -> pair decoder
                 resolve_auto(base.replace(zdim=5), n_gaussians=500, steps_per_epoch=625),
                 resolve_auto(base.replace(readout_rank=0), n_gaussians=500, steps_per_epoch=625),
-                resolve_auto(base.replace(displacement_dims=0), n_gaussians=500, steps_per_epoch=625)):
-        assert (off.displacement_dims, off.readout_control, off.encoder_centre, off.amplitude_start_steps,
-                off.split_release_steps, off.kl_warmup_steps) == (0, False, False, 0, 0, 0)
-    typed = resolve_auto(base.replace(displacement_dims=4, encoder_centre=False, amplitude_start_steps=7),
-                         n_gaussians=500, steps_per_epoch=625)
+                resolve_auto(base.replace(displacement_dims=0), n_gaussians=500, steps_per_epoch=625),
+                resolve_auto(base.replace(displacement_dims=0, amplitude_start_steps=9), n_gaussians=500,
+                             steps_per_epoch=625).replace(amplitude_start_steps=0)):
+        assert (off.displacement_dims, off.readout_control, off.encoder_centre, off.encoder_split,
+                off.amplitude_start_steps, off.split_release_steps, off.kl_warmup_steps) == (0, False, False, False,
+                                                                                             0, 0, 0)
+    typed = resolve_auto(base.replace(displacement_dims=4, encoder_centre=False, encoder_split=False,
+                                      amplitude_start_steps=7), n_gaussians=500, steps_per_epoch=625)
     assert (typed.displacement_dims, typed.readout_control, typed.encoder_centre, typed.amplitude_start_steps,
             typed.split_release_steps, typed.kl_warmup_steps) == (4, True, False, 7, 10, 7)
+    typed = resolve_auto(base.replace(amplitude_start_steps=7), n_gaussians=500, steps_per_epoch=625)
+    assert (typed.amplitude_start_steps, typed.split_release_steps, typed.kl_warmup_steps) == (7, 1875, 1250)
     assert resolve_auto(base.replace(kl_warmup_steps=0), n_gaussians=500, steps_per_epoch=625).kl_warmup_steps == 0
     assert resolve_auto(base.replace(displacement_dims=0, kl_warmup_steps=40), n_gaussians=500,
                         steps_per_epoch=625).kl_warmup_steps == 40
@@ -850,13 +860,18 @@ def test_latent_split_settings_resolve_from_the_decoder_zdim_and_run_length():
 
     geometry = dict(box_size=16, pixel_size_angstrom=2.0, width_min=1.0, width_max=4.0, zdim=10, n_control_points=100)
     assert ModelSpec(n_gaussians=500, **geometry).displacement_dims == 3
+    made = ModelSpec(n_gaussians=500, **geometry).to_dict()
+    assert made["encoder_split"] is True
+    made.pop("encoder_split")  # a checkpoint made before the field: one image encoder
+    assert ModelSpec.from_dict(made).encoder_split is False
     assert (ModelSpec(n_gaussians=50, **geometry).displacement_dims, ModelSpec(n_gaussians=50, **geometry)
             .encoder_centre) == (0, False)
 
 
 def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dataset, tmp_path):
     """A run with the control decoder and zdim 6 writes the split's concrete settings into config.yaml and its
-    weights (12 steps per epoch: amplitudes from step 24, the split opened at 36, so open after 4 epochs); --load
+    weights (12 steps per epoch: two image encoders, amplitudes from the start, the split opened at step 36, so
+    open after 4 epochs); --load
     of a run trained without a split makes a model without one (its weights fit); a typed --readout-control adds
     weights the loaded run lacks: refused."""
     from gaussianem.model.load import load_model
@@ -867,17 +882,23 @@ def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dat
               knn_weight=0.0)
     run = train(_cfg(dataset[0], tmp_path / "split", epochs=4, **kw))
     saved = read_config(run)
-    assert (saved["displacement_dims"], saved["readout_control"], saved["encoder_centre"],
-            saved["amplitude_start_steps"], saved["split_release_steps"]) == (3, True, True, 24, 36)
+    assert (saved["displacement_dims"], saved["readout_control"], saved["encoder_centre"], saved["encoder_split"],
+            saved["amplitude_start_steps"], saved["split_release_steps"]) == (3, True, True, True, 0, 36)
     model, _, _ = load_model(run, 4)
     assert model.spec.displacement_dims == 3 and model.spec.encoder_centre is True
+    assert model.image_encoder.split_dims == 3
     assert float(model.decoder.split_open) == 1.0
     plain = train(_cfg(dataset[0], tmp_path / "plain", epochs=1, displacement_dims=0, **{
         k: v for k, v in kw.items() if k != "displacement_dims"}))
     loaded = train(_cfg(dataset[0], tmp_path / "loaded", epochs=1, load=str(plain), **kw))
-    assert (read_config(loaded)["displacement_dims"], read_config(loaded)["encoder_centre"]) == (0, False)
+    assert (read_config(loaded)["displacement_dims"], read_config(loaded)["encoder_centre"],
+            read_config(loaded)["encoder_split"]) == (0, False, False)
     with pytest.raises(InputError, match="do not fit"):
         train(_cfg(dataset[0], tmp_path / "typed", epochs=1, load=str(plain), **{**kw, "readout_control": True}))
+    with pytest.raises(InputError, match="encoder-split"):  # two encoders need the split's two parts of z
+        train(_cfg(dataset[0], tmp_path / "nosplit", epochs=1, **{**kw, "displacement_dims": 0,
+                                                                 "encoder_split": True}))
+    assert not (tmp_path / "nosplit" / "config.yaml").exists()
 
 
 def test_a_saved_configuration_that_predates_the_automatic_settings_resumes_as_it_ran():
@@ -890,3 +911,34 @@ def test_a_saved_configuration_that_predates_the_automatic_settings_resumes_as_i
     cfg = TrainConfig.from_dict(old)
     assert (cfg.amplitude_start_steps, cfg.split_release_steps, cfg.kl_warmup_steps) == (0, 0, 0)
     assert TrainConfig.from_dict({**old, "kl_warmup_steps": 1250}).kl_warmup_steps == 1250
+
+
+def test_readout_lr_scale_puts_the_amplitude_read_out_in_its_own_optimizer_group():
+    """``--readout-lr-scale``: the read-out's parameters (u, the control points' vectors, h(z)) form a second AdamW
+    group at lr × scale, every other trainable parameter stays in the first at lr; at 1 (the default) one group, as
+    before (so checkpoints of earlier runs resume); a model without a read-out has one group whatever the scale."""
+    from gaussianem.training.loop import param_groups
+
+    torch.manual_seed(0)
+    from gaussianem.gaussians import GaussianCloud
+    from gaussianem.model.vae import GaussianVAE, ModelSpec
+
+    g = 150
+    cloud = GaussianCloud(torch.randn(g, 3) * 8, torch.full((g,), 1.5), 1 + torch.rand(g), 1.0, 2.0)
+    spec = ModelSpec(box_size=16, pixel_size_angstrom=2.0, n_gaussians=g, width_min=1.0, width_max=2.0, zdim=6,
+                     encoder_hidden=32, gaussian_hidden=16, embedding_dim=8, decoder_hidden=16, decoder_features=24,
+                     decoder="control", n_control_points=20, control_neighbours=4, readout_rank=5)
+    model = GaussianVAE(cloud, spec)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    one = param_groups(model, 1e-4, 1.0)
+    assert len(one) == 1 and {id(p) for p in one[0]["params"]} == trainable
+    rest, readout = param_groups(model, 1e-4, 10.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert readout["lr"] == pytest.approx(1e-3) and "lr" not in rest
+    assert {names[id(p)] for p in readout["params"]} == {
+        "decoder.readout_vectors", "decoder.readout_control", "decoder.readout_net.0.weight",
+        "decoder.readout_net.0.bias", "decoder.readout_net.2.weight", "decoder.readout_net.2.bias"}
+    assert {id(p) for p in rest["params"] + readout["params"]} == trainable
+    pair = GaussianVAE(cloud, ModelSpec(**{**spec.to_dict(), "decoder": "pair", "displacement_dims": 0,
+                                           "readout_control": False, "encoder_split": False}))
+    assert len(param_groups(pair, 1e-4, 10.0)) == 1

@@ -39,6 +39,12 @@ class ModelOptions:
     # box centre, as cryoDRGN centres its encoder's input), not as recorded; the render loss is unchanged.
     # None: on with the latent split (ModelOptions.resolved_split), off without
     encoder_centre: bool | None = None
+    # encoder_split (issue 17): with the latent split, two image encoders of the same size side by side, one for the
+    # displacement dimensions of z and one for the amplitude read-out's: one shared trunk let the states' larger
+    # gradients (and their share of AdamW's statistics) crowd the motion out of the latent whenever amplitude
+    # changes were on, which is why the amplitudes waited for two displacement-only epochs. None: on with the
+    # latent split, off without
+    encoder_split: bool | None = None
     # encoder_input: "real" (the windowed image's pixels) or "fourier" (the real and imaginary parts of its
     # orthonormal rfft2 inside the disc of encoder_fourier_radius × Nyquist, as cryoDRGN's encoder sees the
     # Hartley transform): the same information for a full disc, in the basis where each frequency is one input
@@ -79,19 +85,21 @@ class ModelOptions:
     projector: str = "auto"
     splat_cutoff_sigmas: float = 5.0
 
-    def resolved_split(self, n_gaussians: int) -> tuple[int, bool, bool]:
+    def resolved_split(self, n_gaussians: int) -> tuple[int, bool, bool, bool]:
         """The latent split's settings for a cloud of ``n_gaussians``, the automatic ones (None) filled in ->
-        (displacement_dims, readout_control, encoder_centre). Unset, the split is on (SPLIT_DIMS displacement
-        dimensions, the control points' read-out vectors, the centred encoder input) where it can run: the
-        control-point decoder (``decoder`` resolved for this cloud) with an amplitude read-out, and zdim >=
-        SPLIT_MIN_ZDIM; the two others follow the split when unset (on with a split that can run, off otherwise)."""
+        (displacement_dims, readout_control, encoder_centre, encoder_split). Unset, the split is on (SPLIT_DIMS
+        displacement dimensions, the control points' read-out vectors, the centred encoder input, one image encoder
+        per part of z) where it can run: the control-point decoder (``decoder`` resolved for this cloud) with an
+        amplitude read-out, and zdim >= SPLIT_MIN_ZDIM; the three others follow the split when unset (on with a
+        split that can run, off otherwise)."""
         runs = resolve_decoder(self.decoder, n_gaussians, self.n_control_points) == "control" and self.readout_rank > 0
         dims = self.displacement_dims
         if dims is None:
             dims = SPLIT_DIMS if runs and self.zdim >= SPLIT_MIN_ZDIM else 0
         split = runs and dims > 0  # (a typed split where none can run is refused by model_spec)
         return (dims, split if self.readout_control is None else self.readout_control,
-                split if self.encoder_centre is None else self.encoder_centre)
+                split if self.encoder_centre is None else self.encoder_centre,
+                split if self.encoder_split is None else self.encoder_split)
 
     def option_errors(self) -> list[str]:
         """What is wrong with the decoder / projector choices (empty when nothing is)."""
@@ -135,11 +143,13 @@ READOUT_ZEROS = ("latent", "vectors")
 # control points' read-out vectors, wherever the control-point decoder runs and zdim >= SPLIT_MIN_ZDIM
 SPLIT_DIMS = 3
 SPLIT_MIN_ZDIM = 6
+# the fields ModelOptions.resolved_split fills in, in its order
+SPLIT_FIELDS = ("displacement_dims", "readout_control", "encoder_centre", "encoder_split")
 # what a checkpoint written before a field existed meant by it
 LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
                  "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0,
                  "decoder_combine": "sum", "displacement_dims": 0,
-                 "readout_control": False, "readout_zero": "latent"}
+                 "readout_control": False, "readout_zero": "latent", "encoder_split": False}
 # --encoder-box auto: boxes above this are area-averaged to it for the image encoder
 ENCODER_BOX_AUTO = 64
 
@@ -178,9 +188,9 @@ class ModelSpec(ModelOptions):
 
     def __post_init__(self) -> None:
         """A spec is concrete: the latent split's automatic settings (None) are resolved (:meth:`resolved_split`)."""
-        if None in (self.displacement_dims, self.readout_control, self.encoder_centre):
+        if None in (self.displacement_dims, self.readout_control, self.encoder_centre, self.encoder_split):
             split = self.resolved_split(self.n_gaussians)
-            for name, value in zip(("displacement_dims", "readout_control", "encoder_centre"), split, strict=True):
+            for name, value in zip(SPLIT_FIELDS, split, strict=True):
                 object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:

@@ -27,13 +27,14 @@ TRAIN_LEGACY_VALUES = {"render_loss": "l1", "amplitude_start_steps": 0, "split_r
 
 # fields a --resume may change (they do not change the numbers of the run)
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "progress", "preload", "autotune", "step_graph")
-# fields a --resume keeps whatever the command line says: the weights' shapes and the particles
+# fields a --resume keeps whatever the command line says: the weights' shapes, the optimizer's groups and the
+# particles
 FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "encoder_hidden", "encoder_layers",
                    "gaussian_hidden", "gaussian_layers", "embedding_dim", "decoder_hidden", "decoder_layers",
                    "decoder_features", "predict_width", "decoder", "n_control_points", "control_neighbours",
                    "readout_rank", "train_base", "encoder_box", "encoder_centre", "encoder_input",
                    "encoder_fourier_radius", "decoder_combine", "displacement_dims",
-                   "readout_control", "readout_zero")
+                   "readout_control", "readout_zero", "encoder_split", "readout_lr_scale")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +55,10 @@ class TrainConfig(ModelOptions):
     weight_decay: float = 0.01
     lr_schedule: str = "constant"  # constant | cosine | wsd (constant, then a cosine over the last lr_decay_fraction)
     lr_decay_fraction: float = 0.25
+    # the amplitude read-out's parameters (the per-Gaussian vectors u and the map h(z)) learn at this multiple of
+    # --lr (issue 17 candidate: a state's fade is a large pre-activation change that the zero-started u reaches
+    # slowly at --lr)
+    readout_lr_scale: float = 1.0
     seed: int = 0
     device: str | None = None
     amp: bool = True
@@ -138,6 +143,7 @@ class TrainConfig(ModelOptions):
             (self.lr_schedule in ("constant", "cosine", "wsd"), "--lr-schedule must be constant, cosine or wsd"),
             ((self.kl_warmup_steps or 0) >= 0, "--kl-warmup-steps must be >= 0"),
             (0 < self.lr_decay_fraction <= 1, "--lr-decay-fraction must be in (0, 1]"),
+            (math.isfinite(self.readout_lr_scale) and self.readout_lr_scale > 0, "--readout-lr-scale must be > 0"),
             (self.kl_start_weight is None or (math.isfinite(self.kl_start_weight) and self.kl_start_weight >= 0
                                               and self.kl_weight > 0 and 0 <= self.kl_ramp_start < 1),
              "--kl-start-weight must be a finite number >= 0, with --kl-weight > 0 and --kl-ramp-start in [0, 1)"),
@@ -197,23 +203,25 @@ SPLIT_AMPLITUDE_EPOCHS = 2
 def resolve_auto(cfg: TrainConfig, n_gaussians: int, steps_per_epoch: int) -> TrainConfig:
     """``cfg`` with its automatic settings (None) made concrete for a new run on a cloud of ``n_gaussians`` with
     ``steps_per_epoch`` optimizer steps per epoch: the latent split (:meth:`ModelOptions.resolved_split`)
-    and, with the split, its schedule: amplitude changes from ``SPLIT_AMPLITUDE_EPOCHS`` epochs in (at most half
-    the run), the split opened at 1.5 × that, the KL warm-up up to the amplitude start; 0, 0 and 0 without a
+    and, with the split, its schedule over a phase of ``SPLIT_AMPLITUDE_EPOCHS`` epochs (at most half the run): the
+    KL warm-up over the phase, the split opened at 1.5 × it, amplitude changes from the start with the split
+    encoders (``encoder_split``); with one encoder, amplitude changes from the phase's end (displacements alone
+    before), the warm-up and the opening then counted from the amplitude start, typed or not; 0, 0 and 0 without a
     split. InputError where a typed ``--split-release-steps`` meets no split."""
-    dims, control, centre = cfg.resolved_split(n_gaussians)
+    dims, control, centre, encoders = cfg.resolved_split(n_gaussians)
+    phase = min(SPLIT_AMPLITUDE_EPOCHS * steps_per_epoch, steps_per_epoch * cfg.epochs // 2) if dims else 0
     start, release = cfg.amplitude_start_steps, cfg.split_release_steps
     if start is None:
-        start = min(SPLIT_AMPLITUDE_EPOCHS * steps_per_epoch, steps_per_epoch * cfg.epochs // 2) if dims else 0
+        start = 0 if encoders else phase
+    anchor = (phase if encoders else start) if dims else 0  # one encoder: the displacement-only steps
     if release is None:
-        release = start + start // 2 if dims else 0
-    warmup = cfg.kl_warmup_steps
-    if warmup is None:
-        warmup = start if dims else 0
+        release = anchor + anchor // 2
+    warmup = anchor if cfg.kl_warmup_steps is None else cfg.kl_warmup_steps
     if release and not dims:
         decoder = resolve_decoder(cfg.decoder, n_gaussians, cfg.n_control_points)
         raise InputError("--split-release-steps opens a latent split, and this run has none (--displacement-dims "
                          f"resolves to 0 with --decoder {decoder}, --zdim {cfg.zdim})")
-    return cfg.replace(displacement_dims=dims, readout_control=control, encoder_centre=centre,
+    return cfg.replace(displacement_dims=dims, readout_control=control, encoder_centre=centre, encoder_split=encoders,
                        amplitude_start_steps=start, split_release_steps=release, kl_warmup_steps=warmup)
 
 

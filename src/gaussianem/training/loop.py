@@ -34,7 +34,7 @@ from gaussianem.model.load import (
     resolve_weights,
 )
 from gaussianem.model.runfiles import read_config, weights_path
-from gaussianem.model.spec import LEGACY_VALUES
+from gaussianem.model.spec import LEGACY_VALUES, SPLIT_FIELDS
 from gaussianem.model.vae import GaussianVAE
 from gaussianem.progress import bar_disabled
 from gaussianem.training.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -208,8 +208,7 @@ def _new_model(cfg: TrainConfig, ds: ParticleDataset, root: Path, resume: bool,
                       else tuple(float(v) for v in origin))
     src = read_checkpoint(resolve_weights(cfg.load)) if cfg.load else None
     if src is not None and isinstance(src.get("spec"), dict):  # the loaded weights' split, unless typed
-        split = {k: src["spec"].get(k, LEGACY_VALUES[k]) for k in ("displacement_dims", "readout_control",
-                                                                    "encoder_centre") if getattr(cfg, k) is None}
+        split = {k: src["spec"].get(k, LEGACY_VALUES[k]) for k in SPLIT_FIELDS if getattr(cfg, k) is None}
         cfg = cfg.replace(**split)
     steps = ResumableBatchSampler(n_particles, cfg.batch_size, cfg.seed, world_size=world_size).batches_per_epoch()
     cfg = resolve_auto(cfg, cloud.n, steps)
@@ -247,8 +246,8 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         wrapped = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.readout_lr_scale), lr=cfg.lr,
+                            weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
     sampler = ResumableBatchSampler(n_particles, cfg.batch_size, cfg.seed, rank=rank, world_size=world_size)
     steps_per_epoch = sampler.batches_per_epoch()
@@ -266,6 +265,17 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
                       open_split=(cfg.split_release_steps, model.decoder.open_split)
                       if cfg.split_release_steps and cfg.displacement_dims else None)
     return model, stepper, sampler
+
+
+def param_groups(model: GaussianVAE, lr: float, readout_lr_scale: float) -> list[dict]:
+    """The trainable parameters as AdamW's groups: one at ``lr``, or, with ``readout_lr_scale`` != 1 and an
+    amplitude read-out, the read-out's parameters (``decoder.readout_*``) in a second group at ``lr`` times it."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    readout = [p for n, p in named if n.startswith("decoder.readout_")]
+    if readout_lr_scale == 1.0 or not readout:
+        return [{"params": [p for _, p in named]}]
+    rest = [p for n, p in named if not n.startswith("decoder.readout_")]
+    return [{"params": rest}, {"params": readout, "lr": lr * readout_lr_scale}]
 
 
 def lr_factor(step: int, total_steps: int, schedule: str, decay_fraction: float = 0.25) -> float:

@@ -79,6 +79,9 @@ def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> Mode
         raise InputError(f"{' and '.join(asked)} {verb} the control-point decoder with an amplitude read-out "
                          f"(--decoder control, --readout-rank >= 1); this cloud of {cloud.n:,} Gaussians got "
                          f"--decoder {decoder}, --readout-rank {cfg.readout_rank}")
+    if cfg.encoder_split and not cfg.displacement_dims:
+        raise InputError("--encoder-split gives each part of the latent split its own image encoder: it needs the "
+                         "split (--displacement-dims N, not 0)")
     return ModelSpec(box_size=int(cfg.box_size), pixel_size_angstrom=float(cfg.pixel_size_angstrom),
                      n_gaussians=cloud.n, width_min=cloud.width_min, width_max=cloud.width_max,
                      image_std=float(image_std), **options)
