@@ -817,24 +817,24 @@ def test_amplitude_ramp_brings_the_amplitude_changes_in_gradually(dataset, tmp_p
 
 def test_latent_split_settings_resolve_from_the_decoder_zdim_and_run_length():
     """Unset (None), the latent split is on where the control-point decoder runs with an amplitude read-out and
-    zdim >= 6: 3 displacement dimensions, the control read-out vectors, the centred encoder input, one image encoder
-    per part, amplitudes from the start, the KL warm-up over two epochs (at most half the run) and the split opened
-    at 1.5 × that; with one encoder, amplitudes after those two epochs, the opening and the warm-up counted from the
-    amplitude start; off (0, False, False, False, 0, 0, warm-up 0) with the pair decoder, a small zdim or no
-    read-out; what is typed is kept; a typed release without a split is refused."""
+    zdim >= 6: 3 displacement dimensions, the control read-out vectors, the centred encoder input, one image
+    encoder, amplitudes after two epochs (at most half the run), the split opened at 1.5 × that, the KL warm-up up to
+    the amplitude start; with a typed --encoder-split, amplitudes from the start, the warm-up over the two epochs and
+    the opening at 1.5 × them; off (0, False, False, False, 0, 0, warm-up 0) with the pair decoder, a small zdim or
+    no read-out; what is typed is kept; a typed release without a split is refused."""
     from gaussianem.training.config import resolve_auto
 
     base = TrainConfig(dataset="d", rundir="r", zdim=10, n_control_points=100, epochs=20)
     on = resolve_auto(base, n_gaussians=500, steps_per_epoch=625)
-    assert (on.displacement_dims, on.readout_control, on.encoder_centre, on.encoder_split) == (3, True, True, True)
-    assert (on.amplitude_start_steps, on.split_release_steps, on.kl_warmup_steps) == (0, 1875, 1250)
-    one = resolve_auto(base.replace(encoder_split=False), n_gaussians=500, steps_per_epoch=625)
-    assert (one.amplitude_start_steps, one.split_release_steps) == (1250, 1875)  # session 17's GPU runs' o3zc
-    assert one.kl_warmup_steps == 1250  # session 19's kw
+    assert (on.displacement_dims, on.readout_control, on.encoder_centre, on.encoder_split) == (3, True, True, False)
+    assert (on.amplitude_start_steps, on.split_release_steps) == (1250, 1875)  # session 17's GPU runs' o3zc
+    assert on.kl_warmup_steps == 1250  # session 19's kw
+    two = resolve_auto(base.replace(encoder_split=True), n_gaussians=500, steps_per_epoch=625)
+    assert (two.amplitude_start_steps, two.split_release_steps, two.kl_warmup_steps) == (0, 1875, 1250)  # es
     short = resolve_auto(base.replace(epochs=3), n_gaussians=500, steps_per_epoch=100)
-    assert (short.amplitude_start_steps, short.split_release_steps, short.kl_warmup_steps) == (0, 225, 150)
-    short = resolve_auto(base.replace(epochs=3, encoder_split=False), n_gaussians=500, steps_per_epoch=100)
     assert (short.amplitude_start_steps, short.split_release_steps, short.kl_warmup_steps) == (150, 225, 150)
+    short = resolve_auto(base.replace(epochs=3, encoder_split=True), n_gaussians=500, steps_per_epoch=100)
+    assert (short.amplitude_start_steps, short.split_release_steps, short.kl_warmup_steps) == (0, 225, 150)
     for off in (resolve_auto(base, n_gaussians=50, steps_per_epoch=625),  # auto -> pair decoder
                 resolve_auto(base.replace(zdim=5), n_gaussians=500, steps_per_epoch=625),
                 resolve_auto(base.replace(readout_rank=0), n_gaussians=500, steps_per_epoch=625),
@@ -848,7 +848,8 @@ def test_latent_split_settings_resolve_from_the_decoder_zdim_and_run_length():
                                       amplitude_start_steps=7), n_gaussians=500, steps_per_epoch=625)
     assert (typed.displacement_dims, typed.readout_control, typed.encoder_centre, typed.amplitude_start_steps,
             typed.split_release_steps, typed.kl_warmup_steps) == (4, True, False, 7, 10, 7)
-    typed = resolve_auto(base.replace(amplitude_start_steps=7), n_gaussians=500, steps_per_epoch=625)
+    typed = resolve_auto(base.replace(amplitude_start_steps=7, encoder_split=True), n_gaussians=500,
+                         steps_per_epoch=625)
     assert (typed.amplitude_start_steps, typed.split_release_steps, typed.kl_warmup_steps) == (7, 1875, 1250)
     assert resolve_auto(base.replace(kl_warmup_steps=0), n_gaussians=500, steps_per_epoch=625).kl_warmup_steps == 0
     assert resolve_auto(base.replace(displacement_dims=0, kl_warmup_steps=40), n_gaussians=500,
@@ -860,7 +861,8 @@ def test_latent_split_settings_resolve_from_the_decoder_zdim_and_run_length():
 
     geometry = dict(box_size=16, pixel_size_angstrom=2.0, width_min=1.0, width_max=4.0, zdim=10, n_control_points=100)
     assert ModelSpec(n_gaussians=500, **geometry).displacement_dims == 3
-    made = ModelSpec(n_gaussians=500, **geometry).to_dict()
+    assert ModelSpec(n_gaussians=500, **geometry).encoder_split is False
+    made = ModelSpec(n_gaussians=500, encoder_split=True, **geometry).to_dict()
     assert made["encoder_split"] is True
     made.pop("encoder_split")  # a checkpoint made before the field: one image encoder
     assert ModelSpec.from_dict(made).encoder_split is False
@@ -870,8 +872,8 @@ def test_latent_split_settings_resolve_from_the_decoder_zdim_and_run_length():
 
 def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dataset, tmp_path):
     """A run with the control decoder and zdim 6 writes the split's concrete settings into config.yaml and its
-    weights (12 steps per epoch: two image encoders, amplitudes from the start, the split opened at step 36, so
-    open after 4 epochs); --load
+    weights (12 steps per epoch: amplitudes from step 24, the split opened at 36, so open after 4 epochs; with
+    --encoder-split two image encoders and amplitudes from the start); --load
     of a run trained without a split makes a model without one (its weights fit); a typed --readout-control adds
     weights the loaded run lacks: refused."""
     from gaussianem.model.load import load_model
@@ -883,9 +885,13 @@ def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dat
     run = train(_cfg(dataset[0], tmp_path / "split", epochs=4, **kw))
     saved = read_config(run)
     assert (saved["displacement_dims"], saved["readout_control"], saved["encoder_centre"], saved["encoder_split"],
-            saved["amplitude_start_steps"], saved["split_release_steps"]) == (3, True, True, True, 0, 36)
+            saved["amplitude_start_steps"], saved["split_release_steps"]) == (3, True, True, False, 24, 36)
     model, _, _ = load_model(run, 4)
     assert model.spec.displacement_dims == 3 and model.spec.encoder_centre is True
+    assert float(model.decoder.split_open) == 1.0 and model.image_encoder.split_dims == 0
+    two = train(_cfg(dataset[0], tmp_path / "two", epochs=4, encoder_split=True, **kw))
+    assert (read_config(two)["amplitude_start_steps"], read_config(two)["split_release_steps"]) == (0, 36)
+    model, _, _ = load_model(two, 4)
     assert model.image_encoder.split_dims == 3
     assert float(model.decoder.split_open) == 1.0
     plain = train(_cfg(dataset[0], tmp_path / "plain", epochs=1, displacement_dims=0, **{

@@ -40,10 +40,12 @@ class ModelOptions:
     # None: on with the latent split (ModelOptions.resolved_split), off without
     encoder_centre: bool | None = None
     # encoder_split (issue 17): with the latent split, two image encoders of the same size side by side, one for the
-    # displacement dimensions of z and one for the amplitude read-out's: one shared trunk let the states' larger
-    # gradients (and their share of AdamW's statistics) crowd the motion out of the latent whenever amplitude
-    # changes were on, which is why the amplitudes waited for two displacement-only epochs. None: on with the
-    # latent split, off without
+    # displacement dimensions of z and one for the amplitude read-out's. With one shared trunk the states' larger
+    # gradients crowd the motion out of the latent whenever amplitude changes are on (why the split's amplitudes
+    # wait for two displacement-only epochs); with two, amplitudes can be on from the start and the hinge and the
+    # states come sooner, but on the GPU per-image FSC-AUC fell 0.004-0.015 (adk 0.335 against 0.348 at 20 epochs:
+    # the amplitude part's own encoder fits noise), so it is an option (benchmarks/RESULTS.md,
+    # encoder-split-gpu-2026-12-07). None: off (False with a split or without)
     encoder_split: bool | None = None
     # encoder_input: "real" (the windowed image's pixels) or "fourier" (the real and imaginary parts of its
     # orthonormal rfft2 inside the disc of encoder_fourier_radius × Nyquist, as cryoDRGN's encoder sees the
@@ -88,10 +90,10 @@ class ModelOptions:
     def resolved_split(self, n_gaussians: int) -> tuple[int, bool, bool, bool]:
         """The latent split's settings for a cloud of ``n_gaussians``, the automatic ones (None) filled in ->
         (displacement_dims, readout_control, encoder_centre, encoder_split). Unset, the split is on (SPLIT_DIMS
-        displacement dimensions, the control points' read-out vectors, the centred encoder input, one image encoder
-        per part of z) where it can run: the control-point decoder (``decoder`` resolved for this cloud) with an
-        amplitude read-out, and zdim >= SPLIT_MIN_ZDIM; the three others follow the split when unset (on with a
-        split that can run, off otherwise)."""
+        displacement dimensions, the control points' read-out vectors, the centred encoder input) where it can run:
+        the control-point decoder (``decoder`` resolved for this cloud) with an amplitude read-out, and zdim >=
+        SPLIT_MIN_ZDIM; the two others follow the split when unset (on with a split that can run, off otherwise);
+        ``encoder_split`` is off unless typed."""
         runs = resolve_decoder(self.decoder, n_gaussians, self.n_control_points) == "control" and self.readout_rank > 0
         dims = self.displacement_dims
         if dims is None:
@@ -99,7 +101,7 @@ class ModelOptions:
         split = runs and dims > 0  # (a typed split where none can run is refused by model_spec)
         return (dims, split if self.readout_control is None else self.readout_control,
                 split if self.encoder_centre is None else self.encoder_centre,
-                split if self.encoder_split is None else self.encoder_split)
+                bool(self.encoder_split))
 
     def option_errors(self) -> list[str]:
         """What is wrong with the decoder / projector choices (empty when nothing is)."""
