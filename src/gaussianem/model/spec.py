@@ -45,7 +45,7 @@ class ModelOptions:
     # wait for two displacement-only epochs); with two, amplitudes can be on from the start and the hinge and the
     # states come sooner, but on the GPU per-image FSC-AUC fell 0.004-0.015 (adk 0.335 against 0.348 at 20 epochs:
     # the amplitude part's own encoder fits noise), so it is an option (benchmarks/RESULTS.md,
-    # encoder-split-gpu-2026-12-07). None: off (False with a split or without)
+    # encoder-split-gpu-2026-12-07). None: the loaded model's with --load, else off
     encoder_split: bool | None = None
     # encoder_input: "real" (the windowed image's pixels) or "fourier" (the real and imaginary parts of its
     # orthonormal rfft2 inside the disc of encoder_fourier_radius × Nyquist, as cryoDRGN's encoder sees the
