@@ -81,8 +81,9 @@ class TrainConfig(ModelOptions):
     kl_start_weight: float | None = None
     kl_ramp_start: float = 0.5
     # KL warm-up: the KL weight's factor rises linearly from 0 at the first step to 1 at this step (0: none). None:
-    # with the latent split, up to the amplitude start (with --encoder-split, two epochs), else 0 (resolve_auto). Issue 17: without it the latent could
-    # collapse during the displacement-only epochs and miss the motion (benchmarks/RESULTS.md, kl-warmup-gpu-2026-12-07)
+    # with the latent split, up to the amplitude start (with --encoder-split, two epochs), else 0 (resolve_auto).
+    # Issue 17: without it the latent could collapse during the displacement-only epochs and miss the motion
+    # (benchmarks/RESULTS.md, kl-warmup-gpu-2026-12-07)
     kl_warmup_steps: int | None = None
     knn_weight: float = 1 / 1e6
     knn_start_epoch: int = 2  # the kNN loss is active in epochs after this one (1-based)
