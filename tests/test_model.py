@@ -81,6 +81,9 @@ def test_split_image_encoder_gives_each_part_of_z_its_own_mlp(device):
     with pytest.raises(ValueError, match="split_dims"):
         ImageEncoder(64, zdim=5, split_dims=5)
     assert not hasattr(ImageEncoder(64, zdim=5, hidden=16), "amplitude_body")
+    narrow = ImageEncoder(64, zdim=5, hidden=16, n_layers=2, split_dims=2, amplitude_hidden=4)
+    assert narrow.amplitude_body[0].weight.shape == (4, 64) and narrow.amplitude_out.weight.shape == (6, 4)
+    assert narrow.body[0].weight.shape == (16, 64)
 
 
 def test_split_first_layer_equals_concat_mlp():

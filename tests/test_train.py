@@ -889,10 +889,11 @@ def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dat
     model, _, _ = load_model(run, 4)
     assert model.spec.displacement_dims == 3 and model.spec.encoder_centre is True
     assert float(model.decoder.split_open) == 1.0 and model.image_encoder.split_dims == 0
-    two = train(_cfg(dataset[0], tmp_path / "two", epochs=4, encoder_split=True, **kw))
+    two = train(_cfg(dataset[0], tmp_path / "two", epochs=4, encoder_split=True, amplitude_encoder_hidden=8, **kw))
     assert (read_config(two)["amplitude_start_steps"], read_config(two)["split_release_steps"]) == (0, 36)
     model, _, _ = load_model(two, 4)
     assert model.image_encoder.split_dims == 3
+    assert model.image_encoder.amplitude_body[0].out_features == 8
     assert float(model.decoder.split_open) == 1.0
     plain = train(_cfg(dataset[0], tmp_path / "plain", epochs=1, displacement_dims=0, **{
         k: v for k, v in kw.items() if k != "displacement_dims"}))
@@ -905,6 +906,9 @@ def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dat
         train(_cfg(dataset[0], tmp_path / "nosplit", epochs=1, **{**kw, "displacement_dims": 0,
                                                                  "encoder_split": True}))
     assert not (tmp_path / "nosplit" / "config.yaml").exists()
+    with pytest.raises(InputError, match="needs --encoder-split"):  # a width for an encoder that is not there
+        train(_cfg(dataset[0], tmp_path / "nowidth", epochs=1, **{**kw, "amplitude_encoder_hidden": 8}))
+    assert not (tmp_path / "nowidth" / "config.yaml").exists()
 
 
 def test_a_saved_configuration_that_predates_the_automatic_settings_resumes_as_it_ran():

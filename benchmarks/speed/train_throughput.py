@@ -99,12 +99,13 @@ def splat_pairs(model: GaussianVAE, batch: dict, cutoff: float) -> int:
 
 def flop_counts(cfg: TrainConfig, b: int, g: int, d: int, n_out: int, decoder=None,
                 n_pairs: int | None = None, encoder_box: int | None = None,
-                n_embedded: int | None = None, image_encoders: int = 1) -> dict[str, float]:
+                n_embedded: int | None = None, image_encoder_widths: tuple[int, ...] = ()) -> dict[str, float]:
     """FLOPs of one training step (forward + backward) by part. ``decoder``: the model's decoder (counted by
     ``flops_per_particle``; None: the pair decoder's formula); ``n_pairs``: the splat's pairs (None: dense);
     ``encoder_box``: the box the image encoder sees (None: d); ``n_embedded``: the rows the Gaussian encoder runs
-    on (None: g; the control points with ``--control-embedding control``); ``image_encoders``: 2 with
-    ``encoder_split`` (two MLPs of the same size; their output layers counted as one)."""
+    on (None: g; the control points with ``--control-embedding control``); ``image_encoder_widths``: the hidden width of
+    each image-encoder MLP (two with ``encoder_split``; (): one of ``encoder_hidden``; their output layers counted as
+    one)."""
     h, f, lyr = cfg.decoder_hidden, cfg.decoder_features, cfg.decoder_layers
     pair = h * h * (lyr - 1) + h * f + f * n_out
     dec = 3 * 2 * b * g * pair + 3 * 2 * (b * cfg.zdim * h + g * cfg.embedding_dim * h)
@@ -113,7 +114,8 @@ def flop_counts(cfg: TrainConfig, b: int, g: int, d: int, n_out: int, decoder=No
     proj = 3 * 2 * b * g * d * d if n_pairs is None else splat_flops(n_pairs)
     hi, li = cfg.encoder_hidden, cfg.encoder_layers
     e = encoder_box or d
-    ienc = image_encoders * (2 * 2 * b * e * e * hi + 3 * 2 * b * hi * hi * (li - 1)) + 3 * 2 * b * hi * 2 * cfg.zdim
+    ienc = sum(2 * 2 * b * e * e * w + 3 * 2 * b * w * w * (li - 1) for w in image_encoder_widths or (hi,))
+    ienc += 3 * 2 * b * hi * 2 * cfg.zdim
     hg, lg = cfg.gaussian_hidden, cfg.gaussian_layers
     genc = 3 * 2 * (n_embedded or g) * (5 * hg + hg * hg * (lg - 1) + hg * cfg.embedding_dim)
     return {"decoder": dec, "projection": proj, "encoders": ienc + genc}
@@ -294,8 +296,10 @@ def run(args, rank: int = 0, world: int = 1) -> dict:
     n_pairs = splat_pairs(model, batches[0] if not args.with_loader else make_batches(
         1, b, d, apix, n_particles, device, seed=1)[0], cfg.splat_cutoff_sigmas) if splat else None
     n_embedded = model.decoder.n_control if model.embeds_control_points else g
+    bodies = (model.image_encoder.body, getattr(model.image_encoder, "amplitude_body", None))
+    widths = tuple(body[0].out_features for body in bodies if body is not None)
     flops = flop_counts(cfg, b, g, d, model.decoder.n_out, model.decoder, n_pairs, model.spec.encoder_box,
-                        n_embedded, 2 if model.image_encoder.split_dims else 1)
+                        n_embedded, widths)
     bf16_peak, fp32_peak, name = detect_peaks(device)
     bf16_peak = args.peak_bf16_tflops or bf16_peak
     fp32_peak = args.peak_fp32_tflops or fp32_peak

@@ -111,6 +111,9 @@ def _add_encoder_decoder_choices(parser: argparse.ArgumentParser, d: dict) -> No
                         "dimensions of z and one for the amplitude read-out's, so that the states do not crowd a "
                         "motion out of the latent and amplitude changes are on from the start (measured: the hinge "
                         "and the states sooner, per-image FSC-AUC 0.004-0.015 lower; default off)")
+    parser.add_argument("--amplitude-encoder-hidden", type=int, default=d["amplitude_encoder_hidden"],
+                        metavar="H", help="with --encoder-split: the width of the amplitude part's image encoder "
+                        "(default: --encoder-hidden)")
     parser.add_argument("--readout-control", action=argparse.BooleanOptionalAction, default=d["readout_control"],
                         help="--decoder control: the amplitude read-out's per-Gaussian vectors also get a part "
                         "interpolated from per-control-point vectors (spatially smooth amplitude changes; "

@@ -28,9 +28,11 @@ class ImageEncoder(nn.Module):
             dimensions of z (the latent split's displacement dimensions) and one (``amplitude_body``,
             ``amplitude_out``) for the other zdim - N, so that the states' larger gradients do not share the
             trunk's weights, nor their optimiser statistics, with the motions' (issue 17).
+        amplitude_hidden: the width of the second MLP's hidden layers (None: ``hidden``).
     """
 
-    def __init__(self, n_pixels: int, zdim: int, hidden: int = 1024, n_layers: int = 3, split_dims: int = 0) -> None:
+    def __init__(self, n_pixels: int, zdim: int, hidden: int = 1024, n_layers: int = 3, split_dims: int = 0,
+                 amplitude_hidden: int | None = None) -> None:
         super().__init__()
         if not 0 <= split_dims < zdim:
             raise ValueError(f"split_dims={split_dims} needs 0 <= it < zdim={zdim}")
@@ -38,8 +40,9 @@ class ImageEncoder(nn.Module):
         self.body = _mlp(n_pixels, hidden, n_layers)
         self.out = nn.Linear(hidden, 2 * (split_dims or zdim))
         if split_dims:
-            self.amplitude_body = _mlp(n_pixels, hidden, n_layers)
-            self.amplitude_out = nn.Linear(hidden, 2 * (zdim - split_dims))
+            width = amplitude_hidden or hidden
+            self.amplitude_body = _mlp(n_pixels, width, n_layers)
+            self.amplitude_out = nn.Linear(width, 2 * (zdim - split_dims))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, D·D) -> mu (B, zdim), logvar (B, zdim)."""

@@ -47,6 +47,9 @@ class ModelOptions:
     # the amplitude part's own encoder fits noise), so it is an option (benchmarks/RESULTS.md,
     # encoder-split-gpu-2026-12-07). None: the loaded model's with --load, else off
     encoder_split: bool | None = None
+    # amplitude_encoder_hidden: with encoder_split, the width of the amplitude part's encoder (None: encoder_hidden);
+    # a narrower one has less room to fit the noise the two encoders fitted (issue 17 candidate)
+    amplitude_encoder_hidden: int | None = None
     # encoder_input: "real" (the windowed image's pixels) or "fourier" (the real and imaginary parts of its
     # orthonormal rfft2 inside the disc of encoder_fourier_radius × Nyquist, as cryoDRGN's encoder sees the
     # Hartley transform): the same information for a full disc, in the basis where each frequency is one input
@@ -118,6 +121,8 @@ class ModelOptions:
         if self.displacement_dims and not 0 < self.displacement_dims < self.zdim:
             errors.append(f"--displacement-dims must be 0 or between 1 and --zdim - 1 ({self.zdim - 1}), "
                           f"got {self.displacement_dims}")
+        if self.amplitude_encoder_hidden is not None and self.amplitude_encoder_hidden < 1:
+            errors.append(f"--amplitude-encoder-hidden must be >= 1, got {self.amplitude_encoder_hidden}")
         if self.encoder_box is not None and self.encoder_box < 0:
             errors.append(f"--encoder-box must be >= 0 (0: the full box), got {self.encoder_box}")
         if self.decoder_combine not in DECODER_COMBINES:

@@ -64,7 +64,8 @@ class GaussianVAE(nn.Module):
             index = torch.zeros(0, dtype=torch.long)
         self.register_buffer("encoder_index", index, persistent=False)
         self.image_encoder = ImageEncoder(n_inputs, spec.zdim, spec.encoder_hidden, spec.encoder_layers,
-                                          spec.displacement_dims if spec.encoder_split else 0)
+                                          spec.displacement_dims if spec.encoder_split else 0,
+                                          spec.amplitude_encoder_hidden)
         self.gaussian_encoder = GaussianEncoder(spec.gaussian_hidden, spec.gaussian_layers, spec.embedding_dim)
         self.decoder = self._make_decoder(cloud, spec, control_graph)
         self.register_buffer("window", soft_circular_mask(d, spec.window_radius, spec.window_edge), persistent=False)

@@ -34,7 +34,8 @@ FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "enc
                    "decoder_features", "predict_width", "decoder", "n_control_points", "control_neighbours",
                    "readout_rank", "train_base", "encoder_box", "encoder_centre", "encoder_input",
                    "encoder_fourier_radius", "decoder_combine", "displacement_dims",
-                   "readout_control", "readout_zero", "encoder_split", "readout_lr_scale")
+                   "readout_control", "readout_zero", "encoder_split", "amplitude_encoder_hidden",
+                   "readout_lr_scale")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -82,6 +82,9 @@ def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> Mode
     if cfg.encoder_split and not cfg.displacement_dims:
         raise InputError("--encoder-split gives each part of the latent split its own image encoder: it needs the "
                          "split (--displacement-dims N, not 0)")
+    if cfg.amplitude_encoder_hidden and not cfg.encoder_split:
+        raise InputError("--amplitude-encoder-hidden sizes the amplitude part's own image encoder: it needs "
+                         "--encoder-split")
     return ModelSpec(box_size=int(cfg.box_size), pixel_size_angstrom=float(cfg.pixel_size_angstrom),
                      n_gaussians=cloud.n, width_min=cloud.width_min, width_max=cloud.width_max,
                      image_std=float(image_std), **options)
