@@ -19,8 +19,8 @@ tail -n 50 "$D/b.log"
 T=benchmarks/speed/train_throughput.py
 A="--device cuda --box 128 --apix 1.8 --steps 40 --warmup 6 --batch-size 32 --gaussians 60000 --decoder control"
 # shellcheck disable=SC2086
-timeout 75 python $T $A --set displacement_dims=3 > "$D/speed_default.md" 2>&1
+timeout 90 python $T $A --set displacement_dims=3 > "$D/speed_default.md" 2>&1
 # shellcheck disable=SC2086
-timeout 75 python $T $A --set displacement_dims=3 --set encoder_split=true --set amplitude_encoder_hidden=256 \
+timeout 90 python $T $A --set displacement_dims=3 --set encoder_split=true --set amplitude_encoder_hidden=256 \
   > "$D/speed_esn.md" 2>&1
 tail -n 3 "$D/speed_default.md" "$D/speed_esn.md"
