@@ -138,13 +138,18 @@ def test_two_epochs_outputs_and_loss_goes_down(dataset, finished_run):
     pos, wid, amp = model.decode(mu)
     assert pos.shape == (5, 66, 3) and wid.shape == (5, 66) and amp.shape == (5, 66)
     assert len(images) == 192
-    # the learned rates really are the CLI's: AdamW's param group holds lr = 1e-3
-    ck = load_state(run / "weights.2.pt")
-    assert ck["trainer"]["optimizer"]["param_groups"][0]["lr"] == 1e-3
+    # the learned rates really are the CLI's: AdamW's param group starts at lr = 1e-3, and the default wsd schedule
+    # has decayed it to 0 by the run's last step
+    group = load_state(run / "weights.2.pt")["trainer"]["optimizer"]["param_groups"][0]
+    assert group["initial_lr"] == 1e-3 and group["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_resume_is_exact(dataset, finished_run, tmp_path):
+    """A run interrupted after its first epoch and resumed (the default wsd rate, which follows --epochs) ends as the
+    uninterrupted run, step for step; a finished constant-rate run extended with --resume --epochs 2 is the 2-epoch
+    run."""
     from gaussianem.cli import main
+    from gaussianem.training.loop import train
 
     ds, _ = dataset
     run = tmp_path / "resumed"
@@ -152,17 +157,26 @@ def test_resume_is_exact(dataset, finished_run, tmp_path):
     sizes = ["--encoder-hidden", "128", "--gaussian-hidden", "32", "--decoder-hidden", "32", "--decoder-features",
              "64", "--embedding-dim", "8", "--zdim", "2", "--batch-size", "16", "--lr", "1e-3",
              "--knn-start-epoch", "1", "--knn-weight", "1e-3", "--eval-batch-size", "64"]
-    assert main(base + sizes + ["--epochs", "1"]) == 0
-    assert not (run / "weights.2.pt").exists()
+    train(_cfg(ds, run, epochs=2), stop_after_epoch=1)  # the same run as finished_run, interrupted after epoch 1
+    assert (run / "weights.1.pt").exists() and not (run / "weights.2.pt").exists()
     # a second, plain start on the same folder is refused
-    assert main(base + sizes + ["--epochs", "1"]) == 2
-    assert main(base + ["--resume", "--epochs", "2"]) == 0
-    a = [json.loads(x) for x in (finished_run / "log.jsonl").read_text().splitlines()]
-    b = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert main(base + sizes + ["--epochs", "2"]) == 2
+    assert main(base + ["--resume"]) == 0
     keys = ("loss",) + ("render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion")
-    assert [[r[k] for k in keys] for r in a if r["type"] == "step"] == \
-        [[r[k] for k in keys] for r in b if r["type"] == "step"]
+
+    def steps(folder: Path) -> list[list[float]]:
+        records = map(json.loads, (folder / "log.jsonl").read_text().splitlines())
+        return [[r[k] for k in keys] for r in records if r["type"] == "step"]
+
+    assert steps(finished_run) == steps(run)
     np.testing.assert_array_equal(np.load(finished_run / "z.2.npy"), np.load(run / "z.2.npy"))
+    # extending a finished run (--resume --epochs N) at a constant rate is the longer run, step for step
+    short, straight = tmp_path / "short", tmp_path / "straight"
+    constant = ["--lr-schedule", "constant"]
+    assert main(["train", str(ds), "-o", str(short)] + base[4:] + sizes + constant + ["--epochs", "1"]) == 0
+    assert main(["train", str(ds), "-o", str(short)] + base[4:] + ["--resume", "--epochs", "2"]) == 0
+    assert main(["train", str(ds), "-o", str(straight)] + base[4:] + sizes + constant + ["--epochs", "2"]) == 0
+    assert steps(short) == steps(straight)
 
 
 def test_finished_run_is_never_overwritten_silently(dataset, finished_run):
@@ -239,12 +253,13 @@ def _spawn_ddp(tmp_path: Path, tag: str, ds: Path, run: Path, kw: dict, resume: 
 
 def test_ddp_two_processes_match_single_process_and_resume(tmp_path):
     """gloo, 2 processes × batch 8 == 1 process × batch 16 (same global batches, noise, kNN draws and BatchNorm
-    statistics); the DDP run is stopped after epoch 1 and resumed under DDP."""
+    statistics); the DDP run is stopped after epoch 1 (extended to 2 on resume: a constant rate, so that the
+    extension is the longer run) and resumed under DDP."""
     from gaussianem.training.loop import train
 
     ds = tmp_path / "ds"
     make_dataset(ds, n=64, seed=2)
-    kw = dict(epochs=2, knn_start_epoch=1)
+    kw = dict(epochs=2, knn_start_epoch=1, lr_schedule="constant")
     single = tmp_path / "single"
     train(_cfg(ds, single, batch_size=16, **kw))
     ddp = tmp_path / "ddp"
@@ -912,15 +927,19 @@ def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dat
 
 
 def test_a_saved_configuration_that_predates_the_automatic_settings_resumes_as_it_ran():
-    """config.yaml of a run made before the split's schedule and the KL warm-up were automatic lacks those keys:
-    they read as that run's values (0: no displacement-only phase, no warm-up), not as 'automatic'; a saved value
-    is kept."""
-    old = TrainConfig(dataset="d", rundir="r").to_dict()
-    for key in ("amplitude_start_steps", "split_release_steps", "kl_warmup_steps"):
+    """config.yaml of a run made before the split's schedule and the KL warm-up were automatic (and before the wsd
+    learning rate was the default) lacks those keys: they read as that run's values (0: no displacement-only phase,
+    no warm-up; a constant rate), not as 'automatic' or today's default; a saved value is kept."""
+    new = TrainConfig(dataset="d", rundir="r")
+    assert new.lr_schedule == "wsd"
+    old = new.to_dict()
+    for key in ("amplitude_start_steps", "split_release_steps", "kl_warmup_steps", "lr_schedule"):
         old.pop(key)
     cfg = TrainConfig.from_dict(old)
     assert (cfg.amplitude_start_steps, cfg.split_release_steps, cfg.kl_warmup_steps) == (0, 0, 0)
+    assert cfg.lr_schedule == "constant"
     assert TrainConfig.from_dict({**old, "kl_warmup_steps": 1250}).kl_warmup_steps == 1250
+    assert TrainConfig.from_dict({**old, "lr_schedule": "wsd"}).lr_schedule == "wsd"
 
 
 def test_readout_lr_scale_puts_the_amplitude_read_out_in_its_own_optimizer_group():

@@ -152,9 +152,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="default %(default)s")
     parser.add_argument("--lr-schedule", choices=["constant", "cosine", "wsd"], default=d["lr_schedule"],
                         help="the learning rate over the run: constant, cosine (to 0 at the end) or wsd (constant, "
-                        "then a cosine to 0 over the last --lr-decay-fraction of the run)")
+                        "then a cosine to 0 over the last --lr-decay-fraction of the run; the default). The decay "
+                        "follows --epochs: a finished run extended with --resume --epochs N goes back to the full "
+                        "rate and decays again over the new end")
     parser.add_argument("--lr-decay-fraction", type=float, default=d["lr_decay_fraction"],
-                        help="--lr-schedule wsd: the share of the run over which the learning rate decays")
+                        help="--lr-schedule wsd: the share of the run over which the learning rate decays (default "
+                        "%(default)s)")
     parser.add_argument("--readout-lr-scale", type=float, default=d["readout_lr_scale"],
                         help="the amplitude read-out's parameters learn at this multiple of --lr (default "
                         "%(default)s)")
