@@ -5,9 +5,10 @@
 # train_vae for EPOCHS and each GaussianEM variant for EPOCHS (in CHAINS parallel chains); then `gaussianem benchmark`
 # of each variant at epochs 5 (SCORE_EPOCHS) and EPOCHS with cryoDRGN's z.E.pkl of the same epoch as --external-z
 # (latent metrics only: ARI, abs(rho), probes; the per-image FSC-AUC is GaussianEM's alone, N_IMAGES scored images
-# at EPOCHS). Neither tool's learning rate has a schedule by default (GaussianEM's --lr-schedule constant), so
-# epoch 5 of a 20-epoch run is a 5-epoch run (up to the data order); not so for a variant with --lr-schedule cosine
-# or wsd, whose decay comes at the end of its run: its 5-epoch figure needs a run of EPOCHS=5.
+# at EPOCHS). cryoDRGN's learning rate is constant; GaussianEM's default (--lr-schedule wsd, since session 21) is
+# constant for the first three quarters of the run, so epoch 5 of a 20-epoch run is a 5-epoch run at the constant
+# rate (up to the data order); a 5-epoch run decays over its last 1.25 epochs (a variant's own --epochs 5 measures
+# it), and a variant with --lr-schedule cosine decays from the start.
 #   OUT=out bash benchmarks/accuracy/gpu_issue17_screen.sh "base:" "l2:--render-loss l2"
 # Several seeds: a variant's flags may end with --seed S (the last --seed wins), e.g. "base1:--seed 1"; when the
 # hinge enters the latent varies between identical runs (RESULTS.md, latent-split-gpu-2026-12-06), so rank settings
