@@ -909,6 +909,9 @@ def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dat
     model, _, _ = load_model(two, 4)
     assert model.image_encoder.split_dims == 3
     assert model.image_encoder.amplitude_body[0].out_features == 8
+    # --load takes the loaded model's narrow amplitude encoder with its split, so its weights fit
+    again = train(_cfg(dataset[0], tmp_path / "again", epochs=1, load=str(two), **kw))
+    assert load_model(again, 1)[0].image_encoder.amplitude_body[0].out_features == 8
     assert float(model.decoder.split_open) == 1.0
     plain = train(_cfg(dataset[0], tmp_path / "plain", epochs=1, displacement_dims=0, **{
         k: v for k, v in kw.items() if k != "displacement_dims"}))

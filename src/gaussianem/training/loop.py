@@ -207,8 +207,9 @@ def _new_model(cfg: TrainConfig, ds: ParticleDataset, root: Path, resume: bool,
                       map_origin_angstrom=cfg.map_origin_angstrom if origin is None
                       else tuple(float(v) for v in origin))
     src = read_checkpoint(resolve_weights(cfg.load)) if cfg.load else None
-    if src is not None and isinstance(src.get("spec"), dict):  # the loaded weights' split, unless typed
-        split = {k: src["spec"].get(k, LEGACY_VALUES[k]) for k in SPLIT_FIELDS if getattr(cfg, k) is None}
+    if src is not None and isinstance(src.get("spec"), dict):  # the loaded weights' split and widths, unless typed
+        split = {k: src["spec"].get(k, LEGACY_VALUES.get(k)) for k in SPLIT_FIELDS + ("amplitude_encoder_hidden",)
+                 if getattr(cfg, k) is None}
         cfg = cfg.replace(**split)
     steps = ResumableBatchSampler(n_particles, cfg.batch_size, cfg.seed, world_size=world_size).batches_per_epoch()
     cfg = resolve_auto(cfg, cloud.n, steps)
@@ -270,11 +271,12 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
 def param_groups(model: GaussianVAE, lr: float, readout_lr_scale: float) -> list[dict]:
     """The trainable parameters as AdamW's groups: one at ``lr``, or, with ``readout_lr_scale`` != 1 and an
     amplitude read-out, the read-out's parameters (``decoder.readout_*``) in a second group at ``lr`` times it."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    readout = [p for n, p in named if n.startswith("decoder.readout_")]
+    rest, readout = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (readout if name.startswith("decoder.readout_") else rest).append(p)
     if readout_lr_scale == 1.0 or not readout:
-        return [{"params": [p for _, p in named]}]
-    rest = [p for n, p in named if not n.startswith("decoder.readout_")]
+        return [{"params": rest + readout}]
     return [{"params": rest}, {"params": readout, "lr": lr * readout_lr_scale}]
 
 
