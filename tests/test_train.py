@@ -73,6 +73,43 @@ def test_encoder_centre_run_encodes_centred_particles_and_resumes_with_it(datase
     assert load_model(run, 2)[0].spec.encoder_centre
 
 
+def test_a_linear_amplitude_change_run_trains_saves_and_resumes_with_it(dataset, tmp_path, monkeypatch):
+    # --amplitude-change linear end to end: the gain penalty is the log of each gain in the run's mode (at most the
+    # change penalty's mean Δa²), the saved spec decodes with the mode, and a resume keeps it whatever the command
+    # line says (the weights' Δa mean what they were trained to mean), as --load does unless one is typed
+    import yaml
+
+    from gaussianem.gaussians import amplitude_log_gain
+    from gaussianem.model.load import load_model
+    from gaussianem.training import objective
+    from gaussianem.training.loop import train
+
+    modes = set()
+
+    def log_gain(delta, mode):
+        modes.add(mode)
+        return amplitude_log_gain(delta, mode)
+
+    monkeypatch.setattr(objective, "amplitude_log_gain", log_gain)
+    kw = dict(amplitude_change="linear", amplitude_weight=0.1, amplitude_gain_weight=0.1, knn_weight=0.0)
+    run = train(_cfg(dataset[0], tmp_path / "run", epochs=1, **kw))
+    ep = _epochs(run)
+    assert modes == {"linear"} and 0.0 <= ep[0]["amplitude_gain"] <= ep[0]["amplitude"] and ep[0]["amplitude"] > 0
+    model, _, _ = load_model(run, 1)
+    assert model.spec.amplitude_change == "linear"
+    train(_cfg(dataset[0], tmp_path / "run", epochs=2, **{**kw, "amplitude_change": "log"}), resume=True)
+    assert yaml.safe_load((run / "config.yaml").read_text())["amplitude_change"] == "linear"
+    assert load_model(run, 2)[0].spec.amplitude_change == "linear"
+    # --load takes the loaded model's mode unless one is typed; a run without either is "log"
+    kw.pop("amplitude_change")
+    assert load_model(train(_cfg(dataset[0], tmp_path / "loaded", epochs=1, load=str(run), **kw)), 1)[
+        0].spec.amplitude_change == "linear"
+    typed = train(_cfg(dataset[0], tmp_path / "typed", epochs=1, load=str(run), amplitude_change="signed", **kw))
+    assert yaml.safe_load((typed / "config.yaml").read_text())["amplitude_change"] == "signed"
+    plain = train(_cfg(dataset[0], tmp_path / "plain", epochs=1, **kw))
+    assert yaml.safe_load((plain / "config.yaml").read_text())["amplitude_change"] == "log"
+
+
 def test_loss_plot_after_the_first_and_last_epochs_only_when_epochs_are_quick(dataset, tmp_path, monkeypatch):
     # a plot costs 0.2-0.5 s, as much as a GPU epoch of a small dataset: between the first and the last epoch it is
     # redrawn only when PLOT_EVERY_S have passed since the last one

@@ -26,6 +26,33 @@ def amplitude_activation(raw: Tensor) -> Tensor:
     return F.softplus(raw)
 
 
+# --amplitude-change linear: the softplus sharpness of the factor's floor at zero (the factor is within 0.07 of
+# max(1 + Δa, 0) everywhere, and 1 + 5e-6 at Δa = 0)
+LINEAR_FLOOR_BETA = 10.0
+
+
+def linear_amplitude_factor(delta: Tensor, mode: str = "linear") -> Tensor:
+    """A decoded amplitude change Δa (...) -> the factor on the base amplitude (...), linear in Δa down to zero:
+    "linear" softplus(β(1 + Δa)) / β (smoothly floored at zero, β = LINEAR_FLOOR_BETA), "clamp" max(1 + Δa, 0),
+    "signed" 1 + Δa (not floored). Unlike softplus(raw + Δa), a fitted cloud's small amplitudes then fade linearly
+    and are gone at Δa = -1."""
+    if mode == "signed":
+        return 1.0 + delta
+    if mode == "clamp":
+        return torch.relu(1.0 + delta)
+    if mode == "linear":
+        return F.softplus(1.0 + delta, beta=LINEAR_FLOOR_BETA)
+    raise ValueError(f"no linear amplitude factor {mode!r}")
+
+
+def amplitude_log_gain(delta: Tensor, mode: str = "log") -> Tensor:
+    """A decoded amplitude change Δa (...) -> the log of its gain factor where it is a gain, 0 elsewhere (...): Δa⁺
+    for "log" (softplus(raw + Δa): a factor exp(Δa) on small amplitudes), log(1 + Δa⁺) for the linear modes, so
+    that the gain penalty prices a doubling the same in every mode."""
+    gain = torch.relu(delta)
+    return gain if mode == "log" else torch.log1p(gain)
+
+
 def amplitude_inverse(amplitude: Tensor) -> Tensor:
     """Amplitude (> 0) -> raw parameter (inverse softplus, stable for large values)."""
     a = amplitude.clamp_min(1e-8)

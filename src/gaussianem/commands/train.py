@@ -11,7 +11,14 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from gaussianem.model.spec import DECODER_COMBINES, DECODERS, ENCODER_INPUTS, PROJECTORS, READOUT_ZEROS
+from gaussianem.model.spec import (
+    AMPLITUDE_CHANGES,
+    DECODER_COMBINES,
+    DECODERS,
+    ENCODER_INPUTS,
+    PROJECTORS,
+    READOUT_ZEROS,
+)
 from gaussianem.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -65,8 +72,9 @@ _LOSSES = [
     ("alignment_weight", float, "weight of the displacement alignment term"),
     ("repulsion_weight", float, "weight of the repulsion term"),
     ("amplitude_weight", float, "weight of the amplitude-change penalty (mean squared pre-activation change)"),
-    ("amplitude_gain_weight", float, "weight of the amplitude-gain penalty (mean squared positive pre-activation "
-     "change): a state is drawn by moving Gaussians, not by fading others in; fading out (a missing subunit) is free"),
+    ("amplitude_gain_weight", float, "weight of the amplitude-gain penalty (the mean squared log of each gain: the "
+     "positive pre-activation change with --amplitude-change log, log(1 + Δa⁺) with the others): a state is drawn by "
+     "moving Gaussians, not by fading others in; fading out (a missing subunit) is free"),
     ("amplitude_start_epoch", int, "decoded amplitude changes are on in epochs after this one (0: from the start; "
      "> 0: motion is learnt as displacements first)"),
     ("amplitude_start_steps", int, "decoded amplitude changes are on once this many optimizer steps have run (with "
@@ -122,6 +130,11 @@ def _add_encoder_decoder_choices(parser: argparse.ArgumentParser, d: dict) -> No
                         help="--decoder control: which factor of the amplitude read-out u_g · h(z) starts at zero: "
                         "vectors (every Gaussian's u; h random: only the Gaussians whose residuals follow h(z) learn "
                         "a response to it; the default) or latent (h's last layer; each u random; the old default)")
+    parser.add_argument("--amplitude-change", choices=AMPLITUDE_CHANGES, default=d["amplitude_change"],
+                        help="how a decoded amplitude change Δa acts: log (softplus(raw + Δa): a factor exp(Δa) on "
+                        "a fitted cloud's small amplitudes), linear (the base amplitude × (1 + Δa), floored smoothly "
+                        "at zero: a part is gone at Δa = -1), clamp (floored at zero) or signed (not floored) "
+                        "(default: log, or the loaded model's with --load)")
     parser.add_argument("--encoder-input", choices=ENCODER_INPUTS, default=d["encoder_input"],
                         help="what the image encoder reads: real (the windowed image's pixels) or fourier (the "
                         "real and imaginary parts of its Fourier transform inside a disc, as cryoDRGN's encoder "

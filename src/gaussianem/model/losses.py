@@ -7,8 +7,8 @@
 - geometric regularisers on radius graphs of the base cloud (r = factor × mean nearest-neighbour distance,
   edge weights exp(1 - d/mean)): embedding smoothness, neighbour-distance preservation, displacement alignment,
   repulsion;
-- amplitude penalties: mean Δa² of the decoded (pre-activation) amplitude changes, and the same of their
-  positive part alone (gains; fading out stays free).
+- amplitude penalties: mean Δa² of the decoded (pre-activation) amplitude changes, and the same of the log of
+  their gains alone (``gaussians.amplitude_log_gain``; fading out stays free).
 """
 
 from __future__ import annotations

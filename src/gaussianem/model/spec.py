@@ -82,6 +82,13 @@ class ModelOptions:
     # changes keep no random response to it: per-image FSC-AUC +0.010-0.013 at the GPU runs' scale on the CPU
     # (benchmarks/RESULTS.md, readout-zero-cpu-2026-12-06)
     readout_zero: str = "vectors"
+    # amplitude_change (issue 17): how a decoded change Δa sets a Gaussian's amplitude. "log": softplus(raw + Δa),
+    # for the small amplitudes of a fitted cloud a factor exp(Δa), so a fading Gaussian's image stops changing long
+    # before it is gone, and the latents of images without it drift with each image's information; "linear": base
+    # amplitude × (1 + Δa) floored smoothly at zero ("clamp": at zero), gone at Δa = -1, so an absent part's
+    # latents gather where it is just gone (gaussians.linear_amplitude_factor). None: the loaded model's with --load,
+    # else "log"
+    amplitude_change: str | None = None
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
     # splat_cutoff_sigmas: the splat's footprint ±c·σ (skipped values < exp(-c²/2) of a Gaussian's peak).
@@ -130,6 +137,9 @@ class ModelOptions:
                           f"got {self.decoder_combine!r}")
         if self.readout_zero not in READOUT_ZEROS:
             errors.append(f"--readout-zero must be one of {', '.join(READOUT_ZEROS)}, got {self.readout_zero!r}")
+        if self.amplitude_change is not None and self.amplitude_change not in AMPLITUDE_CHANGES:
+            errors.append(f"--amplitude-change must be one of {', '.join(AMPLITUDE_CHANGES)}, "
+                          f"got {self.amplitude_change!r}")
         if self.encoder_input not in ENCODER_INPUTS:
             errors.append(f"--encoder-input must be one of {', '.join(ENCODER_INPUTS)}, got {self.encoder_input!r}")
         if not 0 < self.encoder_fourier_radius <= 1.5:
@@ -145,6 +155,8 @@ CONTROL_EMBEDDINGS = ("control", "gaussians")
 ENCODER_INPUTS = ("real", "fourier")
 DECODER_COMBINES = ("sum", "film")
 READOUT_ZEROS = ("latent", "vectors")
+AMPLITUDE_CHANGES = ("log", "linear", "clamp", "signed")
+AMPLITUDE_CHANGE_DEFAULT = "log"
 # the latent split by default (issue 17; benchmarks/RESULTS.md, split-default-gpu-2026-12-06): the first SPLIT_DIMS
 # dimensions of z drive the displacements, the others the amplitude read-out, with a centred encoder input and the
 # control points' read-out vectors, wherever the control-point decoder runs and zdim >= SPLIT_MIN_ZDIM
@@ -156,7 +168,8 @@ SPLIT_FIELDS = ("displacement_dims", "readout_control", "encoder_centre", "encod
 LEGACY_VALUES = {"decoder": "pair", "projector": "dense", "control_embedding": "gaussians", "encoder_box": 0,
                  "encoder_centre": False, "encoder_input": "real", "encoder_fourier_radius": 1.0,
                  "decoder_combine": "sum", "displacement_dims": 0,
-                 "readout_control": False, "readout_zero": "latent", "encoder_split": False}
+                 "readout_control": False, "readout_zero": "latent", "encoder_split": False,
+                 "amplitude_change": "log"}
 # --encoder-box auto: boxes above this are area-averaged to it for the image encoder
 ENCODER_BOX_AUTO = 64
 
@@ -194,11 +207,14 @@ class ModelSpec(ModelOptions):
     image_std: float = 1.0
 
     def __post_init__(self) -> None:
-        """A spec is concrete: the latent split's automatic settings (None) are resolved (:meth:`resolved_split`)."""
+        """A spec is concrete: the latent split's automatic settings (None) are resolved (:meth:`resolved_split`),
+        an unset amplitude change is ``AMPLITUDE_CHANGE_DEFAULT``."""
         if None in (self.displacement_dims, self.readout_control, self.encoder_centre, self.encoder_split):
             split = self.resolved_split(self.n_gaussians)
             for name, value in zip(SPLIT_FIELDS, split, strict=True):
                 object.__setattr__(self, name, value)
+        if self.amplitude_change is None:
+            object.__setattr__(self, "amplitude_change", AMPLITUDE_CHANGE_DEFAULT)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,7 +17,7 @@ from gaussianem import __version__
 from gaussianem.errors import InputError
 from gaussianem.io.writes import atomic_path
 from gaussianem.model.runfiles import CONFIG
-from gaussianem.model.spec import LEGACY_VALUES, ModelOptions, resolve_decoder
+from gaussianem.model.spec import AMPLITUDE_CHANGE_DEFAULT, LEGACY_VALUES, ModelOptions, resolve_decoder
 
 # training settings whose default changed: the value a saved configuration that predates the field ran with
 # (l2 is the default since 2026-12-06, issue 17's GPU screen; the step counts are automatic since session 17, the KL
@@ -35,7 +35,7 @@ FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "enc
                    "readout_rank", "train_base", "encoder_box", "encoder_centre", "encoder_input",
                    "encoder_fourier_radius", "decoder_combine", "displacement_dims",
                    "readout_control", "readout_zero", "encoder_split", "amplitude_encoder_hidden",
-                   "readout_lr_scale")
+                   "readout_lr_scale", "amplitude_change")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,7 +229,8 @@ def resolve_auto(cfg: TrainConfig, n_gaussians: int, steps_per_epoch: int) -> Tr
         raise InputError("--split-release-steps opens a latent split, and this run has none (--displacement-dims "
                          f"resolves to 0 with --decoder {decoder}, --zdim {cfg.zdim})")
     return cfg.replace(displacement_dims=dims, readout_control=control, encoder_centre=centre, encoder_split=encoders,
-                       amplitude_start_steps=start, split_release_steps=release, kl_warmup_steps=warmup)
+                       amplitude_start_steps=start, split_release_steps=release, kl_warmup_steps=warmup,
+                       amplitude_change=cfg.amplitude_change or AMPLITUDE_CHANGE_DEFAULT)
 
 
 LOSS_WEIGHTS = ("kl_weight", "knn_weight", "smoothness_weight", "distance_weight", "alignment_weight",

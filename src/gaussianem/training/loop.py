@@ -191,12 +191,16 @@ def _agree_on_config(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int,
     return cfg
 
 
+# with --load, besides the split's fields: the model settings taken from the loaded weights' spec when not typed
+LOADED_WHEN_UNSET = ("amplitude_encoder_hidden", "amplitude_change")
+
+
 def _new_model(cfg: TrainConfig, ds: ParticleDataset, root: Path, resume: bool,
                main_rank: bool, n_particles: int, world_size: int = 1) -> tuple[TrainConfig, GaussianVAE]:
     """A new model on the run's base cloud (weights from ``--load`` when given) and the config completed with
     the dataset's geometry and its automatic settings made concrete (:func:`resolve_auto`; with ``--load``, the
-    latent split's model settings left automatic are the loaded model's); rank 0 writes the base cloud into the
-    run folder ``root``."""
+    latent split's model settings and ``LOADED_WHEN_UNSET`` left automatic are the loaded model's); rank 0 writes
+    the base cloud into the run folder ``root``."""
     image_std = float(ds.manifest.get("image_std", 1.0) or 1.0)
     ply = resolve_base_cloud(cfg) if not resume or cfg.base_cloud_source is None \
         else Path(cfg.base_cloud_source)
@@ -207,8 +211,8 @@ def _new_model(cfg: TrainConfig, ds: ParticleDataset, root: Path, resume: bool,
                       map_origin_angstrom=cfg.map_origin_angstrom if origin is None
                       else tuple(float(v) for v in origin))
     src = read_checkpoint(resolve_weights(cfg.load)) if cfg.load else None
-    if src is not None and isinstance(src.get("spec"), dict):  # the loaded weights' split and widths, unless typed
-        split = {k: src["spec"].get(k, LEGACY_VALUES.get(k)) for k in SPLIT_FIELDS + ("amplitude_encoder_hidden",)
+    if src is not None and isinstance(src.get("spec"), dict):  # the loaded weights' settings, unless typed
+        split = {k: src["spec"].get(k, LEGACY_VALUES.get(k)) for k in SPLIT_FIELDS + LOADED_WHEN_UNSET
                  if getattr(cfg, k) is None}
         cfg = cfg.replace(**split)
     steps = ResumableBatchSampler(n_particles, cfg.batch_size, cfg.seed, world_size=world_size).batches_per_epoch()

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from gaussianem.errors import InputError
-from gaussianem.gaussians import GaussianCloud
+from gaussianem.gaussians import GaussianCloud, amplitude_log_gain
 from gaussianem.model import losses as L
 from gaussianem.model.spec import ModelOptions, ModelSpec, resolve_decoder
 from gaussianem.model.vae import GaussianVAE
@@ -180,7 +180,8 @@ class TrainingObjective(nn.Module):
         align = L.alignment_loss(moved, gr.wide) * gr.scale if w.alignment else zero
         rep = L.repulsion_loss(points, gr.wide, gr.repulsion_distance) if w.repulsion else zero
         amp_change = L.amplitude_change_loss(deltas[..., 0]) if w.amplitude else zero
-        amp_gain = L.amplitude_change_loss(torch.relu(deltas[..., 0])) if w.amplitude_gain else zero
+        amp_gain = (L.amplitude_change_loss(amplitude_log_gain(deltas[..., 0], model.spec.amplitude_change))
+                    if w.amplitude_gain else zero)
         terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain])
         total = (terms * self.weight_vector).sum()
         if kl_scale is not None:  # the logged KL stays the plain one; its weight in the total follows the schedule
