@@ -84,10 +84,11 @@ class ModelOptions:
     readout_zero: str = "vectors"
     # amplitude_change (issue 17): how a decoded change Δa sets a Gaussian's amplitude. "log": softplus(raw + Δa),
     # for the small amplitudes of a fitted cloud a factor exp(Δa), so a fading Gaussian's image stops changing long
-    # before it is gone, and the latents of images without it drift with each image's information; "linear": base
-    # amplitude × (1 + Δa) floored smoothly at zero ("clamp": at zero), gone at Δa = -1, so an absent part's
-    # latents gather where it is just gone (gaussians.linear_amplitude_factor). None: the loaded model's with --load,
-    # else "log"
+    # before it is gone, and the latents of images without it drift with each image's information; "signed": base
+    # amplitude × (1 + Δa), "linear" the same floored smoothly at zero, "clamp" floored at zero: a part is gone at
+    # Δa = -1, so an absent part's latents gather where it is just gone (gaussians.linear_amplitude_factor; measured:
+    # the states sooner, an option: benchmarks/RESULTS.md, amplitude-change-gpu-2026-12-07). None: the loaded
+    # model's with --load, else "log"
     amplitude_change: str | None = None
     # projector: "dense" (separable, every Gaussian on every pixel), "splat" (tile splat, Triton kernels on CUDA;
     # the dense projector on CPU / float64) or "auto" (splat where its kernel runs, dense elsewhere);
