@@ -62,12 +62,14 @@ def test_probes_subsample_large_sets_and_sit_in_latent_metrics():
 def test_probes_by_group_find_the_motion_in_the_first_dimensions_and_the_state_in_the_others():
     """z with the motion on dimension 0 and the state on dimension 1 (the hidden-state latents): split 1 puts the
     motion in the first group (R² > 0.95, state at chance) and the state in the second (accuracy > 0.99, R² ≈ 0);
-    all of z has both; no split gives the one group."""
+    all of z has both, and k-means finds the states only in the second group; no split gives the one group."""
     z, state, coord = hidden_state_latents()
     first, second, whole = probes.probes_by_group(z, state, coord, split=1)
     assert first["group"].startswith("0:1") and second["group"].startswith("1:3") and whole["group"] == "all"
     assert first["motion"] > 0.95 and first["within"] > 0.95 and first["state"] < 0.6
     assert second["state"] > 0.99 and abs(second["motion"]) < 0.05
     assert whole["state"] > 0.99 and whole["motion"] > 0.95
+    # k-means finds the states in the second group alone; on all of z it splits along the wider motion
+    assert second["kmeans"] > 0.95 and first["kmeans"] < 0.05 and whole["kmeans"] < 0.05
     np.testing.assert_allclose(first["sd"], z[:, :1].std(0))
     assert [g["group"] for g in probes.probes_by_group(z, state, coord)] == ["all"]

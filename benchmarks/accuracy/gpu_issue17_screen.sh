@@ -26,6 +26,8 @@
 # more than one call leaves after the rest; with T_CRYO=380 it stopped after 12 epochs, and
 # `train_vae ... -n 20 --load W/cryodrgn/train/weights.12.pkl` in a second call finished it in 3 min), benchmarks
 # ≈ 5-10 s each. cryoDRGN is scored on its latents only (`benchmark --external-z` without volumes).
+# Each scored epoch also gets VARIANT.eE.groups.md (benchmarks/accuracy/latent_groups.py: the probes and the k-means
+# ARI on the split's displacement and amplitude dimensions and on all of z).
 # shellcheck source=benchmarks/speed/issue15_common.sh
 . benchmarks/speed/issue15_common.sh
 [ $# -eq 0 ] && set -- "base:"
@@ -85,6 +87,9 @@ score() {  # PRESET VARIANT: `gaussianem benchmark` at SCORE_EPOCHS and EPOCHS (
         --n-images "$n" --seed 0 --device "$DEVICE" "${z[@]}" &&
       cp "$w/bench-$name-$e/metrics.json" "$o/$name.e$e.metrics.json" &&
       cp "$w/bench-$name-$e/metrics.md" "$o/$name.e$e.metrics.md"
+    # the probes and the k-means ARI on each part of the latent split (which part holds the states, and whether
+    # they are its largest structure)
+    "$PY" benchmarks/accuracy/latent_groups.py "$w/$name" "$w/sim" --epochs "$e" > "$o/$name.e$e.groups.md" 2>&1
     pack
   done
 }

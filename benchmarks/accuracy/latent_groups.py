@@ -5,8 +5,9 @@
 
 The groups are the run's ``--displacement-dims`` split (the first N dimensions drive the displacements, the others
 the amplitude read-out), or ``--split N`` for a run without one, and all of z. Prints a Markdown table: per epoch
-and group, the state accuracy, the motion R² (all particles and within each state, averaged) and the standard
-deviation of μ along each dimension of the group.
+and group, the state accuracy, the motion R² (all particles and within each state, averaged), the k-means ARI
+(whether the states are the group's largest structure) and the standard deviation of μ along each dimension of the
+group.
 """
 
 from __future__ import annotations
@@ -38,15 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     split = args.split if args.split is not None else int(config.get("displacement_dims") or 0)
     epochs = args.epochs or sorted(int(p.name.split(".")[1]) for p in args.rundir.glob("z.*.npy"))
     truth = load_truth(args.sim)
-    print("| epoch | dimensions | state probe | motion R² | within-state motion R² | sd of μ |")
-    print("| ---: | --- | ---: | ---: | ---: | --- |")
+    print("| epoch | dimensions | state probe | motion R² | within-state motion R² | k-means ARI | sd of μ |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
     for epoch in epochs:
         z = load_latents(args.rundir / f"z.{epoch}.npy")
         rows = truth_rows_for_run(config, args.rundir, len(z), truth)
         for r in probes_by_group(z, truth.state[rows], truth.coordinate[rows], split):
             sd = " ".join(f"{v:.2f}" for v in r["sd"])
             print(f"| {epoch} | {r['group']} | {_fmt(r['state'])} | {_fmt(r['motion'])} | {_fmt(r['within'])} "
-                  f"| {sd} |")
+                  f"| {_fmt(r['kmeans'])} | {sd} |")
     return 0
 
 

@@ -40,7 +40,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gaussianem.errors import InputError
-from gaussianem.evaluation.probes import motion_probe, state_probe
+from gaussianem.evaluation.probes import kmeans_ari, motion_probe, state_probe
 from gaussianem.io.checks import load_error
 from gaussianem.io.mrc import read_volume
 from gaussianem.physics.fourier import fourier_crop, soft_circular_mask
@@ -289,21 +289,6 @@ def spearman_metrics(z: np.ndarray, coordinate: np.ndarray, n_folds: int = 5, se
         "best": float(max(max(rho_pc), max(rho_ax))),
         "linear_cv": _abs_spearman(pred, c),
     }
-
-
-def kmeans_ari(z: np.ndarray, state: np.ndarray, seed: int = 0, max_states: int = 50) -> dict:
-    """Adjusted Rand index of k-means on z (K = number of distinct states) vs the ground-truth states.
-
-    None when there are fewer than 2 or more than ``max_states`` states (then states are not clusters).
-    """
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score
-
-    k = int(len(np.unique(state)))
-    if k < 2 or k > max_states:
-        return {"k": k, "ari": None}
-    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(np.asarray(z, dtype=np.float64))
-    return {"k": k, "ari": float(adjusted_rand_score(state, labels))}
 
 
 def neighbourhood_similarity(z: np.ndarray, state: np.ndarray, coordinate: np.ndarray, k: int = 20,

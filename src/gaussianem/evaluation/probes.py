@@ -11,6 +11,7 @@ the latent space. A latent space can carry a state perfectly in a low-variance d
   cross-validation, out-of-fold R² (1 - SSE / SST over all particles; 0 = no better than the mean).
 
 Both are computed on at most ``max_particles`` particles (a fixed random subset) to bound their cost.
+:func:`kmeans_ari` is the clustering measure beside them.
 """
 
 from __future__ import annotations
@@ -74,13 +75,29 @@ def motion_probe(z: np.ndarray, coordinate: np.ndarray, n_folds: int = 5, seed: 
     return {"r2": r2, "n": int(len(c))}
 
 
+def kmeans_ari(z: np.ndarray, state: np.ndarray, seed: int = 0, max_states: int = 50) -> dict:
+    """Adjusted Rand index of k-means on z (K = number of distinct states) vs the ground-truth states.
+
+    None when there are fewer than 2 or more than ``max_states`` states (then states are not clusters).
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    k = int(len(np.unique(state)))
+    if k < 2 or k > max_states:
+        return {"k": k, "ari": None}
+    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(np.asarray(z, dtype=np.float64))
+    return {"k": k, "ari": float(adjusted_rand_score(state, labels))}
+
+
 def probes_by_group(z: np.ndarray, state: np.ndarray, coordinate: np.ndarray, split: int = 0) -> list[dict]:
     """The probes on groups of z's dimensions: with ``0 < split < zdim`` the first ``split`` (a ``--displacement-dims``
     run's displacement dimensions), the others (its amplitude dimensions), then all of z; else all of z alone.
 
     z (N, zdim), state (N,) int, coordinate (N,). Returns one dict per group: ``group`` (a name), ``state`` (probe
     accuracy), ``motion`` (R²), ``within`` (the motion R² within each state, averaged over the states where it is
-    defined; None if none) and ``sd`` (zdim_group,), the standard deviation of z along each of its dimensions.
+    defined; None if none), ``kmeans`` (the k-means ARI on the group: whether the states are its largest structure)
+    and ``sd`` (zdim_group,), the standard deviation of z along each of its dimensions.
     """
     z, state = np.asarray(z, np.float64), np.asarray(state)
     coordinate = np.asarray(coordinate, np.float64)
@@ -95,5 +112,6 @@ def probes_by_group(z: np.ndarray, state: np.ndarray, coordinate: np.ndarray, sp
         within = [r for r in within if r is not None]
         out.append({"group": name, "state": state_probe(zz, state)["accuracy"],
                     "motion": motion_probe(zz, coordinate)["r2"],
-                    "within": float(np.mean(within)) if within else None, "sd": zz.std(axis=0)})
+                    "within": float(np.mean(within)) if within else None, "kmeans": kmeans_ari(zz, state)["ari"],
+                    "sd": zz.std(axis=0)})
     return out
