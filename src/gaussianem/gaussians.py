@@ -45,6 +45,14 @@ def linear_amplitude_factor(delta: Tensor, mode: str = "linear") -> Tensor:
     raise ValueError(f"no linear amplitude factor {mode!r}")
 
 
+def changed_amplitude(raw: Tensor, delta: Tensor, mode: str = "log") -> Tensor:
+    """Raw base amplitudes (...) and a decoded change Δa (broadcastable) -> the amplitudes: softplus(raw + Δa) for
+    "log", softplus(raw) × :func:`linear_amplitude_factor` for the linear modes (``--amplitude-change``)."""
+    if mode == "log":
+        return amplitude_activation(raw + delta)
+    return amplitude_activation(raw) * linear_amplitude_factor(delta, mode)
+
+
 def amplitude_log_gain(delta: Tensor, mode: str = "log") -> Tensor:
     """A decoded amplitude change Δa (...) -> the log of its gain factor where it is a gain, 0 elsewhere (...): Δa⁺
     for "log" (softplus(raw + Δa): a factor exp(Δa) on small amplitudes), log(1 + Δa⁺) for the linear modes, so

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaussianem.gaussians import GaussianCloud, amplitude_activation, linear_amplitude_factor, width_activation
+from gaussianem.gaussians import GaussianCloud, changed_amplitude, width_activation
 from gaussianem.model.control_decoder import ControlGraph, ControlPointDecoder, build_control_graph
 from gaussianem.model.decoder import Decoder
 from gaussianem.model.gaussian_encoder import GaussianEncoder
@@ -195,11 +195,7 @@ class GaussianVAE(nn.Module):
         """Raw outputs (B, G, 4|5) -> positions (B, G, 3) Å, widths (B, G) Å, amplitudes (B, G), float32."""
         cloud = self.base_cloud
         positions = cloud.positions.float()[None] + deltas[..., 1:4]
-        if self.spec.amplitude_change == "log":
-            amplitudes = amplitude_activation(cloud.amplitude_raw.float()[None] + deltas[..., 0])
-        else:
-            amplitudes = cloud.amplitudes.float()[None] * linear_amplitude_factor(deltas[..., 0],
-                                                                               self.spec.amplitude_change)
+        amplitudes = changed_amplitude(cloud.amplitude_raw.float()[None], deltas[..., 0], self.spec.amplitude_change)
         if self.spec.predict_width:
             widths = width_activation(cloud.width_raw.float()[None] + deltas[..., 4], cloud.width_min,
                                       cloud.width_max)
