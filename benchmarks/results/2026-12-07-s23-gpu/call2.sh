@@ -9,7 +9,7 @@
 . benchmarks/gpu/gpu_env.sh; gpu_env
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$D/gpu2.txt"
 S=benchmarks/accuracy/gpu_issue17_screen.sh
-export EPOCHS=20 CRYODRGN=0 SCORE_EPOCHS="5" T_PRESET=${T_PRESET:-215} N_IMAGES=100
+export EPOCHS=20 CRYODRGN=0 SCORE_EPOCHS="5" T_PRESET=${T_PRESET:-215}
 PRESETS=adk W17=/tmp/w23c OUT=/tmp/s23c PACK=$D/s23c.tgz CHAINS=2 \
   bash $S "essaw1:--encoder-split --amplitude-change signed --amplitude-weight 1e-1" \
   "essaw2:--encoder-split --amplitude-change signed --amplitude-weight 1e-2" > "$D/c.log" 2>&1
