@@ -4,8 +4,8 @@
 #  essd, essd1: --encoder-split --amplitude-change signed --amplitude-start-steps 1250, seeds 0 and 1 (two encoders,
 #     `signed`, the amplitudes after two displacement-only epochs): on the box-64 CPU proxy it kept the default's
 #     per-image FSC-AUC at 5 (0.305 against 0.304; `ess` 0.300); do the 5-epoch states of `ess` survive the wait?
-#  essg: --encoder-split --amplitude-change signed --amplitude-gain-weight 0.1 (ten times the gain penalty): `ess`
-#     draws adk's motion as an amplitude cross-fade (CPU proxy); a cross-fade needs gains, a missing subunit none.
+#  essd625: the same with the amplitudes after one epoch (625 steps): more amplitude epochs before epoch 5.
+# (Screened on the box-64 CPU proxy first and dropped: ten times the gain penalty, 0.300; --readout-rank 8, 0.299.)
 # Run from the repository root on the device machine: D=$OUT bash benchmarks/results/2026-12-07-s24-gpu/call1.sh
 . benchmarks/gpu/gpu_env.sh; gpu_env
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$D/gpu.txt"
@@ -14,5 +14,5 @@ export EPOCHS=${EPOCHS:-20} CRYODRGN=0 SCORE_EPOCHS="5 10" T_PRESET=${T_PRESET:-
 E="--encoder-split --amplitude-change signed"
 W17=/tmp/w24a OUT=/tmp/s24a PACK=$D/s24a.tgz CHAINS=3 \
   bash $S "essd:$E --amplitude-start-steps 1250" "essd1:$E --amplitude-start-steps 1250 --seed 1" \
-  "essg:$E --amplitude-gain-weight 0.1" > "$D/a.log" 2>&1
+  "essd625:$E --amplitude-start-steps 625" > "$D/a.log" 2>&1
 tail -n 80 "$D/a.log"
