@@ -778,7 +778,7 @@ def test_lr_schedules():
     both settings."""
     from gaussianem.cli import build_parser
     from gaussianem.commands.train import config_from_args
-    from gaussianem.training.loop import lr_factor
+    from gaussianem.training.schedule import lr_factor
 
     assert [lr_factor(s, 100, "constant") for s in (0, 50, 100)] == [1.0, 1.0, 1.0]
     assert lr_factor(0, 100, "cosine") == 1.0 and lr_factor(50, 100, "cosine") == pytest.approx(0.5)
@@ -798,8 +798,8 @@ def test_kl_schedule_holds_the_start_weight_then_rises_to_the_kl_weight(dataset,
     """--kl-start-weight W0 --kl-ramp-start r: the KL weight is W0 for the first r of the run, then linear to
     --kl-weight at its end; in a run, each step's logged total is its logged terms weighted with that step's KL
     weight (the logged KL itself is the plain one)."""
-    from gaussianem.training.loop import kl_weight_at
     from gaussianem.training.objective import LOSS_TERMS, LossWeights
+    from gaussianem.training.schedule import kl_weight_at
 
     assert kl_weight_at(0, 100, 2e-5, 4e-6, 0.5) == 4e-6 and kl_weight_at(50, 100, 2e-5, 4e-6, 0.5) == 4e-6
     assert kl_weight_at(75, 100, 2e-5, 4e-6, 0.5) == pytest.approx(1.2e-5)
@@ -827,8 +827,9 @@ def test_kl_schedule_holds_the_start_weight_then_rises_to_the_kl_weight(dataset,
 def test_kl_warmup_ramps_the_kl_weight_from_zero(dataset, tmp_path):
     """--kl-warmup-steps N: the KL weight's factor is step / N up to step N, then 1, and multiplies
     --kl-start-weight's schedule; in a run each step's logged total carries the KL at that ramped weight."""
-    from gaussianem.training.loop import kl_schedule, kl_weight_at, train
+    from gaussianem.training.loop import train
     from gaussianem.training.objective import LOSS_TERMS, LossWeights
+    from gaussianem.training.schedule import kl_schedule, kl_weight_at
 
     cfg = _cfg(dataset[0], tmp_path / "run", epochs=2, knn_weight=0.0, kl_weight=0.5, kl_warmup_steps=4)
     assert kl_schedule(cfg.replace(kl_warmup_steps=0), 100) is None
@@ -963,6 +964,9 @@ def test_new_run_records_the_resolved_split_and_load_keeps_the_loaded_models(dat
     assert not (tmp_path / "nosplit" / "config.yaml").exists()
     with pytest.raises(InputError, match="needs --encoder-split"):  # a width for an encoder that is not there
         train(_cfg(dataset[0], tmp_path / "nowidth", epochs=1, **{**kw, "amplitude_encoder_hidden": 8}))
+    with pytest.raises(InputError, match="needs --encoder-split"):  # a freeze of an encoder that is not there
+        train(_cfg(dataset[0], tmp_path / "nofreeze", epochs=1, **{**kw, "amplitude_encoder_freeze_steps": 5}))
+    assert not (tmp_path / "nofreeze" / "config.yaml").exists()
     assert not (tmp_path / "nowidth" / "config.yaml").exists()
 
 
@@ -986,7 +990,7 @@ def test_readout_lr_scale_puts_the_amplitude_read_out_in_its_own_optimizer_group
     """``--readout-lr-scale``: the read-out's parameters (u, the control points' vectors, h(z)) form a second AdamW
     group at lr × scale, every other trainable parameter stays in the first at lr; at 1 (the default) one group, as
     before (so checkpoints of earlier runs resume); a model without a read-out has one group whatever the scale."""
-    from gaussianem.training.loop import param_groups
+    from gaussianem.training.schedule import param_groups
 
     torch.manual_seed(0)
     from gaussianem.gaussians import GaussianCloud
@@ -1011,3 +1015,34 @@ def test_readout_lr_scale_puts_the_amplitude_read_out_in_its_own_optimizer_group
     pair = GaussianVAE(cloud, ModelSpec(**{**spec.to_dict(), "decoder": "pair", "displacement_dims": 0,
                                            "readout_control": False, "encoder_split": False}))
     assert len(param_groups(pair, 1e-4, 10.0)) == 1
+
+
+def test_amplitude_encoder_freeze_stops_the_amplitude_encoder_alone_after_its_steps(dataset, tmp_path):
+    """``--amplitude-encoder-freeze-steps N`` with --encoder-split: the amplitude part's image encoder is an AdamW
+    group of its own whose learning rate is the run's until step N and 0 from it on (its factor per step), and in a
+    run (12 steps per epoch, N = 12) its weights after epochs 1, 2 and 3 are the same while the displacement part's
+    encoder keeps learning; without the option, one group as before."""
+    from gaussianem.training.loop import train
+    from gaussianem.training.schedule import group_lr_factors, param_groups
+
+    kw = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, zdim=6,
+              knn_weight=0.0, encoder_split=True, amplitude_encoder_hidden=8, lr_schedule="constant")
+    run = train(_cfg(dataset[0], tmp_path / "freeze", epochs=3, amplitude_encoder_freeze_steps=12, **kw))
+    weights = [load_state(run / f"weights.{e}.pt")["model"] for e in (1, 2, 3)]
+    amp = [k for k in weights[0] if k.startswith("image_encoder.amplitude_") and k.endswith("weight")]
+    disp = [k for k in weights[0] if k.startswith("image_encoder.body.") and k.endswith("weight")]
+    assert amp and disp
+    for k in amp:
+        assert torch.equal(weights[0][k], weights[1][k]) and torch.equal(weights[0][k], weights[2][k])
+    assert any(not torch.equal(weights[0][k], weights[2][k]) for k in disp)
+    from gaussianem.model.load import load_model
+
+    model, _, _ = load_model(run, 3)
+    groups = param_groups(model, 1e-4, 1.0, 12)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert len(groups) == 2 and groups[1]["freeze_after"] == 12
+    assert all(names[id(p)].startswith("image_encoder.amplitude_") for p in groups[1]["params"])
+    assert not any(names[id(p)].startswith("image_encoder.amplitude_") for p in groups[0]["params"])
+    factors = group_lr_factors(groups, lambda s: 0.5)
+    assert [f(11) for f in factors] == [0.5, 0.5] and [f(12) for f in factors] == [0.5, 0.0]
+    assert len(param_groups(model, 1e-4, 1.0)) == 1

@@ -148,19 +148,8 @@ def _add_encoder_decoder_choices(parser: argparse.ArgumentParser, d: dict) -> No
                         "(default %(default)s)")
 
 
-def add_args(parser: argparse.ArgumentParser) -> None:
-    d = _DEFAULTS
-    parser.add_argument("dataset", help="dataset folder written by 'gaussianem preprocess'")
-    parser.add_argument("-o", "--outdir", dest="rundir", required=True, help="run folder")
-    parser.add_argument("--gaussians", help="base Gaussian cloud (PLY); default DATASET/gaussians.ply if 'fit' "
-                        "has run, else DATASET/gaussians_init.ply")
-    parser.add_argument("--epochs", "-n", "--num-epochs", type=int, default=d["epochs"],
-                        help="number of epochs (default %(default)s)")
-    parser.add_argument("--ind", metavar="IND.pkl", default=d["ind"],
-                        help="train on these particles only: a cryoDRGN index .pkl, or a .npy/.txt of dataset rows "
-                        "(z.E.npy then holds their rows, in this order)")
-    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
-    parser.add_argument("--zdim", type=int, default=d["zdim"], help="latent dimension (default %(default)s)")
+def _add_learning_rate(parser: argparse.ArgumentParser, d: dict) -> None:
+    """AdamW's rate, its schedule over the run and the parameter groups that learn at another rate."""
     parser.add_argument("--lr", type=float, default=d["lr"], help="AdamW learning rate (default %(default)s)")
     parser.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="default %(default)s")
     parser.add_argument("--lr-schedule", choices=["constant", "cosine", "wsd"], default=d["lr_schedule"],
@@ -174,6 +163,25 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readout-lr-scale", type=float, default=d["readout_lr_scale"],
                         help="the amplitude read-out's parameters learn at this multiple of --lr (default "
                         "%(default)s)")
+    parser.add_argument("--amplitude-encoder-freeze-steps", type=int, default=d["amplitude_encoder_freeze_steps"],
+                        help="with --encoder-split: the amplitude part's image encoder stops learning once this many "
+                        "optimizer steps have run (0: never; issue 17 candidate) (default %(default)s)")
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    d = _DEFAULTS
+    parser.add_argument("dataset", help="dataset folder written by 'gaussianem preprocess'")
+    parser.add_argument("-o", "--outdir", dest="rundir", required=True, help="run folder")
+    parser.add_argument("--gaussians", help="base Gaussian cloud (PLY); default DATASET/gaussians.ply if 'fit' "
+                        "has run, else DATASET/gaussians_init.ply")
+    parser.add_argument("--epochs", "-n", "--num-epochs", type=int, default=d["epochs"],
+                        help="number of epochs (default %(default)s)")
+    parser.add_argument("--ind", metavar="IND.pkl", default=d["ind"],
+                        help="train on these particles only: a cryoDRGN index .pkl, or a .npy/.txt of dataset rows "
+                        "(z.E.npy then holds their rows, in this order)")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
+    parser.add_argument("--zdim", type=int, default=d["zdim"], help="latent dimension (default %(default)s)")
+    _add_learning_rate(parser, d)
     parser.add_argument("--seed", type=int, default=d["seed"])
     parser.add_argument("--device", default=d["device"],
                         help="torch device: cpu, cuda or cuda:N (default: cuda when available)")

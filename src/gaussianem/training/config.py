@@ -35,7 +35,7 @@ FIXED_ON_RESUME = ("dataset", "rundir", "gaussians", "ind", "load", "zdim", "enc
                    "readout_rank", "train_base", "encoder_box", "encoder_centre", "encoder_input",
                    "encoder_fourier_radius", "decoder_combine", "displacement_dims",
                    "readout_control", "readout_zero", "encoder_split", "amplitude_encoder_hidden",
-                   "readout_lr_scale", "amplitude_change")
+                   "readout_lr_scale", "amplitude_change", "amplitude_encoder_freeze_steps")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +65,10 @@ class TrainConfig(ModelOptions):
     # --lr (issue 17 candidate: a state's fade is a large pre-activation change that the zero-started u reaches
     # slowly at --lr)
     readout_lr_scale: float = 1.0
+    # with --encoder-split: the amplitude part's image encoder stops learning (its learning rate 0) once this many
+    # optimizer steps have run (0: never). Issue 17 candidate: with two encoders the states are in the latent by
+    # epoch 5, but per-image FSC-AUC falls after it while the amplitude dimensions' KL keeps rising
+    amplitude_encoder_freeze_steps: int = 0
     seed: int = 0
     device: str | None = None
     amp: bool = True
@@ -151,6 +155,7 @@ class TrainConfig(ModelOptions):
             ((self.kl_warmup_steps or 0) >= 0, "--kl-warmup-steps must be >= 0"),
             (0 < self.lr_decay_fraction <= 1, "--lr-decay-fraction must be in (0, 1]"),
             (math.isfinite(self.readout_lr_scale) and self.readout_lr_scale > 0, "--readout-lr-scale must be > 0"),
+            (self.amplitude_encoder_freeze_steps >= 0, "--amplitude-encoder-freeze-steps must be >= 0"),
             (self.kl_start_weight is None or (math.isfinite(self.kl_start_weight) and self.kl_start_weight >= 0
                                               and self.kl_weight > 0 and 0 <= self.kl_ramp_start < 1),
              "--kl-start-weight must be a finite number >= 0, with --kl-weight > 0 and --kl-ramp-start in [0, 1)"),

@@ -9,7 +9,6 @@ checkpoint (``weights.E.pt``, resumable exactly) and the loss plot.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +64,7 @@ from gaussianem.training.rundir import (
     resumed_config,
     trim_log,
 )
+from gaussianem.training.schedule import group_lr_factors, kl_schedule, lr_factor, param_groups
 from gaussianem.training.step import Stepper, StepResult, tf32_matmuls
 
 log = logging.getLogger(__name__)
@@ -251,14 +251,13 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         wrapped = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.readout_lr_scale), lr=cfg.lr,
-                            weight_decay=cfg.weight_decay,
-                            fused=device.type == "cuda" or None)
+    groups = param_groups(model, cfg.lr, cfg.readout_lr_scale, cfg.amplitude_encoder_freeze_steps)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda" or None)
     sampler = ResumableBatchSampler(n_particles, cfg.batch_size, cfg.seed, rank=rank, world_size=world_size)
     steps_per_epoch = sampler.batches_per_epoch()
     total_steps = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total_steps, cfg.lr_schedule, cfg.lr_decay_fraction))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, group_lr_factors(
+        groups, lambda s: lr_factor(s, total_steps, cfg.lr_schedule, cfg.lr_decay_fraction)))
     stepper = Stepper(wrapped, opt, sched, n_particles, cfg.zdim, device, cfg.seed, cfg.batch_size, rank, world_size,
                       cfg.compile, cfg.cudagraphs, amplitude_start_epoch=cfg.amplitude_start_epoch,
                       amplitude_start_steps=cfg.amplitude_start_steps,
@@ -270,57 +269,6 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
                       open_split=(cfg.split_release_steps, model.decoder.open_split)
                       if cfg.split_release_steps and cfg.displacement_dims else None)
     return model, stepper, sampler
-
-
-def param_groups(model: GaussianVAE, lr: float, readout_lr_scale: float) -> list[dict]:
-    """The trainable parameters as AdamW's groups: one at ``lr``, or, with ``readout_lr_scale`` != 1 and an
-    amplitude read-out, the read-out's parameters (``decoder.readout_*``) in a second group at ``lr`` times it."""
-    rest, readout = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (readout if name.startswith("decoder.readout_") else rest).append(p)
-    if readout_lr_scale == 1.0 or not readout:
-        return [{"params": rest + readout}]
-    return [{"params": rest}, {"params": readout, "lr": lr * readout_lr_scale}]
-
-
-def lr_factor(step: int, total_steps: int, schedule: str, decay_fraction: float = 0.25) -> float:
-    """The learning rate's factor at optimizer step ``step`` of ``total_steps``.
-
-    constant: 1. cosine: a half cosine from 1 to 0 over the run. wsd (warm-stable-decay without the warm-up): 1
-    for the first ``1 - decay_fraction`` of the run, then a half cosine to 0 over the last ``decay_fraction``
-    (the latent settles at the end without slowing the first epochs, where a motion may still be entering it).
-    """
-    t = min(step, total_steps) / max(total_steps, 1)
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * t))
-    if schedule == "wsd":
-        start = 1.0 - decay_fraction
-        return 1.0 if t <= start else 0.5 * (1 + math.cos(math.pi * (t - start) / max(decay_fraction, 1e-12)))
-    return 1.0
-
-
-def kl_weight_at(step: int, total_steps: int, weight: float, start_weight: float, ramp_start: float) -> float:
-    """The KL weight at optimizer step ``step`` of ``total_steps`` under ``--kl-start-weight``: ``start_weight``
-    for the first ``ramp_start`` of the run, then linear to ``weight`` at its end (a latent that takes in much at
-    first, to find the motions, and is then held to the method's weight)."""
-    t = min(step, total_steps) / max(total_steps, 1)
-    if t <= ramp_start:
-        return start_weight
-    return start_weight + (weight - start_weight) * (t - ramp_start) / max(1.0 - ramp_start, 1e-12)
-
-
-def kl_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float] | None:
-    """step -> the KL weight's factor on ``cfg.kl_weight`` (``--kl-start-weight``'s schedule times the
-    ``--kl-warmup-steps`` ramp), or None where the weight is constant."""
-    if cfg.kl_start_weight is None and not cfg.kl_warmup_steps:
-        return None
-
-    def factor(step: int) -> float:
-        f = 1.0 if cfg.kl_start_weight is None else kl_weight_at(
-            step, total_steps, cfg.kl_weight, cfg.kl_start_weight, cfg.kl_ramp_start) / cfg.kl_weight
-        return f * min(1.0, step / cfg.kl_warmup_steps) if cfg.kl_warmup_steps else f
-    return factor
 
 
 def _restore(ckpt: dict, stepper: Stepper, root: Path, main_rank: bool) -> int:

@@ -85,6 +85,9 @@ def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> Mode
     if cfg.amplitude_encoder_hidden and not cfg.encoder_split:
         raise InputError("--amplitude-encoder-hidden sizes the amplitude part's own image encoder: it needs "
                          "--encoder-split")
+    if cfg.amplitude_encoder_freeze_steps and not cfg.encoder_split:
+        raise InputError("--amplitude-encoder-freeze-steps stops the amplitude part's own image encoder: it needs "
+                         "--encoder-split")
     return ModelSpec(box_size=int(cfg.box_size), pixel_size_angstrom=float(cfg.pixel_size_angstrom),
                      n_gaussians=cloud.n, width_min=cloud.width_min, width_max=cloud.width_max,
                      image_std=float(image_std), **options)
