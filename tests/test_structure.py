@@ -152,6 +152,24 @@ def test_amplitude_channel_groups_present_and_absent_subunit():
     assert still["variable_gaussians"] == 0 and still["n_groups"] == 1
 
 
+def test_end_change_tells_a_fade_from_a_motion():
+    """discovery.end_change between two latent points of HingeFadeModel (190 Gaussians of amplitude 1, a subunit of
+    30 at base · sigmoid(4 z2)): along z2 from -1.5 to 1.5 no Gaussian moves and the subunit's 30 Gaussians change
+    by sigmoid(6) - sigmoid(-6) each; along z1 from -1 to 1 the moving domain turns by 0.8 rad and no amplitude
+    changes."""
+    from gaussianem.analysis.discovery import end_change
+    from gaussianem.analysis.options import AnalysisOptions
+
+    model = HingeFadeModel(80, 30)
+    opts = AnalysisOptions()
+    shift, share = end_change(model, np.array([[0.0, -1.5, 0.0], [0.0, 1.5, 0.0]]), opts)
+    sig = 1 / (1 + np.exp(-6.0))
+    assert shift == pytest.approx(0.0, abs=1e-4) and share == pytest.approx(30 * (2 * sig - 1) / 190, rel=1e-4)
+    shift, share = end_change(model, np.array([[-1.0, 1.5, 0.0], [1.0, 1.5, 0.0]]), opts)
+    # the moving domain's Gaussians sit about 10 Å from the pivot: a 0.8 rad turn moves them about 2·10·sin(0.4)
+    assert shift > 5.0 and share == pytest.approx(0.0, abs=1e-5)
+
+
 # ---------------------------------------------------------------------------------- through analyze
 @pytest.fixture(scope="module")
 def mixed_analysis(tmp_path_factory):
@@ -200,6 +218,8 @@ def test_analyze_reports_classes_and_motion(mixed_analysis):
     assert "Amplitude channel: over 60 sampled particles, 30 Gaussians" in html
     motion = s["motions"][0]
     assert motion["is_motion"] and motion["folder"] == "motion1" and motion["end_shift_angstrom"] > 5.0
+    assert motion["end_amplitude_change"] < 0.01  # moved, not faded: inside one state the subunit stays as it is
+    assert "amplitude changed (%)" in html
 
 
 def test_motion_trajectory_ends_match_the_motion_ends(mixed_analysis):

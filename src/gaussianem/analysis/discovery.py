@@ -19,13 +19,18 @@ from gaussianem.io.writes import atomic_path
 log = logging.getLogger(__name__)
 
 
-def end_shift(model: Any, ends: np.ndarray, opts: AnalysisOptions, min_amplitude: float = 0.1) -> float:
-    """95th percentile over Gaussians of the displacement (Å) between the clouds decoded at the two latent points
-    ends (2, zdim); Gaussians fainter than ``min_amplitude`` × the median amplitude at either end are left out."""
+def end_change(model: Any, ends: np.ndarray, opts: AnalysisOptions, min_amplitude: float = 0.1) -> tuple[float, float]:
+    """How the clouds decoded at the two latent points ends (2, zdim) differ -> (shift, amplitude change):
+    the 95th percentile over Gaussians of their displacement (Å), Gaussians fainter than ``min_amplitude`` × the
+    median amplitude at either end left out; and the share of the base cloud's total amplitude that changes,
+    sum_g |a1_g - a0_g| / sum_g base_g (a trajectory drawn by fading rather than moving shows a small shift and a
+    large share)."""
     pos, _, amp = volumes.decode_points(model, ends, opts.batch_size, opts.device)
     shown = np.minimum(amp[0], amp[1]) >= min_amplitude * max(float(np.median(amp)), 1e-30)
     d = np.linalg.norm(pos[1] - pos[0], axis=1)[shown]
-    return float(np.percentile(d, 95)) if len(d) else 0.0
+    base_total = float(np.abs(volumes.base_cloud_arrays(model)[2]).sum())
+    share = float(np.abs(amp[1] - amp[0]).sum()) / max(base_total, 1e-30)
+    return (float(np.percentile(d, 95)) if len(d) else 0.0), share
 
 
 def amplitude_channel(model: Any, z: np.ndarray, state_labels: np.ndarray, opts: AnalysisOptions,
@@ -56,12 +61,20 @@ def find_and_render(
     found = structure.find_structure(z, n_pcs=n_pcs, n_points=opts.n_points, seed=opts.seed)
     st = found.states
 
+    amplitude_changes: dict[int, float] = {}
+
     def shifts(candidates: list[structure.MotionCandidate]) -> dict[int, float]:
-        return {c.index: end_shift(model, c.trajectory[[0, -1]], opts) for c in candidates
-                if c.stands_out and c.modes == 1}
+        out = {}
+        for c in candidates:
+            if c.stands_out and c.modes == 1:
+                out[c.index], amplitude_changes[c.index] = end_change(model, c.trajectory[[0, -1]], opts)
+        return out
 
     found, decision = structure.find_motions(z, found, shifts, grid.pixel_size_angstrom, n_pcs, opts.n_points,
                                              opts.seed)
+    for c, entry in zip(found.candidates, decision["motions"], strict=True):
+        change = amplitude_changes.get(c.index)
+        entry["end_amplitude_change"] = None if change is None else round(change, 4)
     sdir = out / "states"
     sdir.mkdir(exist_ok=True)
     _save_npy(sdir / "labels.npy", st.labels)
@@ -120,14 +133,16 @@ def report_section(
                 f"{c['stability']:.2f}). Labels: {c['labels']} (usable with 'gaussianem select --labels').")
     rows = [[m["pc"], f"{m['variance_ratio']:.3f}", f"{m['width_ratio']:.2f}", f"{m['separation']:.2f}", m["modes"],
              "–" if m["end_shift_angstrom"] is None else f"{m['end_shift_angstrom']:.2f}",
+             "–" if m.get("end_amplitude_change") is None else f"{100 * m['end_amplitude_change']:.1f}",
              "yes" if m["is_motion"] else "no", m.get("folder", "–")] for m in decision["motions"]]
     r.paragraph(f"Continuous motions: principal directions of z after removing each state's mean "
                 f"({decision['motion_axis']}); a motion is unimodal, at least twice as wide as the later "
                 "directions, 1.25 times wider than the next and narrower than the previous, and its trajectory's end "
-                "states differ by at least one voxel (95th percentile of the Gaussians' shifts).")
+                "states differ by at least one voxel (95th percentile of the Gaussians' shifts). The amplitude "
+                "changed between the ends, as a share of the cloud's, tells a motion drawn by moving Gaussians "
+                "(a few %) from one drawn by fading some and brightening others.")
     r.table([decision["motion_axis"], "variance share", "width ratio", "separation", "modes", "end shift (Å)",
-             "motion",
-             "trajectory"], rows)
+             "amplitude changed (%)", "motion", "trajectory"], rows)
     a = decision.get("amplitude")
     if a:
         text = (f"Amplitude channel: over {a['n_particles']:,} sampled particles, {a['variable_gaussians']:,} "
