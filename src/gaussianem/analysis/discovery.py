@@ -61,20 +61,17 @@ def find_and_render(
     found = structure.find_structure(z, n_pcs=n_pcs, n_points=opts.n_points, seed=opts.seed)
     st = found.states
 
-    amplitude_changes: dict[int, float] = {}
-
     def shifts(candidates: list[structure.MotionCandidate]) -> dict[int, float]:
         out = {}
-        for c in candidates:
+        for c in candidates:  # the amplitude share stays on the candidate: each state's trial has its own PC1..
             if c.stands_out and c.modes == 1:
-                out[c.index], amplitude_changes[c.index] = end_change(model, c.trajectory[[0, -1]], opts)
+                out[c.index], c.amplitude_change = end_change(model, c.trajectory[[0, -1]], opts)
         return out
 
     found, decision = structure.find_motions(z, found, shifts, grid.pixel_size_angstrom, n_pcs, opts.n_points,
                                              opts.seed)
     for c, entry in zip(found.candidates, decision["motions"], strict=True):
-        change = amplitude_changes.get(c.index)
-        entry["end_amplitude_change"] = None if change is None else round(change, 4)
+        entry["end_amplitude_change"] = None if c.amplitude_change is None else round(c.amplitude_change, 4)
     sdir = out / "states"
     sdir.mkdir(exist_ok=True)
     _save_npy(sdir / "labels.npy", st.labels)

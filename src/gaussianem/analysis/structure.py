@@ -63,7 +63,8 @@ class MotionCandidate:
     later PCs, number of modes of its scores, the latent trajectory (T, zdim) from the 5th to the 95th percentile
     anchored at the most populous state's mean; ``state``: None for the pooled within-state PCA, s for the PCA of
     state s's particles alone (the trajectory then anchored at its mean); ``end_shift`` (Å) and ``is_motion`` are
-    set by :func:`decide`."""
+    set by :func:`decide`; ``amplitude_change`` (the share of the amplitude changed between the trajectory's ends)
+    by the caller that measures the ends (``analysis.discovery``)."""
 
     index: int
     direction: np.ndarray
@@ -75,6 +76,7 @@ class MotionCandidate:
     end_shift: float | None = None
     is_motion: bool = False
     state: int | None = None
+    amplitude_change: float | None = None
 
     @property
     def stands_out(self) -> bool:
