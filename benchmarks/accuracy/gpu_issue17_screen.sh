@@ -16,6 +16,7 @@
 # Environment: PRESETS="adk tcr-compositional tcr-mixed" N_PARTICLES=20000 EPOCHS=20 SNR=0.05 FIT_EPOCHS=3
 # N_IMAGES=200 T_PRESET=560 (seconds per preset pipeline)
 # T_CRYO=400 (seconds of cryoDRGN's training: the epochs it finished are scored) CRYODRGN=1 (0: GaussianEM only).
+# CRYO_EPOCHS=EPOCHS, CRYO_SEED=0: cryoDRGN's epochs and seed (a second seed measures how much its figures vary).
 # CHAINS=1: the variants of a preset train in this many parallel chains; SCORE_EPOCHS="5": the epochs scored besides
 # EPOCHS (e.g. "5 10"). PACK=FILE.tgz: after every scored run, OUT (without the runs' full log.jsonl; each run's
 # epoch records are in VARIANT.epochs.jsonl) is packed into FILE.tgz, so a call cut by its time limit still
@@ -53,7 +54,8 @@ pipeline() {  # PRESET VARIANT...
      timed "$o/p" parse_star cryodrgn parse_star "$w/sim/particles.star" --ctf "$w/cryodrgn/ctf.pkl" \
          --poses "$w/cryodrgn/pose.pkl" &&
      timed "$o/p" cryodrgn timeout "$T_CRYO" bash -c 'cryodrgn "$@"' _ train_vae "$w/sim/particles.mrcs" --poses "$w/cryodrgn/pose.pkl" \
-         --ctf "$w/cryodrgn/ctf.pkl" --zdim 10 -n "$EPOCHS" -b 32 --seed 0 -o "$w/cryodrgn/train" --no-analysis) &
+         --ctf "$w/cryodrgn/ctf.pkl" --zdim 10 -n "${CRYO_EPOCHS:-$EPOCHS}" -b 32 --seed "${CRYO_SEED:-0}" \
+         -o "$w/cryodrgn/train" --no-analysis) &
   fi
   local chain
   for chain in $(seq 0 $(( ${CHAINS:-1} - 1 ))); do
@@ -101,7 +103,7 @@ pack() {  # with PACK: OUT, less the full logs, into PACK (written whole, then r
     mv -f "$tmp" "$PACK" || rm -f "$tmp"
 }
 export -f timed pipeline score pack gem cryodrgn
-export PACK T_CRYO=${T_CRYO:-400} PY=${PY:-python3} CRYODRGN_RUNNER DEVICE OUT W0 N EPOCHS SNR FIT_EPOCHS N_IMAGES
+export PACK T_CRYO=${T_CRYO:-400} CRYO_EPOCHS CRYO_SEED PY=${PY:-python3} CRYODRGN_RUNNER DEVICE OUT W0 N EPOCHS SNR FIT_EPOCHS N_IMAGES
 export CHAINS=${CHAINS:-1} SCORE_EPOCHS=${SCORE_EPOCHS:-5}
 for p in ${PRESETS:-adk tcr-compositional tcr-mixed}; do
   timeout "${T_PRESET:-560}" bash -c 'pipeline "$@"' _ "$p" "$@" &
