@@ -1046,3 +1046,28 @@ def test_amplitude_encoder_freeze_stops_the_amplitude_encoder_alone_after_its_st
     factors = group_lr_factors(groups, lambda s: 0.5)
     assert [f(11) for f in factors] == [0.5, 0.5] and [f(12) for f in factors] == [0.5, 0.0]
     assert len(param_groups(model, 1e-4, 1.0)) == 1
+
+
+def test_kl_amplitude_is_the_split_amplitude_dimensions_share_of_the_kl(dataset, tmp_path):
+    """Each step and epoch record logs ``kl_amplitude``, the KL term over the latent split's amplitude dimensions
+    (zdim - N): with a split, 0 < it < the whole KL (a sum over dimensions, so the parts add up to it); without a
+    split it is 0; and it has no weight in the loss."""
+    import json
+
+    from gaussianem.model import losses as L
+    from gaussianem.training.loop import train
+    from gaussianem.training.objective import LOSS_TERMS, LossWeights
+
+    kw = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, zdim=6, knn_weight=0.0)
+    split = train(_cfg(dataset[0], tmp_path / "split", epochs=1, displacement_dims=2, **kw))
+    flat = train(_cfg(dataset[0], tmp_path / "flat", epochs=1, displacement_dims=0, **kw))
+    for run, on in ((split, True), (flat, False)):
+        records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        rows = [r for r in records if r.get("type") in ("step", "epoch")]
+        assert rows and all("kl_amplitude" in r for r in rows)
+        for r in rows:
+            assert (0.0 < r["kl_amplitude"] < r["kl"]) if on else r["kl_amplitude"] == 0.0
+    assert LossWeights(1.0, 1.0, 1.0, 1.0, 1.0, 1.0).as_tensor("cpu")[LOSS_TERMS.index("kl_amplitude")] == 0.0
+    mu, logvar = torch.randn(5, 6), torch.randn(5, 6)
+    total = L.kl_divergence(mu, logvar)
+    assert torch.allclose(L.kl_divergence(mu[:, :2], logvar[:, :2]) + L.kl_divergence(mu[:, 2:], logvar[:, 2:]), total)

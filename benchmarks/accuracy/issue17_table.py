@@ -15,15 +15,16 @@ import sys
 from pathlib import Path
 
 HEAD = ("| preset | epochs | tool | per-image FSC-AUC | ARI | abs(ρ) best | state probe acc. | motion probe R² | "
-        "KL |\n| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        "KL | KL amp. |\n| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
 
 def _f(v) -> str:
     return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _kl(log: Path, epoch: int) -> float | None:
-    """The mean KL term of ``epoch`` in a GaussianEM log.jsonl (None when absent)."""
+def _kl(log: Path, epoch: int, key: str = "kl") -> float | None:
+    """The mean KL term of ``epoch`` in a GaussianEM log.jsonl (None when absent); ``key="kl_amplitude"``: its
+    part on the latent split's amplitude dimensions (logged since session 25)."""
     if not log.is_file():  # a packed screen keeps only the epoch records
         log = log.with_name(log.name.replace(".log.jsonl", ".epochs.jsonl"))
     if not log.is_file():
@@ -31,7 +32,7 @@ def _kl(log: Path, epoch: int) -> float | None:
     for line in log.read_text().splitlines():
         row = json.loads(line)
         if row.get("type") == "epoch" and row.get("epoch") == epoch:
-            return row.get("kl")
+            return row.get(key)
     return None
 
 
@@ -50,12 +51,13 @@ def rows(out: Path) -> list[str]:
             seen_external.add((preset, epoch)) if external else None
             lat = r.get("latent", {})
             tool = name if external else f"gaussianem {variant}"
-            kl = None if external else _kl(path.parent / f"{variant}.log.jsonl", epoch)
+            log = path.parent / f"{variant}.log.jsonl"
+            kl, kl_amp = (None, None) if external else (_kl(log, epoch), _kl(log, epoch, "kl_amplitude"))
             lines.append("| " + " | ".join([
                 preset, str(epoch), tool, _f((r.get("per_image_fsc_auc") or {}).get("mean")),
                 _f((lat.get("kmeans") or {}).get("ari")), _f((lat.get("spearman") or {}).get("best")),
                 _f((lat.get("state_probe") or {}).get("accuracy")), _f((lat.get("motion_probe") or {}).get("r2")),
-                _f(kl)]) + " |")
+                _f(kl), _f(kl_amp)]) + " |")
     return lines
 
 

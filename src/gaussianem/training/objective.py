@@ -29,7 +29,9 @@ from gaussianem.training.config import TrainConfig
 log = logging.getLogger(__name__)
 
 LOSS_TERMS = ("render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion", "amplitude",
-              "amplitude_gain")
+              "amplitude_gain", "kl_amplitude")
+# kl_amplitude: the part of the KL term on the latent split's amplitude dimensions (0 without the split). Logged
+# only (weight 0; it is already in "kl"): it tells which part of the latent takes in the information.
 
 
 class TrainingError(RuntimeError):
@@ -65,7 +67,7 @@ class LossWeights:
 
     def as_tensor(self, device) -> Tensor:
         return torch.tensor([1.0, self.kl, self.knn, self.smoothness, self.distance, self.alignment,
-                             self.repulsion, self.amplitude, self.amplitude_gain], device=device)
+                             self.repulsion, self.amplitude, self.amplitude_gain, 0.0], device=device)
 
 
 def model_spec(cfg: TrainConfig, cloud: GaussianCloud, image_std: float) -> ModelSpec:
@@ -168,6 +170,8 @@ class TrainingObjective(nn.Module):
             filt = gaussian_lowpass_rfft2(model.freq_y, model.freq_x, blur_var)
             render = L.render_lowpass(rendered, x, model.window, filt, self.weights.render_loss)
         kl = L.kl_divergence(mu, logvar)
+        n_disp = model.spec.displacement_dims
+        kl_amp = L.kl_divergence(mu[:, n_disp:], logvar[:, n_disp:]) if n_disp else zero
         knn = zero
         if knn_cand is not None:
             knn = L.knn_loss_from_samples(mu, L.KnnSamples(knn_cand, knn_pick, knn_uniform), self.knn_counts[1])
@@ -185,7 +189,7 @@ class TrainingObjective(nn.Module):
         amp_change = L.amplitude_change_loss(deltas[..., 0]) if w.amplitude else zero
         amp_gain = (L.amplitude_change_loss(amplitude_log_gain(deltas[..., 0], model.spec.amplitude_change))
                     if w.amplitude_gain else zero)
-        terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain])
+        terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain, kl_amp])
         total = (terms * self.weight_vector).sum()
         if kl_scale is not None:  # the logged KL stays the plain one; its weight in the total follows the schedule
             total = total + (kl_scale - 1.0) * self.weight_vector[LOSS_TERMS.index("kl")] * kl

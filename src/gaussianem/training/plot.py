@@ -35,7 +35,7 @@ def plot_losses(log_path: str | Path, out_path: str | Path) -> None:
     epochs = [r for r in records if r.get("type") == "epoch"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     terms = ["loss", "render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion", "amplitude",
-             "amplitude_gain"]
+             "amplitude_gain", "kl_amplitude"]
     for key in terms[:2]:
         xs = [r["step"] for r in steps if key in r]
         if xs:
