@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 LOSS_TERMS = ("render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion", "amplitude",
               "amplitude_gain", "kl_amplitude")
-# kl_amplitude: the part of the KL term on the latent split's amplitude dimensions (0 without the split). Logged
+# kl_amplitude: the part of the KL term on the latent split's amplitude dimensions, the last zdim - N (with
+# --encoder-split the amplitude encoder's; the same dimensions after the split opens; 0 without a split). Logged
 # only (weight 0; it is already in "kl"): it tells which part of the latent takes in the information.
 
 
