@@ -10,7 +10,8 @@
 # table says which part's KL rises.
 #  essdf625k2: essdf625 + --kl-start-weight 2e-5 --kl-weight 4e-5 --kl-ramp-start 0.25 (twice the weight at 20)
 #  essdf625k4: the same to 8e-5 (four times)
-#  essdfk4:    essdf (amplitudes after two epochs) with the ramp to 8e-5
+#  essdf625:   essdf625 again, without the ramp: the baseline, how much a repeat moves it, and (from kl_amplitude)
+#              which part's KL rises after the freeze (the amplitude encoder's weights are fixed from epoch 5 on)
 # Run from the repository root on the device machine: D=$OUT bash benchmarks/results/2026-12-07-s25-gpu/call3.sh
 . benchmarks/gpu/gpu_env.sh; gpu_env
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$D/gpu.txt"
@@ -21,5 +22,5 @@ K="--kl-start-weight 2e-5 --kl-ramp-start 0.25"
 W17=/tmp/w25c OUT=/tmp/s25c PACK=$D/s25c.tgz CHAINS=3 \
   bash $S "essdf625k2:$E --amplitude-start-steps 625 $K --kl-weight 4e-5" \
   "essdf625k4:$E --amplitude-start-steps 625 $K --kl-weight 8e-5" \
-  "essdfk4:$E --amplitude-start-steps 1250 $K --kl-weight 8e-5" > "$D/c.log" 2>&1
+  "essdf625:$E --amplitude-start-steps 625" > "$D/c.log" 2>&1
 tail -n 60 "$D/c.log"
