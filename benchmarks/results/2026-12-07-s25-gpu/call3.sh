@@ -13,11 +13,12 @@
 #                      --kl-ramp-start 0.25 --kl-weight 8e-5; relative to the run, so epoch 5 is essf's)
 # The epoch records now log `kl_amplitude` (the KL of the split's amplitude dimensions): the table's "KL amp." column
 # says which part's KL rises. Afterwards: python benchmarks/accuracy/issue17_acceptance.py --setting ...
+# (T_PRESET 585: at 560 the last latent_groups.py of call 1 was cut.)
 # Run from the repository root on the device machine: D=$OUT bash benchmarks/results/2026-12-07-s25-gpu/call3.sh
 . benchmarks/gpu/gpu_env.sh; gpu_env
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$D/gpu.txt"
 S=benchmarks/accuracy/gpu_issue17_screen.sh
-export EPOCHS=20 CRYODRGN=0 SCORE_EPOCHS="5 10" T_PRESET=${T_PRESET:-570}
+export EPOCHS=20 CRYODRGN=0 SCORE_EPOCHS="5 10" T_PRESET=${T_PRESET:-585}
 E="--encoder-split --amplitude-change signed --amplitude-encoder-freeze-steps 3125"
 K="--kl-start-weight 2e-5 --kl-ramp-start 0.25 --kl-weight 8e-5"
 W17=/tmp/w25c OUT=/tmp/s25c PACK=$D/s25c.tgz CHAINS=3 \
