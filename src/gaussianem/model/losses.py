@@ -93,9 +93,14 @@ def _window_mean(values: Tensor, window: Tensor) -> Tensor:
     return (values * window).sum() / (window.sum() * values.shape[0])
 
 
+def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
+    """mu, logvar (B, zdim) -> KL(N(mu, exp(logvar)) || N(0, 1)) of each image's each latent dimension (B, zdim)."""
+    return -0.5 * (1 + logvar - mu**2 - logvar.exp())
+
+
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dimensions, averaged over the batch (scalar)."""
-    return (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1)).mean()
+    return kl_per_dimension(mu, logvar).sum(-1).mean()
 
 
 def knn_counts(n_bank: int, n_sample: int = 6400, n_near: int = 128, n_far: int = 640) -> tuple[int, int, int]:

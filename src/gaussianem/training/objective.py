@@ -170,9 +170,10 @@ class TrainingObjective(nn.Module):
         else:
             filt = gaussian_lowpass_rfft2(model.freq_y, model.freq_x, blur_var)
             render = L.render_lowpass(rendered, x, model.window, filt, self.weights.render_loss)
-        kl = L.kl_divergence(mu, logvar)
+        kl_dims = L.kl_per_dimension(mu, logvar)  # (B, zdim), once for the KL and its amplitude part
+        kl = kl_dims.sum(-1).mean()
         n_disp = model.spec.displacement_dims
-        kl_amp = L.kl_divergence(mu[:, n_disp:], logvar[:, n_disp:]) if n_disp else zero
+        kl_amp = kl_dims[:, n_disp:].sum(-1).mean() if n_disp else zero
         knn = zero
         if knn_cand is not None:
             knn = L.knn_loss_from_samples(mu, L.KnnSamples(knn_cand, knn_pick, knn_uniform), self.knn_counts[1])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from gaussianem.io.writes import atomic_path
+from gaussianem.training.objective import LOSS_TERMS
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -34,8 +35,7 @@ def plot_losses(log_path: str | Path, out_path: str | Path) -> None:
     steps = [r for r in records if r.get("type") == "step"]
     epochs = [r for r in records if r.get("type") == "epoch"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    terms = ["loss", "render", "kl", "knn", "smoothness", "distance", "alignment", "repulsion", "amplitude",
-             "amplitude_gain", "kl_amplitude"]
+    terms = ["loss", *LOSS_TERMS]
     for key in terms[:2]:
         xs = [r["step"] for r in steps if key in r]
         if xs:
