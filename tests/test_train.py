@@ -1071,3 +1071,46 @@ def test_kl_amplitude_is_the_split_amplitude_dimensions_share_of_the_kl(dataset,
     mu, logvar = torch.randn(5, 6), torch.randn(5, 6)
     total = L.kl_divergence(mu, logvar)
     assert torch.allclose(L.kl_divergence(mu[:, :2], logvar[:, :2]) + L.kl_divergence(mu[:, 2:], logvar[:, 2:]), total)
+
+
+def test_kl_displacement_scale_weighs_the_split_displacement_dimensions_kl():
+    """``--kl-displacement-scale s``: the total loss holds the KL as kl_amplitude + s · (kl - kl_amplitude), times the
+    KL schedule's factor; the logged terms stay the plain ones; s = 1 leaves the loss as it was. Without a latent
+    split the setting is refused."""
+    from gaussianem.gaussians import GaussianCloud
+    from gaussianem.model import losses as L
+    from gaussianem.model.vae import GaussianVAE
+    from gaussianem.training.config import resolve_auto
+    from gaussianem.training.objective import LOSS_TERMS, LossWeights, TrainingObjective, build_graphs, model_spec
+
+    pos, wid, amp = tiny_cloud()
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    cloud = GaussianCloud(t(pos), t(wid), t(amp), 1.0, 2.0)
+    kw = {**SMALL, "box_size": BOX, "pixel_size_angstrom": APIX, "decoder": "control", "n_control_points": 12,
+          "control_neighbours": 4, "readout_rank": 4, "zdim": 6, "displacement_dims": 2, "kl_weight": 0.5}
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(8, BOX, BOX, generator=gen)
+    rot = random_rotations(8, gen, dtype=torch.float32)
+    args = (images, rot, torch.zeros(8, 2), None, torch.randn(8, 6, generator=gen))
+    out = {}
+    for s in (1.0, 3.0):
+        cfg = TrainConfig(dataset="-", rundir="-", **kw, kl_displacement_scale=s)
+        torch.manual_seed(0)
+        model = GaussianVAE(cloud, model_spec(cfg, cloud, 1.0)).eval()
+        obj = TrainingObjective(model, LossWeights.from_config(cfg), build_graphs(model, cfg, "cpu"), False,
+                                L.knn_counts(64))
+        with torch.no_grad():
+            out[s] = [obj(*args), obj(*args, kl_scale=torch.tensor(0.25))]
+    kl, kl_amp = (out[1.0][0][1][LOSS_TERMS.index(k)] for k in ("kl", "kl_amplitude"))
+    assert 0 < kl_amp < kl
+    for i, factor in enumerate((1.0, 0.25)):
+        torch.testing.assert_close(out[3.0][i][1], out[1.0][i][1])  # the logged terms: the same
+        torch.testing.assert_close(out[3.0][i][0] - out[1.0][i][0], 0.5 * factor * 2.0 * (kl - kl_amp))
+    torch.testing.assert_close(out[1.0][0][0] - out[1.0][1][0], 0.5 * 0.75 * kl)  # s = 1: the schedule as before
+    with pytest.raises(InputError, match="--kl-displacement-scale must be"):
+        TrainConfig(dataset="-", rundir="-", kl_displacement_scale=float("nan")).validate()
+    with pytest.raises(InputError, match="--kl-displacement-scale weighs"):
+        TrainConfig(dataset="-", rundir="-", displacement_dims=0, kl_displacement_scale=2.0).validate()
+    with pytest.raises(InputError, match="--kl-displacement-scale weighs a latent split, and this run has none"):
+        resolve_auto(TrainConfig(dataset="-", rundir="-", **{**kw, "displacement_dims": None, "zdim": 2},
+                                 kl_displacement_scale=2.0), cloud.n, 10)

@@ -59,6 +59,9 @@ _LOSSES = [
     ("kl_start_weight", float, "KL schedule: this weight for the first --kl-ramp-start of the run, then linear "
      "to --kl-weight at its end (default: --kl-weight throughout; issue 17 candidate)"),
     ("kl_ramp_start", float, "--kl-start-weight: the share of the run before the KL weight starts to rise"),
+    ("kl_displacement_scale", float, "with --displacement-dims N: the KL weight of the N displacement dimensions "
+     "is this multiple of the amplitude dimensions' (default 1; issue 17 candidate: more than 1 keeps an unused "
+     "displacement dimension from waking late)"),
     ("kl_warmup_steps", int, "KL warm-up: the KL weight rises linearly from 0 at the first step to its value at "
      "this optimizer step (0: none; default: with the latent split, up to the amplitude start (with "
      "--encoder-split two epochs' steps, at most half the run), else 0)"),

@@ -95,6 +95,10 @@ class TrainConfig(ModelOptions):
     # Issue 17: without it the latent could collapse during the displacement-only epochs and miss the motion
     # (benchmarks/RESULTS.md, kl-warmup-gpu-2026-12-07)
     kl_warmup_steps: int | None = None
+    # with the latent split: the KL weight of the displacement dimensions (the first N) is this multiple of the
+    # amplitude dimensions' (1: one weight for all). Issue 17 candidate: with two encoders an unused displacement
+    # dimension wakes after epoch 5 and per-image FSC-AUC falls
+    kl_displacement_scale: float = 1.0
     knn_weight: float = 1 / 1e6
     knn_start_epoch: int = 2  # the kNN loss is active in epochs after this one (1-based)
     knn_sample: int = 6400
@@ -159,6 +163,11 @@ class TrainConfig(ModelOptions):
             (self.kl_start_weight is None or (math.isfinite(self.kl_start_weight) and self.kl_start_weight >= 0
                                               and self.kl_weight > 0 and 0 <= self.kl_ramp_start < 1),
              "--kl-start-weight must be a finite number >= 0, with --kl-weight > 0 and --kl-ramp-start in [0, 1)"),
+            (math.isfinite(self.kl_displacement_scale) and self.kl_displacement_scale >= 0,
+             "--kl-displacement-scale must be a finite number >= 0"),
+            (resume or self.kl_displacement_scale == 1.0 or self.displacement_dims != 0,
+             "--kl-displacement-scale weighs the KL of the latent split's displacement dimensions: it needs "
+             "--displacement-dims N (not 0)"),
             (self.num_workers >= 0, "--num-workers must be >= 0"),
             (self.preload in ("auto", "on", "off"), "--preload must be auto, on or off"),
             (self.device in (None, "cpu", "cuda") or str(self.device).startswith("cuda:"),
@@ -229,9 +238,11 @@ def resolve_auto(cfg: TrainConfig, n_gaussians: int, steps_per_epoch: int) -> Tr
     if release is None:
         release = anchor + anchor // 2
     warmup = anchor if cfg.kl_warmup_steps is None else cfg.kl_warmup_steps
-    if release and not dims:
+    needs = [flag for flag, on in (("--split-release-steps opens", release),
+                                   ("--kl-displacement-scale weighs", cfg.kl_displacement_scale != 1.0)) if on]
+    if needs and not dims:
         decoder = resolve_decoder(cfg.decoder, n_gaussians, cfg.n_control_points)
-        raise InputError("--split-release-steps opens a latent split, and this run has none (--displacement-dims "
+        raise InputError(f"{needs[0]} a latent split, and this run has none (--displacement-dims "
                          f"resolves to 0 with --decoder {decoder}, --zdim {cfg.zdim})")
     return cfg.replace(displacement_dims=dims, readout_control=control, encoder_centre=centre, encoder_split=encoders,
                        amplitude_start_steps=start, split_release_steps=release, kl_warmup_steps=warmup,

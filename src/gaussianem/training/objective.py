@@ -59,12 +59,13 @@ class LossWeights:
     amplitude: float = 0.0
     amplitude_gain: float = 0.0
     render_loss: str = "l2"  # the render term's norm: "l2" or "l1"
+    kl_displacement_scale: float = 1.0  # the split's displacement dimensions' KL weight: this multiple of kl
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LossWeights:
         return cls(cfg.kl_weight, cfg.knn_weight, cfg.smoothness_weight, cfg.distance_weight,
                    cfg.alignment_weight, cfg.repulsion_weight, cfg.amplitude_weight,
-                   cfg.amplitude_gain_weight, cfg.render_loss)
+                   cfg.amplitude_gain_weight, cfg.render_loss, cfg.kl_displacement_scale)
 
     def as_tensor(self, device) -> Tensor:
         return torch.tensor([1.0, self.kl, self.knn, self.smoothness, self.distance, self.alignment,
@@ -193,8 +194,13 @@ class TrainingObjective(nn.Module):
                     if w.amplitude_gain else zero)
         terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain, kl_amp])
         total = (terms * self.weight_vector).sum()
-        if kl_scale is not None:  # the logged KL stays the plain one; its weight in the total follows the schedule
-            total = total + (kl_scale - 1.0) * self.weight_vector[LOSS_TERMS.index("kl")] * kl
+        # the logged KL stays the plain one; in the total its weight follows the schedule, and the displacement
+        # dimensions' part (kl - kl_amp) is weighed by kl_displacement_scale
+        s = w.kl_displacement_scale
+        if kl_scale is not None or (s != 1.0 and n_disp):
+            weighed = kl + (s - 1.0) * (kl - kl_amp) if n_disp else kl
+            factor = 1.0 if kl_scale is None else kl_scale
+            total = total + self.weight_vector[LOSS_TERMS.index("kl")] * (factor * weighed - kl)
         return total, terms, mu
 
 
