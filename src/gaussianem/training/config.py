@@ -228,7 +228,8 @@ def resolve_auto(cfg: TrainConfig, n_gaussians: int, steps_per_epoch: int) -> Tr
     KL warm-up over the phase, the split opened at 1.5 × it, amplitude changes from the start with the split
     encoders (``encoder_split``); with one encoder, amplitude changes from the phase's end (displacements alone
     before), the warm-up and the opening then counted from the amplitude start, typed or not; 0, 0 and 0 without a
-    split. InputError where a typed ``--split-release-steps`` meets no split."""
+    split. InputError where a typed ``--split-release-steps`` or ``--kl-displacement-scale`` meets no
+    split."""
     dims, control, centre, encoders = cfg.resolved_split(n_gaussians)
     phase = min(SPLIT_AMPLITUDE_EPOCHS * steps_per_epoch, steps_per_epoch * cfg.epochs // 2) if dims else 0
     start, release = cfg.amplitude_start_steps, cfg.split_release_steps
@@ -238,11 +239,10 @@ def resolve_auto(cfg: TrainConfig, n_gaussians: int, steps_per_epoch: int) -> Tr
     if release is None:
         release = anchor + anchor // 2
     warmup = anchor if cfg.kl_warmup_steps is None else cfg.kl_warmup_steps
-    needs = [flag for flag, on in (("--split-release-steps opens", release),
-                                   ("--kl-displacement-scale weighs", cfg.kl_displacement_scale != 1.0)) if on]
-    if needs and not dims:
+    if not dims and (release or cfg.kl_displacement_scale != 1.0):
+        what = "--split-release-steps opens" if release else "--kl-displacement-scale weighs"
         decoder = resolve_decoder(cfg.decoder, n_gaussians, cfg.n_control_points)
-        raise InputError(f"{needs[0]} a latent split, and this run has none (--displacement-dims "
+        raise InputError(f"{what} a latent split, and this run has none (--displacement-dims "
                          f"resolves to 0 with --decoder {decoder}, --zdim {cfg.zdim})")
     return cfg.replace(displacement_dims=dims, readout_control=control, encoder_centre=centre, encoder_split=encoders,
                        amplitude_start_steps=start, split_release_steps=release, kl_warmup_steps=warmup,
