@@ -758,6 +758,8 @@ SIMPLE_CASES = [
      lambda w: _train(w, "--kl-displacement-scale", "nan")),
     ("train", 2, "--kl-displacement-scale", "kl_displacement_scale_without_a_split",
      lambda w: _train(w, "--kl-displacement-scale", "2")),
+    ("train", 2, "--kl-displacement-scale-start-steps", "kl_displacement_scale_start_without_a_scale",
+     lambda w: _train(w, "--kl-displacement-scale-start-steps", "100")),
     ("train", 2, "--lr-decay-fraction", "zero_lr_decay", lambda w: _train(w, "--lr-schedule", "wsd",
                                                                            "--lr-decay-fraction", "0")),
     ("train", 2, "--repulsion-weight", "nan_repulsion_weight", lambda w: _train(w, "--repulsion-weight", "nan")),

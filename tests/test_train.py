@@ -389,6 +389,7 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
     from gaussianem.model import losses as L
     from gaussianem.model.vae import GaussianVAE
     from gaussianem.training.objective import LossWeights, TrainingObjective, build_graphs, model_spec
+    from gaussianem.training.schedule import kl_displacement_schedule
     from gaussianem.training.step import Stepper
 
     dev = torch.device("cuda")
@@ -409,6 +410,7 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
                  amplitude_start_epoch=1, step_graph=whole, blur_start_angstrom=cfg.blur_start_angstrom,
                  blur_steps=round(cfg.blur_epochs * len(batches)),
                  kl_scale=None if cfg.kl_start_weight is None else lambda s: 0.25 + 0.25 * s,
+                 kl_displacement=kl_displacement_schedule(cfg),
                  amplitude_ramp_steps=cfg.amplitude_ramp_steps,
                  open_split=(cfg.split_release_steps, model.decoder.open_split) if cfg.split_release_steps else None)
     assert st.cudagraphs == graphs and st.deferred and st.step_graph == whole
@@ -453,6 +455,24 @@ def test_cuda_graph_steps_match_eager_steps():
     assert np.all(graphed[1][4:, 3] > 0)  # the kNN loss was on in the last four steps
     np.testing.assert_allclose(graphed[1], eager[1], rtol=2e-3, atol=1e-5)
     _assert_same_training(eager, whole)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_whole_step_graph_with_a_displacement_kl_scale_from_a_later_step():
+    """``--kl-displacement-scale 4 --kl-displacement-scale-start-steps 6`` under a latent split: the scale changes
+    at step 6, after the capture (step 4), and the replayed graph follows it: the eager step's numbers, and other
+    numbers than without the scale."""
+    opts = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, displacement_dims=1,
+                kl_weight=0.5)
+    later = dict(opts, kl_displacement_scale=4.0, kl_displacement_scale_start_steps=6)
+    batches = _graph_batches([16] * 4)
+    eager = _graph_run(batches, False, False, set(), **later)
+    whole = _graph_run(batches, True, True, set(range(4, 8)), **later)
+    assert whole[0]._graph is not None and not whole[0]._graph_failed, whole[0].graph_traceback
+    _assert_same_training(eager, whole)
+    plain = _graph_run(batches, False, False, set(), **opts)
+    np.testing.assert_allclose(plain[1][:6], eager[1][:6], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(plain[1][6:, 0], eager[1][6:, 0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -1048,6 +1068,31 @@ def test_amplitude_encoder_freeze_stops_the_amplitude_encoder_alone_after_its_st
     assert len(param_groups(model, 1e-4, 1.0)) == 1
 
 
+def test_kl_displacement_scale_start_steps_applies_the_scale_from_its_step(dataset, tmp_path):
+    """``--kl-displacement-scale S --kl-displacement-scale-start-steps N``: the displacement dimensions' KL scale is
+    1 for steps before N and S from step N on; in a run (12 steps per epoch, N = 12) the weights after epoch 1 are
+    those of a run without S, and after epoch 2 they differ; a start with S = 1 or below 0 is refused."""
+    from gaussianem.training.loop import train
+    from gaussianem.training.schedule import kl_displacement_schedule
+
+    sched = kl_displacement_schedule(TrainConfig(dataset="-", rundir="-", kl_displacement_scale=4.0,
+                                                 kl_displacement_scale_start_steps=12))
+    assert [sched(s) for s in (0, 11, 12, 40)] == [1.0, 1.0, 4.0, 4.0]
+    assert kl_displacement_schedule(TrainConfig(dataset="-", rundir="-", kl_displacement_scale=4.0)) is None
+    for bad, match in (({"kl_displacement_scale_start_steps": -1}, "must be >= 0"),
+                       ({"kl_displacement_scale_start_steps": 5}, "give it a scale other than 1")):
+        with pytest.raises(InputError, match=match):
+            TrainConfig(dataset="-", rundir="-", **bad).validate()
+    kw = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, zdim=6,
+              knn_weight=0.0, displacement_dims=2, kl_weight=0.5, lr_schedule="constant")
+    plain = train(_cfg(dataset[0], tmp_path / "plain", epochs=2, **kw))
+    later = train(_cfg(dataset[0], tmp_path / "later", epochs=2, kl_displacement_scale=4.0,
+                       kl_displacement_scale_start_steps=12, **kw))
+    w = {(run, e): load_state(run / f"weights.{e}.pt")["model"] for run in (plain, later) for e in (1, 2)}
+    assert all(torch.equal(w[plain, 1][k], w[later, 1][k]) for k in w[plain, 1])
+    assert any(not torch.equal(w[plain, 2][k], w[later, 2][k]) for k in w[plain, 2])
+
+
 def test_kl_amplitude_is_the_split_amplitude_dimensions_share_of_the_kl(dataset, tmp_path):
     """Each step and epoch record logs ``kl_amplitude``, the KL term over the latent split's amplitude dimensions
     (zdim - N): with a split, 0 < it < the whole KL (a sum over dimensions, so the parts add up to it); without a
@@ -1100,13 +1145,17 @@ def test_kl_displacement_scale_weighs_the_split_displacement_dimensions_kl():
         obj = TrainingObjective(model, LossWeights.from_config(cfg), build_graphs(model, cfg, "cpu"), False,
                                 L.knn_counts(64))
         with torch.no_grad():
-            out[s] = [obj(*args), obj(*args, kl_scale=torch.tensor(0.25))]
+            out[s] = [obj(*args), obj(*args, kl_scale=torch.tensor(0.25)),
+                      obj(*args, kl_displacement=torch.tensor(3.0)), obj(*args, kl_displacement=torch.tensor(1.0))]
     kl, kl_amp = (out[1.0][0][1][LOSS_TERMS.index(k)] for k in ("kl", "kl_amplitude"))
     assert 0 < kl_amp < kl
     for i, factor in enumerate((1.0, 0.25)):
         torch.testing.assert_close(out[3.0][i][1], out[1.0][i][1])  # the logged terms: the same
         torch.testing.assert_close(out[3.0][i][0] - out[1.0][i][0], 0.5 * factor * 2.0 * (kl - kl_amp))
     torch.testing.assert_close(out[1.0][0][0] - out[1.0][1][0], 0.5 * 0.75 * kl)  # s = 1: the schedule as before
+    # a scale given per step (--kl-displacement-scale-start-steps) replaces the configured one
+    torch.testing.assert_close(out[1.0][2][0], out[3.0][0][0])
+    torch.testing.assert_close(out[3.0][3][0], out[1.0][0][0])
     with pytest.raises(InputError, match="--kl-displacement-scale must be"):
         TrainConfig(dataset="-", rundir="-", kl_displacement_scale=float("nan")).validate()
     with pytest.raises(InputError, match="--kl-displacement-scale weighs"):

@@ -62,6 +62,8 @@ _LOSSES = [
     ("kl_displacement_scale", float, "with --displacement-dims N: the KL weight of the N displacement dimensions "
      "is this multiple of the amplitude dimensions' (default 1; issue 17 candidate: more than 1 keeps an unused "
      "displacement dimension from waking late)"),
+    ("kl_displacement_scale_start_steps", int, "--kl-displacement-scale applies from this optimizer step on (the "
+     "displacement dimensions weighed as the amplitude ones before; default 0: from the start)"),
     ("kl_warmup_steps", int, "KL warm-up: the KL weight rises linearly from 0 at the first step to its value at "
      "this optimizer step (0: none; default: with the latent split, up to the amplitude start (with "
      "--encoder-split two epochs' steps, at most half the run), else 0)"),

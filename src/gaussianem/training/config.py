@@ -99,6 +99,10 @@ class TrainConfig(ModelOptions):
     # amplitude dimensions' (1: one weight for all). Issue 17 candidate: with two encoders an unused displacement
     # dimension wakes after epoch 5 and per-image FSC-AUC falls
     kl_displacement_scale: float = 1.0
+    # ... from this optimizer step on (1 before: the displacement dimensions weighed as the amplitude ones until
+    # then). Issue 17 candidate: the motions enter the displacement dimensions by epoch 5 as with 1, and the larger
+    # weight then keeps the unused ones from waking
+    kl_displacement_scale_start_steps: int = 0
     knn_weight: float = 1 / 1e6
     knn_start_epoch: int = 2  # the kNN loss is active in epochs after this one (1-based)
     knn_sample: int = 6400
@@ -165,6 +169,9 @@ class TrainConfig(ModelOptions):
              "--kl-start-weight must be a finite number >= 0, with --kl-weight > 0 and --kl-ramp-start in [0, 1)"),
             (math.isfinite(self.kl_displacement_scale) and self.kl_displacement_scale >= 0,
              "--kl-displacement-scale must be a finite number >= 0"),
+            (self.kl_displacement_scale_start_steps >= 0, "--kl-displacement-scale-start-steps must be >= 0"),
+            (not self.kl_displacement_scale_start_steps or self.kl_displacement_scale != 1.0,
+             "--kl-displacement-scale-start-steps delays --kl-displacement-scale: give it a scale other than 1"),
             (resume or self.kl_displacement_scale == 1.0 or self.displacement_dims != 0,
              "--kl-displacement-scale weighs the KL of the latent split's displacement dimensions: it needs "
              "--displacement-dims N (not 0)"),

@@ -64,7 +64,13 @@ from gaussianem.training.rundir import (
     resumed_config,
     trim_log,
 )
-from gaussianem.training.schedule import group_lr_factors, kl_schedule, lr_factor, param_groups
+from gaussianem.training.schedule import (
+    group_lr_factors,
+    kl_displacement_schedule,
+    kl_schedule,
+    lr_factor,
+    param_groups,
+)
 from gaussianem.training.step import Stepper, StepResult, tf32_matmuls
 
 log = logging.getLogger(__name__)
@@ -265,6 +271,7 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
                       blur_start_angstrom=cfg.blur_start_angstrom,
                       blur_steps=round(cfg.blur_epochs * steps_per_epoch),
                       kl_scale=kl_schedule(cfg, total_steps),
+                      kl_displacement=kl_displacement_schedule(cfg),
                       autotune=cfg.autotune, step_graph=cfg.step_graph,
                       open_split=(cfg.split_release_steps, model.decoder.open_split)
                       if cfg.split_release_steps and cfg.displacement_dims else None)

@@ -137,7 +137,8 @@ class TrainingObjective(nn.Module):
                 knn_cand: Tensor | None = None, knn_pick: Tensor | None = None,
                 knn_uniform: Tensor | None = None, knn_on: Tensor | None = None,
                 amplitude_on: Tensor | None = None,
-                blur_var: Tensor | None = None, kl_scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                blur_var: Tensor | None = None, kl_scale: Tensor | None = None,
+                kl_displacement: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """images (B, D, D) raw; rotations (B, 3, 3); shifts (B, 2) Å; ctf (B, 7) or None; eps (B, zdim);
         knn_* the kNN loss's drawn samples (:class:`losses.KnnSamples`; None: kNN loss inactive); knn_on () 1 or
         0 multiplies the kNN term (0 with placeholder samples: one compiled graph whether the loss is on or off);
@@ -145,7 +146,9 @@ class TrainingObjective(nn.Module):
         base only by its displacements; a tensor, so that switching it does not compile a second graph); blur_var
         () the variance (Å²) of a Gaussian low-pass of the render residual (None: the plain render term; see
         :func:`losses.render_lowpass`: a tensor, so that its schedule does not compile a second graph); kl_scale ()
-        multiplies the KL term's weight (the KL schedule of ``--kl-start-weight``; None: 1).
+        multiplies the KL term's weight (the KL schedule of ``--kl-start-weight``; None: 1); kl_displacement () the
+        latent split's displacement dimensions' KL scale at this step (``--kl-displacement-scale-start-steps``'s
+        schedule; None: ``weights.kl_displacement_scale``).
 
         A pure function of its tensor arguments (every random draw is made by the caller), with fixed shapes for
         a fixed batch size, so that on CUDA the whole forward and backward can be captured as CUDA graphs."""
@@ -195,9 +198,9 @@ class TrainingObjective(nn.Module):
         terms = torch.stack([render, kl, knn, smooth, dist, align, rep, amp_change, amp_gain, kl_amp])
         total = (terms * self.weight_vector).sum()
         # the logged KL stays the plain one; in the total its weight follows the schedule, and the displacement
-        # dimensions' part (kl - kl_amp) is weighed by kl_displacement_scale
-        s = w.kl_displacement_scale
-        if kl_scale is not None or (s != 1.0 and n_disp):
+        # dimensions' part (kl - kl_amp) is weighed by kl_displacement_scale (or this step's scale, when given)
+        s = w.kl_displacement_scale if kl_displacement is None else kl_displacement
+        if kl_scale is not None or (n_disp and (kl_displacement is not None or s != 1.0)):
             weighed = kl + (s - 1.0) * (kl - kl_amp) if n_disp else kl
             factor = 1.0 if kl_scale is None else kl_scale
             total = total + self.weight_vector[LOSS_TERMS.index("kl")] * (factor * weighed - kl)

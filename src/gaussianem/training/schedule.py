@@ -70,6 +70,15 @@ def kl_weight_at(step: int, total_steps: int, weight: float, start_weight: float
     return start_weight + (weight - start_weight) * (t - ramp_start) / max(1.0 - ramp_start, 1e-12)
 
 
+def kl_displacement_schedule(cfg: TrainConfig) -> Callable[[int], float] | None:
+    """step -> the displacement dimensions' KL scale under ``--kl-displacement-scale-start-steps`` (1 before that
+    step, ``--kl-displacement-scale`` from it on), or None where the scale is constant (the objective's own)."""
+    start, scale = cfg.kl_displacement_scale_start_steps, cfg.kl_displacement_scale
+    if not start or scale == 1.0:
+        return None
+    return lambda step: scale if step >= start else 1.0
+
+
 def kl_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float] | None:
     """step -> the KL weight's factor on ``cfg.kl_weight`` (``--kl-start-weight``'s schedule times the
     ``--kl-warmup-steps`` ramp), or None where the weight is constant."""

@@ -107,11 +107,13 @@ class Stepper:
                  autotune: bool = False, step_graph: bool | None = None, amplitude_start_steps: int = 0,
                  blur_start_angstrom: float = 0.0, blur_steps: int = 0,
                  kl_scale: Callable[[int], float] | None = None, amplitude_ramp_steps: int = 0,
+                 kl_displacement: Callable[[int], float] | None = None,
                  open_split: tuple[int, Callable[[], None]] | None = None) -> None:
         self.objective = objective
         self.open_split = open_split  # (S, action): the action runs once, when S steps have run (before step S + 1)
         self.amplitude_ramp_steps = int(amplitude_ramp_steps)
         self.kl_scale = kl_scale  # step -> the KL weight's factor (None: 1 throughout)
+        self.kl_displacement = kl_displacement  # step -> the displacement dimensions' KL scale (None: constant)
         self.blur_start_angstrom = float(blur_start_angstrom)
         self.blur_steps = int(blur_steps)
         self.amplitude_start_epoch = int(amplitude_start_epoch)
@@ -151,6 +153,7 @@ class Stepper:
         # the residual low-pass's variance (Å²), refilled each step (None: no low-pass, the plain render term)
         self._blur = torch.zeros((), device=device) if self.blur_start_angstrom > 0 else None
         self._kl = torch.ones((), device=device) if kl_scale is not None else None
+        self._kld = torch.ones((), device=device) if kl_displacement is not None else None
         self.optimizer, self.scheduler = optimizer, scheduler
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.pending: tuple | None = None
@@ -234,7 +237,9 @@ class Stepper:
             self._blur.fill_(blur_sigma(self.step_count, self.blur_start_angstrom, self.blur_steps) ** 2)
         if self._kl is not None:
             self._kl.fill_(self.kl_scale(self.step_count))
-        args = (images, rotations, shifts, ctf, eps, *knn, amp_on, self._blur, self._kl)
+        if self._kld is not None:
+            self._kld.fill_(self.kl_displacement(self.step_count))
+        args = (images, rotations, shifts, ctf, eps, *knn, amp_on, self._blur, self._kl, self._kld)
         self.step_count += 1
         info = (self.step_count, self.epoch, global_b, batch["index"])
         if self.step_graph and not self._graph_failed and b == self.batch_size:
@@ -261,10 +266,11 @@ class Stepper:
 
     def _forward_backward(self, args: tuple, b: int, global_b: int) -> tuple[Tensor, Tensor]:
         """Forward and backward of one step -> ([total, *terms] (1 + n_terms,), mu (B, zdim)); gradients in .grad."""
-        *tensors, amp_on, blur, kl = args
+        *tensors, amp_on, blur, kl, kld = args
         if self.cudagraphs and not self.step_graph:
             torch.compiler.cudagraph_mark_step_begin()
-        total, terms, mu = self.forward(*tensors, amplitude_on=amp_on, blur_var=blur, kl_scale=kl)
+        total, terms, mu = self.forward(*tensors, amplitude_on=amp_on, blur_var=blur, kl_scale=kl,
+                                        kl_displacement=kld)
         if self.world_size > 1 and b * self.world_size != global_b:
             # DDP averages the ranks' gradients with equal weights: weight this shard's mean by its share of an
             # uneven global batch, so the update is the single process's gradient of the global-batch mean
