@@ -14,13 +14,8 @@
 #  essfkd10_1:   essfkd10 on seed 1 (its FSC-AUC hold on a second seed)
 # Afterwards: python benchmarks/accuracy/issue17_acceptance.py --setting "essfkd10=2026-12-07-s27-gpu/s27b:essfkd10,DIR:essfkd10_1" ...
 # Run from the repository root on the device machine: D=$OUT bash benchmarks/results/2026-12-07-s27-gpu/next_call.sh
-. benchmarks/gpu/gpu_env.sh; gpu_env
-nvidia-smi --query-gpu=name --format=csv,noheader | tee "$D/gpu.txt"
-S=benchmarks/accuracy/gpu_issue17_screen.sh
-export EPOCHS=20 CRYODRGN=0 SCORE_EPOCHS="5 10" T_PRESET=${T_PRESET:-585}
 E="--encoder-split --amplitude-change signed --amplitude-encoder-freeze-steps 3125"
-W17=/tmp/w28a OUT=/tmp/s28a PACK=$D/s28a.tgz CHAINS=3 \
-  bash $S "essdf625kd10:$E --amplitude-start-steps 625 --kl-displacement-scale 10" \
+bash benchmarks/accuracy/gpu_issue17_call.sh s28a \
+  "essdf625kd10:$E --amplitude-start-steps 625 --kl-displacement-scale 10" \
   "essfkd10l:$E --kl-displacement-scale 10 --kl-displacement-scale-start-steps 3125" \
-  "essfkd10_1:$E --kl-displacement-scale 10 --seed 1" > "$D/c.log" 2>&1
-tail -n 60 "$D/c.log"
+  "essfkd10_1:$E --kl-displacement-scale 10 --seed 1"
