@@ -19,6 +19,7 @@ from gaussianem.io.dataset import write_ctf
 from gaussianem.io.writes import write_json_atomic
 from gaussianem.physics.rotation import random_rotations
 from gaussianem.training.config import TrainConfig
+from gaussianem.training.objective import LOSS_TERMS
 
 
 @pytest.fixture(scope="module")
@@ -426,11 +427,11 @@ def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: s
     return st, np.array([r.values for r in out]), model.state_dict(), st.bank.clone()
 
 
-def _assert_same_training(a, b) -> None:
+def _assert_same_training(a, b, loss_atol: float = 1e-5) -> None:
     """Two :func:`_graph_run` results: the same losses, weights after the AdamW updates, memory bank."""
     (_, va, wa, ba), (_, vb, wb, bb) = a, b
-    assert va.shape == vb.shape
-    np.testing.assert_allclose(vb, va, rtol=2e-3, atol=1e-5)
+    assert va.shape == vb.shape == (va.shape[0], 1 + len(LOSS_TERMS))
+    np.testing.assert_allclose(vb, va, rtol=2e-3, atol=loss_atol)
     for k, v in wa.items():
         if v.is_floating_point():
             torch.testing.assert_close(wb[k], v, rtol=2e-3, atol=1e-4, msg=k)
@@ -451,7 +452,7 @@ def test_cuda_graph_steps_match_eager_steps():
     saved = st.state()["optimizer"]["param_groups"][0]  # a checkpoint holds plain settings
     assert isinstance(saved["lr"], float) and saved["capturable"] is False
     assert saved["lr"] == pytest.approx(1e-3 / 9)
-    assert eager[1].shape == (8, 10)
+    assert eager[1].shape == (8, 1 + len(LOSS_TERMS))
     assert np.all(graphed[1][4:, 3] > 0)  # the kNN loss was on in the last four steps
     np.testing.assert_allclose(graphed[1], eager[1], rtol=2e-3, atol=1e-5)
     _assert_same_training(eager, whole)
@@ -469,7 +470,9 @@ def test_whole_step_graph_with_a_displacement_kl_scale_from_a_later_step():
     eager = _graph_run(batches, False, False, set(), **later)
     whole = _graph_run(batches, True, True, set(range(4, 8)), **later)
     assert whole[0]._graph is not None and not whole[0]._graph_failed, whole[0].graph_traceback
-    _assert_same_training(eager, whole)
+    # The KL terms (about 0.03) are sums of sigma^2 - log sigma^2 - 1 near 0: float order moves them by up to
+    # 8e-5 on an H100 once the fourfold displacement weight is on (session 28), above the other losses' 1e-5.
+    _assert_same_training(eager, whole, loss_atol=2e-4)
     plain = _graph_run(batches, False, False, set(), **opts)
     np.testing.assert_allclose(plain[1][:6], eager[1][:6], rtol=1e-5, atol=1e-6)
     assert not np.allclose(plain[1][6:, 0], eager[1][6:, 0], rtol=1e-5, atol=1e-6)
@@ -537,7 +540,7 @@ def test_whole_step_graph_with_a_partial_last_batch():
     st = whole[0]
     assert st._graph is not None and not st._graph_failed, st.graph_traceback
     assert st.state()["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 11)
-    assert eager[1].shape == (10, 10)
+    assert eager[1].shape == (10, 1 + len(LOSS_TERMS))
     _assert_same_training(eager, whole)
 
 
