@@ -34,6 +34,7 @@ SETTINGS = {
     "essd": "2026-12-07-s24-gpu/s24a:essd,2026-12-07-s24-gpu/s24a:essd1",
     "essdf": "2026-12-07-s25-gpu/s25a:essdf,2026-12-07-s25-gpu/s25b:essdf1",
     "essdf625": "2026-12-07-s25-gpu/s25a:essdf625,2026-12-07-s25-gpu/s25b:essdf625_1",
+    "essfkd10": "2026-12-07-s27-gpu/s27b:essfkd10,2026-12-08-s28-gpu/s28a:essfkd10_1",
 }
 CRYODRGN_DIRS = ["2026-12-07-s25-gpu/s25b"]
 PRESETS = {"adk": ("rho", "motion_r2"), "tcr-compositional": ("ari", "state_acc"),
@@ -54,6 +55,8 @@ def ours(spec: str, root: Path) -> dict[tuple[str, int], list[dict]]:
     for item in spec.split(","):
         folder, variant = item.rsplit(":", 1)
         base = Path(folder) if Path(folder).is_absolute() else root / folder
+        if not any(base.glob(f"*/{variant}.e*.metrics.json")):
+            raise SystemExit(f"issue17_acceptance: no {variant}.eE.metrics.json under {base}/PRESET/ ({item})")
         for preset in PRESETS:
             for epoch in (5, 20):
                 path = base / preset / f"{variant}.e{epoch}.metrics.json"
