@@ -384,8 +384,8 @@ def _graph_batches(sizes: list[int]) -> list[dict]:
 
 def _graph_run(batches: list[dict], graphs: bool, whole: bool, recompile_free: set[int], **options):
     """Two epochs of ``batches`` on CUDA (batch size 16, an lr schedule, the kNN loss and the amplitude changes on
-    in epoch 2) -> (Stepper, [total, *terms] per step (n_steps, 10), weights, bank). Steps in ``recompile_free``
-    must not compile again."""
+    in epoch 2) -> (Stepper, [total, *LOSS_TERMS] per step (n_steps, 1 + len(LOSS_TERMS)), weights, bank). Steps in
+    ``recompile_free`` must not compile again."""
     from gaussianem.gaussians import GaussianCloud
     from gaussianem.model import losses as L
     from gaussianem.model.vae import GaussianVAE
