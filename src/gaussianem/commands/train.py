@@ -60,8 +60,9 @@ _LOSSES = [
      "to --kl-weight at its end (default: --kl-weight throughout; issue 17 candidate)"),
     ("kl_ramp_start", float, "--kl-start-weight: the share of the run before the KL weight starts to rise"),
     ("kl_displacement_scale", float, "with --displacement-dims N: the KL weight of the N displacement dimensions "
-     "is this multiple of the amplitude dimensions' (default 1; issue 17 candidate: more than 1 keeps an unused "
-     "displacement dimension from waking late)"),
+     "is this multiple of the amplitude dimensions' (more than 1 keeps an unused displacement dimension "
+     "from waking late and fitting noise, but a motion may then be drawn by the amplitudes, fading instead of "
+     "moving (the report's \"Structure found\" table then shows a small end shift and a large amplitude change))"),
     ("kl_displacement_scale_start_steps", int, "--kl-displacement-scale applies from this optimizer step on (the "
      "displacement dimensions weighed as the amplitude ones before; default 0: from the start)"),
     ("kl_warmup_steps", int, "KL warm-up: the KL weight rises linearly from 0 at the first step to its value at "
