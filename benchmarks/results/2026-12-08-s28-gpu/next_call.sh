@@ -5,7 +5,8 @@
 # seeds (the defaults 8), but adk's motion lies in its amplitude dimensions on both seeds (the displacement part's
 # motion R² 0.10 at 20), so a warped atomic model would not move; with kd10 from step 3125 only (essfkd10l) or with
 # one displacement-only epoch (essdf625kd10) it still does. In essdf625 without kd (session 25), adk's motion goes to
-# the displacements by epoch 5. So essdf625 with kd10 from step 3125 only, on two seeds, and the same with the
+# the displacements by epoch 5 (their motion R² 0.80, the amplitude part's 0.20), and the amplitude encoder is frozen
+# from then on, so the scale from step 3125 should quiet the spare displacement dimensions, not move the motion. So essdf625 with kd10 from step 3125 only, on two seeds, and the same with the
 # amplitudes after two epochs (essdf: session 25's best adk FSC-AUC with the freeze):
 #  essdf625kd10l:   --amplitude-start-steps 625 --kl-displacement-scale 10 --kl-displacement-scale-start-steps 3125
 #  essdf625kd10l_1: the same, seed 1
