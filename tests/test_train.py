@@ -821,7 +821,7 @@ def test_kl_schedule_holds_the_start_weight_then_rises_to_the_kl_weight(dataset,
     """--kl-start-weight W0 --kl-ramp-start r: the KL weight is W0 for the first r of the run, then linear to
     --kl-weight at its end; in a run, each step's logged total is its logged terms weighted with that step's KL
     weight (the logged KL itself is the plain one)."""
-    from gaussianem.training.objective import LOSS_TERMS, LossWeights
+    from gaussianem.training.objective import LossWeights
     from gaussianem.training.schedule import kl_weight_at
 
     assert kl_weight_at(0, 100, 2e-5, 4e-6, 0.5) == 4e-6 and kl_weight_at(50, 100, 2e-5, 4e-6, 0.5) == 4e-6
@@ -851,7 +851,7 @@ def test_kl_warmup_ramps_the_kl_weight_from_zero(dataset, tmp_path):
     """--kl-warmup-steps N: the KL weight's factor is step / N up to step N, then 1, and multiplies
     --kl-start-weight's schedule; in a run each step's logged total carries the KL at that ramped weight."""
     from gaussianem.training.loop import train
-    from gaussianem.training.objective import LOSS_TERMS, LossWeights
+    from gaussianem.training.objective import LossWeights
     from gaussianem.training.schedule import kl_schedule, kl_weight_at
 
     cfg = _cfg(dataset[0], tmp_path / "run", epochs=2, knn_weight=0.0, kl_weight=0.5, kl_warmup_steps=4)
@@ -1104,7 +1104,7 @@ def test_kl_amplitude_is_the_split_amplitude_dimensions_share_of_the_kl(dataset,
 
     from gaussianem.model import losses as L
     from gaussianem.training.loop import train
-    from gaussianem.training.objective import LOSS_TERMS, LossWeights
+    from gaussianem.training.objective import LossWeights
 
     kw = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, zdim=6, knn_weight=0.0)
     split = train(_cfg(dataset[0], tmp_path / "split", epochs=1, displacement_dims=2, **kw))
@@ -1129,7 +1129,7 @@ def test_kl_displacement_scale_weighs_the_split_displacement_dimensions_kl():
     from gaussianem.model import losses as L
     from gaussianem.model.vae import GaussianVAE
     from gaussianem.training.config import resolve_auto
-    from gaussianem.training.objective import LOSS_TERMS, LossWeights, TrainingObjective, build_graphs, model_spec
+    from gaussianem.training.objective import LossWeights, TrainingObjective, build_graphs, model_spec
 
     pos, wid, amp = tiny_cloud()
     t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
