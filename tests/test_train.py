@@ -1071,6 +1071,31 @@ def test_amplitude_encoder_freeze_stops_the_amplitude_encoder_alone_after_its_st
     assert len(param_groups(model, 1e-4, 1.0)) == 1
 
 
+def test_amplitude_encoder_thaw_restarts_the_frozen_encoder_at_its_step(dataset, tmp_path):
+    """``--amplitude-encoder-thaw-steps T`` after a freeze at N: the group's factor is the run's before N, 0 from N
+    until T and the run's again from T; in a run (12 steps per epoch, N = 12, T = 24) the amplitude part's encoder
+    is the same after epochs 1 and 2 and has moved after epoch 3; a thaw without a freeze before it is refused."""
+    from gaussianem.training.loop import train
+    from gaussianem.training.schedule import group_lr_factors
+
+    kw = dict(decoder="control", n_control_points=12, control_neighbours=4, readout_rank=4, zdim=6,
+              knn_weight=0.0, encoder_split=True, amplitude_encoder_hidden=8, lr_schedule="constant")
+    factors = group_lr_factors([{"params": []}, {"params": [], "freeze_after": 12, "thaw_at": 24}], lambda s: 0.5)
+    assert [factors[1](s) for s in (11, 12, 23, 24, 30)] == [0.5, 0.0, 0.0, 0.5, 0.5]
+    assert [factors[0](s) for s in (11, 12, 24)] == [0.5, 0.5, 0.5]
+    run = train(_cfg(dataset[0], tmp_path / "thaw", epochs=3, amplitude_encoder_freeze_steps=12,
+                     amplitude_encoder_thaw_steps=24, **kw))
+    weights = [load_state(run / f"weights.{e}.pt")["model"] for e in (1, 2, 3)]
+    amp = [k for k in weights[0] if k.startswith("image_encoder.amplitude_") and k.endswith("weight")]
+    assert amp and all(torch.equal(weights[0][k], weights[1][k]) for k in amp)
+    assert any(not torch.equal(weights[1][k], weights[2][k]) for k in amp)
+    for freeze, thaw in ((0, 24), (24, 24), (30, 24)):
+        with pytest.raises(InputError, match="thaw"):
+            train(_cfg(dataset[0], tmp_path / f"bad{freeze}", epochs=1, amplitude_encoder_freeze_steps=freeze,
+                       amplitude_encoder_thaw_steps=thaw, **kw))
+        assert not (tmp_path / f"bad{freeze}").exists()
+
+
 def test_kl_displacement_scale_start_steps_applies_the_scale_from_its_step(dataset, tmp_path):
     """``--kl-displacement-scale S --kl-displacement-scale-start-steps N``: the displacement dimensions' KL scale is
     1 for steps before N and S from step N on; in a run (12 steps per epoch, N = 12) the weights after epoch 1 are

@@ -172,6 +172,10 @@ def _add_learning_rate(parser: argparse.ArgumentParser, d: dict) -> None:
     parser.add_argument("--amplitude-encoder-freeze-steps", type=int, default=d["amplitude_encoder_freeze_steps"],
                         help="with --encoder-split: the amplitude part's image encoder stops learning once this many "
                         "optimizer steps have run (0: never; issue 17 candidate) (default %(default)s)")
+    parser.add_argument("--amplitude-encoder-thaw-steps", type=int, default=d["amplitude_encoder_thaw_steps"],
+                        help="with --amplitude-encoder-freeze-steps: the amplitude part's image encoder learns again "
+                        "from this optimizer step on, at the run's rate then (e.g. the start of --lr-schedule wsd's "
+                        "decay; 0: never; issue 17 candidate, not yet measured on the GPU) (default %(default)s)")
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

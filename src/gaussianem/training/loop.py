@@ -257,7 +257,8 @@ def _make_stepper(cfg: TrainConfig, model: GaussianVAE, n_particles: int, device
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         wrapped = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    groups = param_groups(model, cfg.lr, cfg.readout_lr_scale, cfg.amplitude_encoder_freeze_steps)
+    groups = param_groups(model, cfg.lr, cfg.readout_lr_scale, cfg.amplitude_encoder_freeze_steps,
+                          cfg.amplitude_encoder_thaw_steps)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda" or None)
     sampler = ResumableBatchSampler(n_particles, cfg.batch_size, cfg.seed, rank=rank, world_size=world_size)
     steps_per_epoch = sampler.batches_per_epoch()

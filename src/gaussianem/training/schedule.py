@@ -11,12 +11,13 @@ from gaussianem.training.config import TrainConfig
 
 
 def param_groups(model: GaussianVAE, lr: float, readout_lr_scale: float,
-                 amplitude_encoder_freeze_steps: int = 0) -> list[dict]:
+                 amplitude_encoder_freeze_steps: int = 0, amplitude_encoder_thaw_steps: int = 0) -> list[dict]:
     """The trainable parameters as AdamW's groups: one at ``lr``, or, with ``readout_lr_scale`` != 1 and an
     amplitude read-out, the read-out's parameters (``decoder.readout_*``) in a second group at ``lr`` times it.
     With ``amplitude_encoder_freeze_steps`` > 0 and two image encoders (``--encoder-split``), the amplitude part's
     encoder (``image_encoder.amplitude_*``) is a group of its own, marked ``freeze_after``: that many steps (its
-    learning rate then falls to 0, :func:`group_lr_factors`)."""
+    learning rate then falls to 0, :func:`group_lr_factors`), and, with ``amplitude_encoder_thaw_steps`` > 0,
+    ``thaw_at``: the step from which it learns again at the run's rate."""
     rest, readout, amp_encoder = [], [], []
     freeze = amplitude_encoder_freeze_steps > 0
     for name, p in model.named_parameters():
@@ -31,17 +32,18 @@ def param_groups(model: GaussianVAE, lr: float, readout_lr_scale: float,
     groups = ([{"params": rest + readout}] if readout_lr_scale == 1.0 or not readout
               else [{"params": rest}, {"params": readout, "lr": lr * readout_lr_scale}])
     if amp_encoder:
-        groups.append({"params": amp_encoder, "freeze_after": amplitude_encoder_freeze_steps})
+        groups.append({"params": amp_encoder, "freeze_after": amplitude_encoder_freeze_steps,
+                       "thaw_at": amplitude_encoder_thaw_steps or None})
     return groups
 
 
 def group_lr_factors(groups: list[dict], factor: Callable[[int], float]) -> list[Callable[[int], float]]:
     """Per AdamW group, its learning-rate factor at step s (LambdaLR's lambdas): ``factor(s)``, and 0 from step
-    ``freeze_after`` on in a group that has it."""
-    def frozen(after: int) -> Callable[[int], float]:
-        return lambda s: 0.0 if s >= after else factor(s)
+    ``freeze_after`` on in a group that has it, until step ``thaw_at`` where it has one (``factor(s)`` again)."""
+    def frozen(after: int, thaw: int | None) -> Callable[[int], float]:
+        return lambda s: 0.0 if after <= s and (thaw is None or s < thaw) else factor(s)
 
-    return [frozen(g["freeze_after"]) if g.get("freeze_after") else factor for g in groups]
+    return [frozen(g["freeze_after"], g.get("thaw_at")) if g.get("freeze_after") else factor for g in groups]
 
 
 def lr_factor(step: int, total_steps: int, schedule: str, decay_fraction: float = 0.25) -> float:
