@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepared in session 29 for the next session's first device call (issue 17): NOT RUN (session 29 got no machine:
-# eight refused starts, then device loans were paused). Nine 20-epoch runs, the three presets, scored at 5, 10, 20
+# twelve refused tries, then device loans were paused). Nine 20-epoch runs, the three presets, scored at 5, 10, 20
 # (about 560 s on an H100; timeout_s 600, carry .whl), and in the background while the presets simulate, preprocess
 # and fit, the three whole-step CUDA-graph tests that failed in session 28 and were fixed in the tests (tests.log).
 #  essdf625kd10l:  --amplitude-start-steps 625 --kl-displacement-scale 10 --kl-displacement-scale-start-steps 3125
