@@ -11,14 +11,14 @@
 #  essdf625kd10l:   --amplitude-start-steps 625 --kl-displacement-scale 10 --kl-displacement-scale-start-steps 3125
 #  essdf625kd10l_1: the same, seed 1
 #  essdfkd10l:      --amplitude-start-steps 1250 and the same scale from step 3125
-# Afterwards: python benchmarks/accuracy/issue17_acceptance.py --setting "essdf625kd10l=DIR/s29a:essdf625kd10l,DIR/s29a:essdf625kd10l_1" --setting "essdfkd10l=DIR/s29a:essdfkd10l"
-# and look where adk's motion lies: grep displacements DIR/s29a/adk/*.e20.groups.md (motion R² of the part).
+# Afterwards: python benchmarks/accuracy/issue17_acceptance.py --setting "essdf625kd10l=DIR/s29c:essdf625kd10l,DIR/s29c:essdf625kd10l_1" --setting "essdfkd10l=DIR/s29c:essdfkd10l"
+# and look where adk's motion lies: grep displacements DIR/s29c/adk/*.e20.groups.md (motion R² of the part).
 # Run from the repository root on the device machine: D=$OUT bash benchmarks/results/2026-12-08-s28-gpu/next_call.sh
 # On the same warm machine right after (session 28 fixed these three tests and could not re-run them):
 #   . benchmarks/gpu/gpu_env.sh; gpu_env; python -m pytest -q tests/test_train.py -k graph -p no:logging
 E="--encoder-split --amplitude-change signed --amplitude-encoder-freeze-steps 3125"
 L="--kl-displacement-scale 10 --kl-displacement-scale-start-steps 3125"
-bash benchmarks/accuracy/gpu_issue17_call.sh s29a \
+bash benchmarks/accuracy/gpu_issue17_call.sh s29c \
   "essdf625kd10l:$E --amplitude-start-steps 625 $L" \
   "essdf625kd10l_1:$E --amplitude-start-steps 625 $L --seed 1" \
   "essdfkd10l:$E --amplitude-start-steps 1250 $L"
