@@ -78,3 +78,35 @@ def test_a_missing_run_is_an_error(acceptance, tmp_path):
     _write(tmp_path / "s", "adk", "v0", 5, {"rho": 0.9})
     with pytest.raises(SystemExit, match=r"no v1\.eE\.metrics\.json under .*s/PRESET/ \(s:v1\)"):
         acceptance.ours("s:v0,s:v1", tmp_path)
+
+
+def _groups_md(r2_disp: float, r2_amp: float, epoch: int) -> str:
+    """A table as benchmarks/accuracy/latent_groups.py prints it (adk: no states, so no probe or ARI)."""
+    return ("| epoch | dimensions | state probe | motion R² | within-state motion R² | k-means ARI | sd of μ |\n"
+            "| ---: | --- | ---: | ---: | ---: | ---: | --- |\n"
+            f"| {epoch} | 0:3 (displacements) | – | {r2_disp:.3f} | {r2_disp:.3f} | – | 0.92 0.04 0.03 |\n"
+            f"| {epoch} | 3:10 (amplitudes) | – | {r2_amp:.3f} | {r2_amp:.3f} | – | 1.71 1.33 1.21 |\n"
+            f"| {epoch} | all | – | 0.882 | 0.882 | – | 0.92 0.04 0.03 1.71 1.33 1.21 |\n")
+
+
+def test_motion_location_reads_where_the_motion_lies(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("motion_location",
+                                                  ROOT / "benchmarks" / "accuracy" / "motion_location.py")
+    ml = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ml)
+    out = tmp_path / "s"
+    # "held": the motion in the amplitude part, abs(ρ) flat; "moves": in the displacements, abs(ρ) rising
+    for variant, rhos, parts in (("held", (0.912, 0.912, 0.913), ((0.02, 0.83), (0.11, 0.83))),
+                                 ("moves", (0.896, 0.930, 0.930), ((0.80, 0.20), (0.87, 0.20)))):
+        for epoch, rho in zip((5, 10, 20), rhos, strict=True):
+            _write(out, "adk", variant, epoch, {"rho": rho})
+            _write(out, "tcr-mixed", variant, epoch, {"ari": 0.99})
+        for epoch, (d, a) in zip((5, 20), parts, strict=True):
+            (out / "adk" / f"{variant}.e{epoch}.groups.md").write_text(_groups_md(d, a, epoch))
+    assert ml.group_r2(out / "adk" / "held.e20.groups.md") == {"displacements": 0.11, "amplitudes": 0.83,
+                                                                "all": 0.882}
+    assert ml.main([f"{out}:held", f"{out}:moves"]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(r[3].strip(), r[5].strip()) for r in rows] == [("+0.001", "amplitudes"), ("+0.034", "displacements")]
+    assert rows[0][4].strip() == "0.02 / 0.83 → 0.11 / 0.83"
+    assert ml.main([f"{out}:absent"]) == 2

@@ -14,6 +14,11 @@
 # five freeze runs measured (essf, essfkd10 seeds 0 / 1, essdf625kd10, essfkd10l) tcr-mixed's amplitude part has
 # k-means ARI 0.993-0.997 at 5, 10 and 20 alike; the defaults rise to 0.9998 / 0.999 at 20, during the decay; so
 # issue 17's tcr-mixed ARI at 20 (cryoDRGN 0.9992) cannot be met under a freeze that lasts to the end.
+# Session 30 (no machine either; RESULTS.md freeze-caps-2026-12-08): the freeze also holds adk's order when the
+# motion lies in the amplitude part, so expect essfkd10t's adk abs(rho) at 20 near 0.925 at best (what it measures
+# is the thaw's FSC-AUC cost and tcr-mixed's ARI / state probe at 20); essdf625kd10l is essdf625 up to step 3125
+# (adk abs(rho) at 5 0.896: short). Then: python benchmarks/accuracy/motion_location.py DIR/s29a:essdf625kd10l
+# DIR/s29a:essdf625kd10lt DIR/s29a:essfkd10t (where adk's motion lies, and its rise from 5 to 20).
 # Run from the repository root on the device machine: D=$OUT bash benchmarks/results/2026-12-08-s29-gpu/next_call.sh
 # Afterwards: python benchmarks/accuracy/issue17_acceptance.py --setting "essfkd10=2026-12-07-s27-gpu/s27b:essfkd10,2026-12-08-s28-gpu/s28a:essfkd10_1" --setting "essdf625kd10l=DIR/s29a:essdf625kd10l" --setting "essdf625kd10lt=DIR/s29a:essdf625kd10lt" --setting "essfkd10t=DIR/s29a:essfkd10t"
 # and where adk's motion lies: grep displacements DIR/s29a/adk/*.e20.groups.md. A second call: session 28's
