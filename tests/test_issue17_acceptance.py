@@ -13,13 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def acceptance():
-    spec = importlib.util.spec_from_file_location("issue17_acceptance",
-                                                  ROOT / "benchmarks" / "accuracy" / "issue17_acceptance.py")
+def _script(name: str):
+    """benchmarks/accuracy/NAME.py as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "accuracy" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def acceptance():
+    return _script("issue17_acceptance")
 
 
 def _write(folder: Path, preset: str, variant: str, epoch: int, ours: dict, cryodrgn: dict | None = None) -> None:
@@ -90,10 +94,7 @@ def _groups_md(r2_disp: float, r2_amp: float, epoch: int) -> str:
 
 
 def test_motion_location_reads_where_the_motion_lies(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("motion_location",
-                                                  ROOT / "benchmarks" / "accuracy" / "motion_location.py")
-    ml = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ml)
+    ml = _script("motion_location")
     out = tmp_path / "s"
     # "held": the motion in the amplitude part, abs(ρ) flat; "moves": in the displacements, abs(ρ) rising
     for variant, rhos, parts in (("held", (0.912, 0.912, 0.913), ((0.02, 0.83), (0.11, 0.83))),
